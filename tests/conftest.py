@@ -1,0 +1,32 @@
+"""Shared test set-up.
+
+TRITON_INTERPRET must be set before any module that defines @triton.jit kernels is imported, so
+it is set here, at conftest import time, whenever no CUDA device is present. On a GPU machine the
+same tests run compiled.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch missing is reported by the imports themselves
+        return False
+
+
+if not _cuda_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Worker processes started by tests import the tree under test, not an installed copy.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
