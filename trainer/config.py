@@ -1,0 +1,275 @@
+"""The typed configuration schema: load YAML, merge dot-list overrides, validate, save.
+
+Every field has a docstring-like comment; validation names the offending key and the valid
+choices, and runs before any process starts (the launcher calls `load_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key and how to fix it."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"  # run directory name: outputs go to <out_dir>/<name>/
+    out_dir: str = "runs"  # parent folder of run directories
+    seed: int = 0  # global seed; per-rank streams derive from it
+    resume: str = "auto"  # "auto": continue the run dir's latest complete checkpoint; "none"; or a run dir / checkpoint path
+
+
+@dataclass
+class DataConfig:
+    urls: str = ""  # WebDataset shard URLs: local brace pattern, http(s)://..., or pipe:CMD
+    prepare: str = "none"  # "digits": write the embedded scikit-learn digits to `urls`' folder first if missing
+    resolution: int = 32  # training resolution (a power of two); images are resized to it on load
+    channels: int = 3  # image channels (1 grayscale, 3 RGB)
+    num_classes: int = 0  # 0: unconditional; >0: labels read from each sample's `cls`
+    xflip: bool = False  # random horizontal flips (not for digits: a flipped 2 is no 2)
+    workers: int = 1  # loader worker processes per rank (0: load in the training process)
+    shuffle_buffer: int = 512  # samples held for shuffling within each worker's stream
+
+
+@dataclass
+class ModelConfig:
+    family: str = "stylegan2"  # model family; see trainer.models.FAMILIES
+    z_dim: int = 512  # latent size
+    w_dim: int = 512  # intermediate latent size
+    mapping_layers: int = 8  # layers in the mapping network
+    channel_base: int = 32768  # channels at resolution r are min(channel_base // r, channel_max)
+    channel_max: int = 512
+    conditional: bool = True  # use class labels when data.num_classes > 0
+    mbstd_group: int = 4  # minibatch-stddev group size in D
+    conv_clamp: Optional[float] = 256.0  # clamp conv outputs to +-this (None: no clamp)
+    mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
+
+
+@dataclass
+class LossConfig:
+    r1_gamma: float = 10.0  # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2)
+    d_reg_interval: int = 16  # lazy R1: every N steps (0 disables R1)
+    g_reg_interval: int = 4  # lazy path length: every N steps (0 disables)
+    pl_weight: float = 2.0  # path-length weight (0 disables)
+    pl_batch_shrink: int = 2  # path length runs on batch // this
+    pl_decay: float = 0.01  # decay of the running path-length mean
+    style_mixing: float = 0.9  # probability of mixing two latents per sample
+
+
+@dataclass
+class OptimConfig:
+    g_lr: float = 0.002
+    d_lr: float = 0.002
+    beta1: float = 0.0
+    beta2: float = 0.99
+    eps: float = 1e-8
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32  # global batch (all ranks together); must divide by the world size
+    kimg: float = 25000.0  # training length in thousands of real images shown to D
+    ema_kimg: float = 10.0  # G_ema half-life in kimg
+    ema_rampup: Optional[float] = 0.05  # half-life at most cur_kimg * this early on (None: off)
+    zero_stage: int = 0  # DeepSpeed ZeRO stage for G and D: 0, 1 or 2
+    precision: str = "fp32"  # "fp32" or "bf16"
+    checkpoint_kimg: float = 50.0  # checkpoint every N kimg (and at the end)
+    keep_checkpoints: int = 3  # complete checkpoints kept (at least 2)
+    sample_kimg: float = 50.0  # sample grid every N kimg (and at the end)
+    log_every: int = 20  # steps between metric/log flushes (the only host syncs)
+    deterministic: bool = False  # deterministic algorithms (for exact resume tests)
+    threads: int = 0  # torch CPU threads per rank (0: cores // local ranks)
+
+
+@dataclass
+class LaunchConfig:
+    nproc_per_node: int = 1  # local ranks spawned by `hiresgan train`
+    max_restarts: int = 0  # elastic-agent restarts of the worker group after a failure
+    master_addr: str = "127.0.0.1"  # rendezvous host
+    master_port: int = 0  # rendezvous port (0: a free one)
+    backend: str = "auto"  # torch.distributed backend: auto (nccl on GPU, else gloo), gloo, nccl
+
+
+@dataclass
+class MetricsConfig:
+    port: int = 9400  # Prometheus port of local rank 0 (local rank r serves port + r); 0 disables
+    bind: str = "127.0.0.1"  # address the metrics endpoint binds to (0.0.0.0 for remote scrapes)
+    job: str = ""  # `job` label value (default: run.name)
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.out_dir) / self.run.name
+
+    @property
+    def c_dim(self) -> int:
+        """Label dimension the networks see (0 when unconditional)."""
+        return self.data.num_classes if self.model.conditional else 0
+
+
+# Fields whose value must come from a fixed set.
+CHOICES = {
+    "data.prepare": ("none", "digits"),
+    "train.precision": ("fp32", "bf16"),
+    "train.zero_stage": (0, 1, 2),
+    "launch.backend": ("auto", "gloo", "nccl"),
+}
+
+
+def _fail(key: str, message: str) -> None:
+    raise ConfigError(f"config key '{key}': {message}")
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n >= 4 and (n & (n - 1)) == 0
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges and choices the type system cannot express; raise ConfigError naming the key."""
+    from trainer.models import FAMILIES  # late: models import torch, config must stay light
+
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            if key == "train.zero_stage" and value == 3:
+                _fail(key, "ZeRO stage 3 is not supported: the two-engine GAN (G and D) breaks "
+                      "under ZeRO-3 partitioned parameters (DeepSpeed issues #4923, #700); use 0, 1 or 2")
+            _fail(key, f"got {value!r}; valid choices: {', '.join(map(str, allowed))}")
+    if cfg.model.family not in FAMILIES:
+        _fail("model.family", f"got {cfg.model.family!r}; valid choices: {', '.join(sorted(FAMILIES))}")
+    if not _is_power_of_two(cfg.data.resolution):
+        _fail("data.resolution", f"got {cfg.data.resolution}; must be a power of two >= 4 (e.g. 32, 256, 1024)")
+    if cfg.data.channels not in (1, 3):
+        _fail("data.channels", f"got {cfg.data.channels}; valid choices: 1, 3")
+    if not cfg.data.urls:
+        _fail("data.urls", "is empty; set it to your shard pattern, e.g. data.urls='/data/ffhq/shard-{000000..000099}.tar'")
+    positive = {
+        "train.batch_size": cfg.train.batch_size, "train.kimg": cfg.train.kimg,
+        "train.ema_kimg": cfg.train.ema_kimg, "train.checkpoint_kimg": cfg.train.checkpoint_kimg,
+        "train.sample_kimg": cfg.train.sample_kimg, "train.log_every": cfg.train.log_every,
+        "launch.nproc_per_node": cfg.launch.nproc_per_node, "model.z_dim": cfg.model.z_dim,
+        "model.w_dim": cfg.model.w_dim, "model.channel_base": cfg.model.channel_base,
+        "model.channel_max": cfg.model.channel_max, "optim.g_lr": cfg.optim.g_lr,
+        "optim.d_lr": cfg.optim.d_lr, "loss.pl_batch_shrink": cfg.loss.pl_batch_shrink,
+        "model.mbstd_group": cfg.model.mbstd_group, "data.shuffle_buffer": cfg.data.shuffle_buffer,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            _fail(key, f"got {value}; must be > 0")
+    non_negative = {
+        "data.num_classes": cfg.data.num_classes, "data.workers": cfg.data.workers,
+        "loss.r1_gamma": cfg.loss.r1_gamma, "loss.d_reg_interval": cfg.loss.d_reg_interval,
+        "loss.g_reg_interval": cfg.loss.g_reg_interval, "loss.pl_weight": cfg.loss.pl_weight,
+        "launch.max_restarts": cfg.launch.max_restarts, "train.threads": cfg.train.threads,
+        "model.mapping_layers": cfg.model.mapping_layers,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            _fail(key, f"got {value}; must be >= 0")
+    if not 0.0 <= cfg.loss.style_mixing <= 1.0:
+        _fail("loss.style_mixing", f"got {cfg.loss.style_mixing}; must be a probability in [0, 1]")
+    if not 0.0 < cfg.loss.pl_decay <= 1.0:
+        _fail("loss.pl_decay", f"got {cfg.loss.pl_decay}; must be in (0, 1]")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg.optim, key) < 1.0:
+            _fail(f"optim.{key}", f"got {getattr(cfg.optim, key)}; must be in [0, 1)")
+    if cfg.train.keep_checkpoints < 2:
+        _fail("train.keep_checkpoints", f"got {cfg.train.keep_checkpoints}; keep at least 2 so a damaged newest checkpoint has a fallback")
+    if not 0 <= cfg.metrics.port <= 65535:
+        _fail("metrics.port", f"got {cfg.metrics.port}; must be a TCP port (1-65535) or 0 to disable")
+    if not 0 <= cfg.launch.master_port <= 65535:
+        _fail("launch.master_port", f"got {cfg.launch.master_port}; must be a TCP port or 0 for a free one")
+    if cfg.model.conditional and cfg.data.num_classes == 1:
+        _fail("data.num_classes", "is 1; a conditional model needs at least 2 classes (or set model.conditional=false)")
+    return cfg
+
+
+def _structured_error(source: str, exc: OmegaConfBaseException) -> ConfigError:
+    key = getattr(exc, "full_key", None) or "?"
+    reason = str(exc).splitlines()[0]
+    if "Key '" in reason and "not in" in reason:
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        node = Config() if not section else getattr(Config(), section, None)
+        valid = sorted(f.name for f in dataclasses.fields(node)) if dataclasses.is_dataclass(node) else []
+        hint = f"; valid keys{' under ' + section if section else ''}: {', '.join(valid)}" if valid else ""
+        return ConfigError(f"{source}: unknown config key '{key}'{hint}")
+    return ConfigError(f"{source}: config key '{key}': {reason}")
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML file (or only defaults when path is None), apply dot-list overrides, validate."""
+    schema = OmegaConf.structured(Config)
+    merged = schema
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist; pass a YAML file such as configs/digits.yaml")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        except OmegaConfBaseException as exc:
+            raise _structured_error(str(path), exc) from None
+        except Exception as exc:  # YAML syntax errors
+            raise ConfigError(f"{path}: cannot parse YAML: {exc}") from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.kimg=50)")
+    try:
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides or [])))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise _structured_error("command-line override", exc) from None
+    assert isinstance(cfg, Config)
+    return validate(cfg)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config from `to_dict` output (e.g. a run's config.json), validating again."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(data))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise _structured_error("saved config", exc) from None
+    return validate(cfg)
+
+
+def save_config(cfg: Config, run_dir: Path) -> None:
+    """Write the resolved config as YAML (for people) and JSON (for programs), atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = to_dict(cfg)
+    for name, text in (("config.yaml", OmegaConf.to_yaml(OmegaConf.create(data))),
+                       ("config.json", json.dumps(data, indent=2))):
+        tmp = run_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(run_dir / name)
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"'{run_dir}' has no config.json; is it a hiresgan run directory?")
+    return from_dict(json.loads(path.read_text()))

@@ -1,0 +1,201 @@
+"""Streaming training data from WebDataset shards, deterministic and resumable.
+
+Each rank runs `workers` loader processes; every (rank, worker) pair is one *slot* of
+world_size * workers. Per epoch the shard list is permuted with the run seed; with at least
+as many shards as slots each slot reads its own shards, otherwise every slot reads all shards
+and keeps every n-th sample, so streams stay disjoint and no slot ever runs dry (no hang when
+shards < ranks x workers). The stream is infinite (epochs are counted in images, not passes).
+
+Exact resume: the stream is a pure function of (seed, slot), so a restart at batch b skips the
+first b batches of raw samples *before* decoding them, which costs reading bytes only.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+import braceexpand
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "ppm", "bmp")
+
+
+class Batch(NamedTuple):
+    images: torch.Tensor  # uint8 [B, C, H, W]
+    labels: torch.Tensor  # int64 [B] (zeros when unlabeled)
+    skipped: int  # corrupt samples skipped while assembling this batch
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What one rank's stream must produce."""
+
+    urls: tuple[str, ...]
+    seed: int
+    rank: int
+    world_size: int
+    batch_size: int  # per rank
+    resolution: int
+    channels: int
+    labeled: bool
+    xflip: bool
+    shuffle_buffer: int
+    start_batch: int = 0  # batches this rank already consumed (resume)
+
+
+def expand_urls(pattern: str) -> list[str]:
+    """Expand brace patterns in a whitespace- or '::'-separated list of URLs."""
+    urls: list[str] = []
+    for part in pattern.replace("::", " ").split():
+        urls.extend(braceexpand.braceexpand(part))
+    return urls
+
+
+def _slot_shards(spec: StreamSpec, slot: int, slots: int, epoch: int) -> tuple[list[str], int, int]:
+    """The shards this slot reads in `epoch`, and the (stride, offset) of the samples it keeps."""
+    order = np.random.default_rng([spec.seed, epoch, 0x5A4D]).permutation(len(spec.urls))
+    shuffled = [spec.urls[i] for i in order]
+    if len(shuffled) >= slots:
+        return shuffled[slot::slots], 1, 0
+    return shuffled, slots, slot
+
+
+def _raw_samples(urls: list[str], counter: list[int]) -> Iterator[dict]:
+    """Undecoded samples {'__key__', 'png', 'cls', ...} from the tars, skipping broken entries."""
+    warned: set[str] = set()
+
+    def skip(exc: Exception) -> bool:
+        counter[0] += 1
+        url = getattr(exc, "args", [None])
+        name = str(url[-1]) if url else "?"
+        if name not in warned:  # once per shard, not once per sample
+            warned.add(name)
+            log.warning("skipping unreadable data in %s: %s", name, exc)
+        return True
+
+    streams = url_opener(({"url": u} for u in urls), handler=skip)
+    yield from group_by_keys(tar_file_expander(streams, handler=skip), handler=skip)
+
+
+def _shuffled(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator) -> Iterator[dict]:
+    buffer: list[dict] = []
+    for sample in samples:
+        if len(buffer) < buffer_size:
+            buffer.append(sample)
+            continue
+        i = int(rng.integers(len(buffer)))
+        buffer[i], sample = sample, buffer[i]
+        yield sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def decode_image(sample: dict, resolution: int, channels: int) -> np.ndarray:
+    """Decode a sample's image to uint8 [C, resolution, resolution]."""
+    ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
+    if ext is None:
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no image "
+                         f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+    with Image.open(io.BytesIO(sample[ext])) as img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        if img.size != (resolution, resolution):
+            # Progressive growing trains below the stored resolution; the box filter is the
+            # area average, the right low-pass for integer factors.
+            resample = Image.BOX if img.size[0] > resolution else Image.LANCZOS
+            img = img.resize((resolution, resolution), resample)
+        array = np.asarray(img, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def decode_label(sample: dict) -> int:
+    if "cls" not in sample:
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no 'cls' label; "
+                         "set data.num_classes=0 for unlabeled data")
+    return int(sample["cls"].decode().strip())
+
+
+class ShardStream(IterableDataset):
+    """An infinite stream of decoded batches for one rank (split further across its workers)."""
+
+    def __init__(self, spec: StreamSpec):
+        super().__init__()
+        if not spec.urls:
+            raise ValueError("data.urls expands to no shards")
+        self.spec = spec
+
+    def _worker(self) -> tuple[int, int]:
+        info = get_worker_info()
+        return (0, 1) if info is None else (info.id, info.num_workers)
+
+    def raw_stream(self, slot: int, slots: int) -> Iterator[dict]:
+        """This slot's undecoded samples, epoch after epoch, in their final (shuffled) order."""
+        counter = [0]
+        for epoch in itertools.count():
+            urls, stride, offset = _slot_shards(self.spec, slot, slots, epoch)
+            samples = itertools.islice(_raw_samples(urls, counter), offset, None, stride)
+            rng = np.random.default_rng([self.spec.seed, epoch, slot, 0x5348])
+            produced = 0
+            for sample in _shuffled(samples, self.spec.shuffle_buffer, rng):
+                sample["__skipped__"], counter[0] = counter[0], 0
+                produced += 1
+                yield sample
+            if produced == 0:
+                raise RuntimeError(f"data slot {slot} read no samples from {len(urls)} shard(s) "
+                                   f"(first: {urls[0] if urls else None}); are the shards empty or unreadable?")
+
+    def __iter__(self) -> Iterator[Batch]:
+        spec = self.spec
+        loader_worker, workers = self._worker()
+        # The DataLoader asks its workers round-robin starting at worker 0, and in an unbroken
+        # run logical worker w makes every batch b with b % workers == w. After a restart at
+        # start_batch, loader worker 0 must therefore play logical worker start_batch % workers.
+        worker = (loader_worker + spec.start_batch) % workers
+        slot, slots = spec.rank * workers + worker, spec.world_size * workers
+        done = len(range(worker, spec.start_batch, workers))
+        raw = itertools.islice(self.raw_stream(slot, slots), done * spec.batch_size, None)
+        for local_batch in itertools.count(done):
+            # Seeded per batch, so a resumed stream makes the same flips as an unbroken one.
+            flip_rng = np.random.default_rng([spec.seed, slot, local_batch, 0x464C])
+            images, labels, skipped = [], [], 0
+            while len(images) < spec.batch_size:
+                sample = next(raw)
+                skipped += sample["__skipped__"]
+                try:
+                    image = decode_image(sample, spec.resolution, spec.channels)
+                    label = decode_label(sample) if spec.labeled else 0
+                except Exception as exc:  # a truncated or corrupt image: skip it, keep training
+                    skipped += 1
+                    log.warning("skipping sample %s from %s: %s", sample.get("__key__"), sample.get("__url__"), exc)
+                    continue
+                if spec.xflip and flip_rng.random() < 0.5:
+                    image = image[:, :, ::-1]
+                images.append(np.ascontiguousarray(image))
+                labels.append(label)
+            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), skipped)
+
+
+def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:
+    """An endless iterator of Batches for this rank."""
+    dataset = ShardStream(spec)
+    if workers == 0:
+        return iter(dataset)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True,
+                        prefetch_factor=4)
+    return iter(loader)
+
+
+def to_training_tensor(images: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 [0, 255] -> float in [-1, 1] on the training device."""
+    return images.to(device, non_blocking=True).to(dtype) / 127.5 - 1.0
