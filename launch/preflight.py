@@ -1,0 +1,72 @@
+"""Checks and preparation that run once, before any training process starts, so bad input fails
+fast with one clear line and nothing in the run directory is overwritten."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+from trainer import checkpoint
+from trainer.config import Config, ConfigError
+from trainer.data import expand_urls
+from trainer.digits import ensure_digit_shards
+
+
+def is_remote(url: str) -> bool:
+    return url.startswith(("http://", "https://", "pipe:", "s3://", "gs://"))
+
+
+def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300) -> None:
+    """Write the embedded dataset when asked, then check that every local shard exists."""
+    urls = expand_urls(cfg.data.urls)
+    if not urls:
+        raise ConfigError(f"config key 'data.urls': '{cfg.data.urls}' names no shard")
+    if cfg.data.prepare == "digits":
+        folder = Path(urls[0]).parent
+        if is_main:
+            ensure_digit_shards(folder)
+        else:  # another rank of an external launch writes them; wait for its manifest
+            deadline = time.monotonic() + wait_seconds
+            while not (folder / "manifest.json").is_file() and time.monotonic() < deadline:
+                time.sleep(0.5)
+    missing = [u for u in urls if not is_remote(u) and not Path(u).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ConfigError(f"config key 'data.urls': {len(missing)} of {len(urls)} shard(s) not found: {shown}; "
+                          "write shards with `hiresgan shards SRC OUT` or fix the pattern")
+
+
+def check_resume(cfg: Config) -> Optional[Path]:
+    """Validate an explicit resume source now (auto-resume is decided by rank 0 at start-up)."""
+    if cfg.run.resume in ("auto", "none"):
+        if cfg.run.resume == "none" and checkpoint.list_checkpoints(cfg.run_dir):
+            raise ConfigError(f"run directory '{cfg.run_dir}' already has checkpoints and run.resume=none; "
+                              "continue it with run.resume=auto or choose a new run.name (nothing was changed)")
+        return None
+    source = Path(cfg.run.resume)
+    if not source.exists():
+        raise ConfigError(f"--resume '{source}' does not exist; pass a run directory or one of its "
+                          "checkpoints/step-* folders")
+    try:
+        found = checkpoint.find_resumable(source)
+    except checkpoint.CheckpointError as exc:
+        raise ConfigError(f"--resume: {exc}") from None
+    if found is None:
+        raise ConfigError(f"--resume '{source}' holds no complete checkpoint to resume from")
+    return found
+
+
+def launched_externally() -> bool:
+    """True inside torchrun / an elastic agent / an srun step that already made the ranks."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
+
+
+def wait_for_config(run_dir: Path, wait_seconds: float = 300) -> None:
+    """Ranks other than 0 of an external launch wait until rank 0 wrote the resolved config."""
+    deadline = time.monotonic() + wait_seconds
+    while not (Path(run_dir) / "config.json").is_file():
+        if time.monotonic() > deadline:
+            raise ConfigError(f"rank 0 did not write {run_dir}/config.json within {wait_seconds:.0f} s")
+        time.sleep(0.5)

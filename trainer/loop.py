@@ -1,0 +1,282 @@
+"""The training loop of one rank: G main, G reg, D main, D reg phases, EMA, logs, checkpoints.
+
+Reads like a table of contents: `Trainer.__init__` builds everything, `run` loops over steps,
+each step runs the phases (StyleGAN2-ADA's schedule with lazy regularization) and then the
+bookkeeping that is due. Host syncs (`.item()`) happen only on log steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from prometheus_client import CollectorRegistry
+
+from trainer import checkpoint, distributed, losses
+from trainer.config import Config
+from trainer.data import StreamSpec, expand_urls, make_loader, to_training_tensor
+from trainer.distributed import DistEnv
+from trainer.ema import ema_beta, update_ema
+from trainer.export import export_generator
+from trainer.images import save_grid
+from trainer.metrics import JsonlLog, TrainingMetrics
+from trainer.models import build_networks
+from trainer.progress import ProgressBar
+from trainer.sample import latent
+
+log = logging.getLogger(__name__)
+
+GRID_COLUMNS = 8
+
+
+def lazy_adam(lr: float, beta1: float, beta2: float, interval: int) -> tuple[float, tuple[float, float]]:
+    """Lazy regularization steps the optimizer interval+1 times per `interval` batches, so lr and
+    betas are rescaled to keep the per-batch dynamics (Karras et al. 2020, appendix B)."""
+    if interval <= 0:
+        return lr, (beta1, beta2)
+    ratio = interval / (interval + 1)
+    return lr * ratio, (beta1 ** ratio, beta2 ** ratio)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, env: DistEnv, *, registry: Optional[CollectorRegistry] = None,
+                 resume_from: Optional[Path] = None):
+        self.cfg, self.env = cfg, env
+        self.run_dir = cfg.run_dir
+        if cfg.train.batch_size % env.world_size:
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} does not divide by the world size "
+                             f"{env.world_size}; use a multiple of {env.world_size}")
+        self.batch = cfg.train.batch_size // env.world_size  # per rank
+        self.dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
+        self.c_dim = cfg.c_dim
+
+        # Identical initial weights on every rank, then per-rank random streams.
+        torch.manual_seed(cfg.run.seed)
+        G, D = build_networks(cfg)
+        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False).to(env.device)
+        self.G_engine = self._engine(G.to(env.device), cfg.optim.g_lr, self._g_reg_interval)
+        self.D_engine = self._engine(D.to(env.device), cfg.optim.d_lr, self._d_reg_interval)
+        self.G, self.D = self.G_engine.module, self.D_engine.module
+        torch.manual_seed(cfg.run.seed * 1000 + 1 + env.rank)
+
+        self.pl_mean = torch.zeros([], device=env.device)
+        self.progress = checkpoint.Progress(world_size=env.world_size)
+        if resume_from is not None:
+            self.progress, tensors = checkpoint.load(resume_from, G_engine=self.G_engine, D_engine=self.D_engine,
+                                                     G_ema=self.G_ema, rank=env.rank, world_size=env.world_size)
+            self.pl_mean.copy_(tensors["pl_mean"])
+            if env.is_main:
+                log.info("resumed from %s at %.1f kimg", resume_from, self.progress.kimg)
+
+        self.data = make_loader(StreamSpec(
+            urls=tuple(expand_urls(cfg.data.urls)), seed=cfg.run.seed, rank=env.rank, world_size=env.world_size,
+            batch_size=self.batch, resolution=cfg.data.resolution, channels=cfg.data.channels,
+            labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip, shuffle_buffer=cfg.data.shuffle_buffer,
+            start_batch=self.progress.step), cfg.data.workers)
+        self.metrics = TrainingMetrics(registry, identity=self._identity()) if registry is not None else None
+        self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
+        self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    # ----------------------------------------------------------------------------- setup
+
+    @property
+    def _g_reg_interval(self) -> int:
+        return self.cfg.loss.g_reg_interval if self.cfg.loss.pl_weight > 0 else 0
+
+    @property
+    def _d_reg_interval(self) -> int:
+        return self.cfg.loss.d_reg_interval if self.cfg.loss.r1_gamma > 0 else 0
+
+    def _engine(self, module: torch.nn.Module, lr: float, reg_interval: int):
+        o = self.cfg.optim
+        lr, betas = lazy_adam(lr, o.beta1, o.beta2, reg_interval)
+        config = distributed.engine_config(micro_batch=self.batch, world_size=self.env.world_size, lr=lr,
+                                           betas=betas, eps=o.eps, zero_stage=self.cfg.train.zero_stage,
+                                           precision=self.cfg.train.precision)
+        return distributed.build_engine(module, config)
+
+    def _identity(self) -> dict[str, str]:
+        import os
+
+        return {"job": self.cfg.metrics.job or self.cfg.run.name, "rank": str(self.env.rank),
+                "local_rank": str(self.env.local_rank), "node": self.env.node,
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
+
+    def _grid_inputs(self) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+        """Fixed latents for sample grids: one row per class (conditional) or four rows."""
+        rows = self.c_dim if 0 < self.c_dim <= 16 else 4
+        n = rows * GRID_COLUMNS
+        z = torch.cat([latent(seed, self.G.z_dim) for seed in range(n)])
+        c = None
+        if self.c_dim > 0:
+            c = torch.nn.functional.one_hot(torch.arange(n) // GRID_COLUMNS % self.c_dim, self.c_dim).float()
+        return z, c, rows
+
+    # ----------------------------------------------------------------------------- step
+
+    def _labels(self, labels: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.c_dim == 0:
+            return None
+        return torch.nn.functional.one_hot(labels.to(self.env.device), self.c_dim).to(self.dtype)
+
+    def _random_labels(self, n: int) -> Optional[torch.Tensor]:
+        if self.c_dim == 0:
+            return None
+        return self._labels(torch.randint(self.c_dim, [n]))
+
+    def _z(self, n: int) -> torch.Tensor:
+        return torch.randn([n, self.G.z_dim], device=self.env.device, dtype=self.dtype)
+
+    def _run_phase(self, name: str, engine, frozen, compute: Callable[[], losses.PhaseLosses]) -> None:
+        t0 = time.perf_counter()
+        engine.module.requires_grad_(True)
+        frozen.module.requires_grad_(False)
+        result = compute()
+        engine.backward(result.total)
+        engine.step()
+        network = "G" if engine is self.G_engine else "D"
+        for term, value in result.terms.items():
+            key = f"{network}/{term}"
+            self._sums[key] = self._sums.get(key, 0) + value.float()
+            self._counts[key] = self._counts.get(key, 0) + 1
+        if self.metrics is not None:
+            self.metrics.observe_phase(name, time.perf_counter() - t0)
+
+    def train_step(self, real_images: torch.Tensor, real_labels: torch.Tensor) -> None:
+        cfg, step = self.cfg, self.progress.step
+        real = to_training_tensor(real_images, self.env.device, self.dtype)
+        real_c = self._labels(real_labels)
+        mix = cfg.loss.style_mixing
+
+        self._run_phase("G_main", self.G_engine, self.D_engine, lambda: losses.generator_main(
+            self.G, self.D, self._z(self.batch), self._random_labels(self.batch), style_mixing=mix))
+        g_int = self._g_reg_interval
+        if g_int and step % g_int == 0:
+            n = max(1, self.batch // cfg.loss.pl_batch_shrink)
+            self._run_phase("G_reg", self.G_engine, self.D_engine, lambda: losses.generator_path_length(
+                self.G, self._z(n), self._random_labels(n), self.pl_mean, style_mixing=mix,
+                weight=cfg.loss.pl_weight, decay=cfg.loss.pl_decay, interval=g_int))
+        self._run_phase("D_main", self.D_engine, self.G_engine, lambda: losses.discriminator_main(
+            self.G, self.D, real, real_c, self._z(self.batch), self._random_labels(self.batch), style_mixing=mix))
+        d_int = self._d_reg_interval
+        if d_int and step % d_int == 0:
+            self._run_phase("D_reg", self.D_engine, self.G_engine, lambda: losses.discriminator_r1(
+                self.D, real, real_c, gamma=cfg.loss.r1_gamma, interval=d_int))
+
+        self.progress.step += 1
+        self.progress.images_seen += cfg.train.batch_size
+        beta = ema_beta(batch_size=cfg.train.batch_size, images_seen=self.progress.images_seen,
+                        ema_kimg=cfg.train.ema_kimg, ema_rampup=cfg.train.ema_rampup)
+        update_ema(self.G_ema, self.G, beta)
+        self.last_ema_beta = beta
+
+    # ----------------------------------------------------------------------------- bookkeeping
+
+    def _crossed(self, every_kimg: float) -> bool:
+        """True when the last step crossed a multiple of every_kimg."""
+        interval = every_kimg * 1000
+        before = self.progress.images_seen - self.cfg.train.batch_size
+        return math.floor(self.progress.images_seen / interval) > math.floor(before / interval)
+
+    def _log(self, bar: ProgressBar, steps: int, seconds: float) -> dict:
+        """Average the loss terms over the interval and across ranks: the one host sync."""
+        keys = sorted(self._sums)
+        means = torch.stack([self._sums[k] / self._counts[k] for k in keys]) if keys else torch.zeros(0)
+        means = distributed.all_reduce_mean(means).tolist()
+        losses_now = dict(zip(keys, means))
+        self._sums.clear()
+        self._counts.clear()
+        images = steps * self.cfg.train.batch_size
+        record = {"step": self.progress.step, "kimg": round(self.progress.kimg, 3), "time": time.time(),
+                  "images_per_second": images / max(seconds, 1e-9),
+                  "sec_per_kimg": seconds / max(images / 1000, 1e-9), "ema_beta": self.last_ema_beta,
+                  "losses": losses_now}
+        self.jsonl.write(record)
+        if self.metrics is not None:
+            lrs = {"G": self.G_engine.get_lr()[0], "D": self.D_engine.get_lr()[0]}
+            self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta)
+        bar.update(self.progress.kimg, record)
+        return record
+
+    def save_checkpoint(self) -> Path:
+        t0 = time.perf_counter()
+        path = checkpoint.save(self.run_dir, G_engine=self.G_engine, D_engine=self.D_engine, G_ema=self.G_ema,
+                               progress=self.progress, rank_tensors={"pl_mean": self.pl_mean}, rank=self.env.rank,
+                               keep=self.cfg.train.keep_checkpoints)
+        if self.metrics is not None:
+            self.metrics.observe_checkpoint(time.perf_counter() - t0)
+        return path
+
+    @torch.no_grad()
+    def save_grid(self) -> Optional[Path]:
+        if not self.env.is_main:
+            return None
+        c = None if self.grid_c is None else self.grid_c.to(self.env.device)
+        images = torch.cat([self.G_ema(z.to(self.env.device), None if c is None else c[i:i + GRID_COLUMNS],
+                                       noise_mode="const")
+                            for i, z in zip(range(0, len(self.grid_z), GRID_COLUMNS), self.grid_z.split(GRID_COLUMNS))])
+        path = self.run_dir / "samples" / f"grid-{self.progress.images_seen // 1000:06d}kimg.png"
+        save_grid(images, path, rows=self.grid_rows)
+        save_grid(images, self.run_dir / "samples" / "latest.png", rows=self.grid_rows)
+        return path
+
+    def export(self) -> Optional[Path]:
+        if not self.env.is_main:
+            return None
+        training = {"run": self.cfg.run.name, "kimg": self.progress.kimg, "step": self.progress.step}
+        class_names = None
+        manifest = Path(expand_urls(self.cfg.data.urls)[0]).parent / "manifest.json"
+        if manifest.is_file():
+            import json
+
+            class_names = json.loads(manifest.read_text()).get("class_names")
+        return export_generator(self.G_ema, self.run_dir / "export", class_names=class_names, training=training)
+
+    # ----------------------------------------------------------------------------- loop
+
+    def run(self) -> None:
+        cfg, env = self.cfg, self.env
+        target = int(cfg.train.kimg * 1000)
+        if self.metrics is not None:
+            self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg)
+        bar = ProgressBar(total_kimg=cfg.train.kimg, start_kimg=self.progress.kimg, enabled=env.is_main)
+        last_log, steps_since_log = time.perf_counter(), 0
+        saved_at = self.progress.step if self.progress.step else None
+        self.last_ema_beta = 0.0
+        while self.progress.images_seen < target:
+            t0 = time.perf_counter()
+            batch = next(self.data)
+            waited = time.perf_counter() - t0
+            self.train_step(batch.images, batch.labels)
+            steps_since_log += 1
+            if self.metrics is not None:
+                self.metrics.observe_step(images=self.batch, step_seconds=time.perf_counter() - t0,
+                                          data_wait_seconds=waited, skipped=batch.skipped)
+            done = self.progress.images_seen >= target
+            if done or self.progress.step % cfg.train.log_every == 0:
+                now = time.perf_counter()
+                self._log(bar, steps_since_log, now - last_log)
+                last_log, steps_since_log = now, 0
+            if not done and self._crossed(cfg.train.sample_kimg):
+                self.save_grid()
+            if not done and self._crossed(cfg.train.checkpoint_kimg):
+                self.save_checkpoint()
+                saved_at = self.progress.step
+        bar.close()
+        if saved_at != self.progress.step:
+            self.save_checkpoint()
+        grid = self.save_grid()
+        export = self.export()
+        if env.is_main:
+            print(f"hiresgan: training done at {self.progress.kimg:.2f} kimg\n"
+                  f"  export: {export}\n  latest sample grid: {grid}", flush=True)
+
+    def close(self) -> None:
+        self.jsonl.close()

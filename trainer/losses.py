@@ -1,0 +1,93 @@
+"""StyleGAN2 loss terms, one function per training phase (Karras et al. 2020, appendix B).
+
+Every function takes the plain nn.Modules (engine.module), never the DeepSpeed engine: its
+forward hooks break create_graph=True gradients (R1, path length), see DESIGN.md. The loop owns
+backward/step and which network takes gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class PhaseLosses:
+    """Scalar tensors for logging (detached) and the total to backpropagate."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
+def run_generator(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *, style_mixing: float,
+                  update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generate images with style mixing regularization: with probability `style_mixing` a sample
+    switches to a second latent's styles after a random layer."""
+    ws = G.mapping(z, c, update_w_avg=update_w_avg)
+    if style_mixing > 0:
+        num_ws = ws.shape[1]
+        cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
+        cutoff = torch.where(torch.rand([], device=ws.device) < style_mixing, cutoff, torch.full_like(cutoff, num_ws))
+        mixed = G.mapping(torch.randn_like(z), c)
+        layer = torch.arange(num_ws, device=ws.device)[None, :, None]
+        ws = torch.where(layer < cutoff, ws, mixed)
+    return G.synthesis(ws), ws
+
+
+def generator_main(G: nn.Module, D: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *,
+                   style_mixing: float) -> PhaseLosses:
+    """Non-saturating logistic loss: G wants D to call its images real."""
+    img, _ = run_generator(G, z, c, style_mixing=style_mixing, update_w_avg=True)
+    logits = D(img, c)
+    loss = F.softplus(-logits).mean()
+    return PhaseLosses(loss, {"adversarial": loss.detach(), "fake_score": logits.detach().mean()})
+
+
+def generator_path_length(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], pl_mean: torch.Tensor, *,
+                          style_mixing: float, weight: float, decay: float, interval: int) -> PhaseLosses:
+    """Path-length regularization: |J_w^T y| should be constant, y random image-space directions.
+
+    Updates `pl_mean` (a running mean, per rank) in place. The loss is multiplied by the lazy
+    regularization interval so its average effect matches an every-step penalty.
+    """
+    img, ws = run_generator(G, z, c, style_mixing=style_mixing)
+    pl_noise = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
+    (pl_grads,) = torch.autograd.grad((img * pl_noise).sum(), ws, create_graph=True)
+    pl_lengths = pl_grads.float().square().sum(dim=2).mean(dim=1).sqrt()  # [N]
+    pl_mean.copy_(pl_mean.lerp(pl_lengths.mean().detach(), decay))
+    penalty = (pl_lengths - pl_mean).square().mean()
+    total = penalty * weight * interval
+    return PhaseLosses(total, {"path_length": penalty.detach(), "pl_mean": pl_mean.detach().clone()})
+
+
+def discriminator_main(G: nn.Module, D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor],
+                       z: torch.Tensor, gen_c: Optional[torch.Tensor], *, style_mixing: float) -> PhaseLosses:
+    """D calls real images real and G's images fake (logistic loss)."""
+    with torch.no_grad():
+        fake, _ = run_generator(G, z, gen_c, style_mixing=style_mixing)
+    fake_logits = D(fake, gen_c)
+    real_logits = D(real, real_c)
+    loss_fake = F.softplus(fake_logits).mean()
+    loss_real = F.softplus(-real_logits).mean()
+    total = loss_fake + loss_real
+    return PhaseLosses(total, {"adversarial": total.detach(), "real_score": real_logits.detach().mean(),
+                               "fake_score": fake_logits.detach().mean(),
+                               "real_sign": real_logits.detach().sign().mean()})
+
+
+def discriminator_r1(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], *, gamma: float,
+                     interval: int) -> PhaseLosses:
+    """R1: gamma/2 * |grad_x D(x)|^2 on real images, scaled by the lazy interval."""
+    real = real.detach().requires_grad_(True)
+    logits = D(real, real_c)
+    (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    penalty = grads.float().square().sum(dim=[1, 2, 3]).mean()
+    # `logits * 0` keeps D's output in the graph so every rank's backward touches the same
+    # parameters, whatever the penalty's graph looks like.
+    total = penalty * (gamma / 2) * interval + logits.float().mean() * 0
+    return PhaseLosses(total, {"r1": penalty.detach()})

@@ -1,0 +1,48 @@
+"""Model families. Each family registers a builder that makes (G, D) from the config.
+
+The registry is an explicit dict of functions (no string-to-class lookups), and an export's JSON
+names its family so `trainer.export` can rebuild the generator without the training config.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+
+def _build_stylegan2(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.stylegan2_discriminator import Discriminator
+    from trainer.models.stylegan2_generator import Generator
+
+    m, d = cfg.model, cfg.data
+    G = Generator(z_dim=m.z_dim, c_dim=cfg.c_dim, w_dim=m.w_dim, img_resolution=d.resolution,
+                  img_channels=d.channels, mapping_layers=m.mapping_layers, channel_base=m.channel_base,
+                  channel_max=m.channel_max, conv_clamp=m.conv_clamp, mapping_lr_mult=m.mapping_lr_mult)
+    D = Discriminator(c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                      channel_base=m.channel_base, channel_max=m.channel_max, mbstd_group=m.mbstd_group,
+                      conv_clamp=m.conv_clamp, mapping_layers=m.mapping_layers)
+    return G, D
+
+
+def _stylegan2_generator(**kwargs) -> nn.Module:
+    from trainer.models.stylegan2_generator import Generator
+
+    return Generator(**kwargs)
+
+
+# family -> builder of (G, D) from a Config
+FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2}
+
+# family -> generator constructor from its saved init kwargs (used by exports)
+GENERATORS: dict[str, Callable[..., nn.Module]] = {"stylegan2": _stylegan2_generator}
+
+
+def build_networks(cfg) -> tuple[nn.Module, nn.Module]:
+    return FAMILIES[cfg.model.family](cfg)
+
+
+def build_generator(family: str, init_kwargs: dict) -> nn.Module:
+    if family not in GENERATORS:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(GENERATORS))}")
+    return GENERATORS[family](**init_kwargs)

@@ -1,0 +1,77 @@
+"""Generate images from an export: one PNG per seed, optionally for one class, with truncation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from trainer.export import load_generator
+from trainer.images import save_png, to_uint8
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = part.split("-")
+                seeds.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"--seeds '{text}': expected numbers and ranges like 0-99 or 1,5,9") from None
+    if not seeds:
+        raise ValueError(f"--seeds '{text}' names no seed")
+    return seeds
+
+
+def latent(seed: int, z_dim: int) -> torch.Tensor:
+    """The latent of a seed, the same on every machine (a CPU generator)."""
+    return torch.randn([1, z_dim], generator=torch.Generator().manual_seed(seed))
+
+
+def one_hot(class_index: Optional[int], c_dim: int, n: int, *, class_names=None) -> Optional[torch.Tensor]:
+    if c_dim == 0:
+        if class_index is not None:
+            raise ValueError("--class was given but this generator is unconditional")
+        return None
+    if class_index is None:
+        raise ValueError(f"this generator is conditional: pass --class K with K in 0..{c_dim - 1}"
+                         + (f" ({', '.join(class_names)})" if class_names else ""))
+    if not 0 <= class_index < c_dim:
+        raise ValueError(f"--class {class_index} is out of range: this generator has classes 0..{c_dim - 1}")
+    c = torch.zeros([n, c_dim])
+    c[:, class_index] = 1
+    return c
+
+
+@torch.no_grad()
+def generate(G: torch.nn.Module, seeds: list[int], class_index: Optional[int], *, truncation: float = 1.0,
+             noise_mode: str = "const", device: torch.device | str = "cpu", batch: int = 32) -> torch.Tensor:
+    """Images in [-1, 1], [len(seeds), C, H, W]."""
+    out = []
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start:start + batch]
+        z = torch.cat([latent(s, G.z_dim) for s in chunk]).to(device)
+        c = one_hot(class_index, G.c_dim, len(chunk))
+        out.append(G(z, None if c is None else c.to(device), truncation_psi=truncation, noise_mode=noise_mode).cpu())
+    return torch.cat(out)
+
+
+def sample_to_folder(export: Path, seeds: list[int], out_dir: Path, *, class_index: Optional[int] = None,
+                     truncation: float = 1.0, device: str = "cpu") -> list[Path]:
+    G, description = load_generator(export, device)
+    one_hot(class_index, G.c_dim, 1, class_names=description.get("class_names"))  # validate before work
+    images = to_uint8(generate(G, seeds, class_index, truncation=truncation, device=device))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = f"-class{class_index}" if class_index is not None else ""
+    paths = []
+    for seed, pixels in zip(seeds, images):
+        path = out_dir / f"seed{seed:04d}{suffix}.png"
+        save_png(pixels, path)
+        paths.append(path)
+    return paths
