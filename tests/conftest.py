@@ -30,3 +30,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digit_shards(tmp_path_factory):
+    """The embedded digits written once per test session: (folder, brace pattern)."""
+    from trainer.digits import write_digit_shards
+
+    folder = tmp_path_factory.mktemp("digits")
+    write_digit_shards(folder)
+    return folder, str(folder / "shard-{000000..000007}.tar")

@@ -194,6 +194,9 @@ def validate(cfg: Config) -> Config:
     for key in ("beta1", "beta2"):
         if not 0.0 <= getattr(cfg.optim, key) < 1.0:
             _fail(f"optim.{key}", f"got {getattr(cfg.optim, key)}; must be in [0, 1)")
+    if cfg.model.channel_base < cfg.data.resolution:
+        _fail("model.channel_base", f"got {cfg.model.channel_base}; channels at resolution r are channel_base // r, "
+              f"so it must be at least data.resolution={cfg.data.resolution}")
     if cfg.train.keep_checkpoints < 2:
         _fail("train.keep_checkpoints", f"got {cfg.train.keep_checkpoints}; keep at least 2 so a damaged newest checkpoint has a fallback")
     if not 0 <= cfg.metrics.port <= 65535:

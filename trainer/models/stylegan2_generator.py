@@ -119,7 +119,12 @@ class SynthesisNetwork(nn.Module):
         # next block's first conv, as in the reference design.
         self.num_ws = sum(block.num_conv for block in self.blocks) + 1
 
-    def forward(self, ws: torch.Tensor, *, noise_mode: str = "random", fused_modconv: bool = True) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, *, noise_mode: str = "random",
+                fused_modconv: Optional[bool] = None) -> torch.Tensor:
+        # Training runs the non-fused path (one shared-weight conv for the batch: faster and
+        # lighter on memory for backward); inference folds styles into per-sample weights.
+        if fused_modconv is None:
+            fused_modconv = not self.training
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), f"ws must be [N, {self.num_ws}, {self.w_dim}]"
         x = img = None
         index = 0

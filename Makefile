@@ -1,0 +1,50 @@
+# hiresgan: two commands on a fresh machine, `make train` and `make test`. Each creates the
+# virtual environment (.venv) on first use.
+#
+# TORCH pins the PyTorch build: the default is the CPU wheel (a bare `torch` requirement can pull a
+# multi-GB CUDA build). On a GPU machine: make TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" ...
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/digits.yaml
+ARGS ?=
+
+.PHONY: venv train test test-fast eval-digits bench bench-kernels bench-data clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)" || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(STAMP)
+
+## Train the embedded default (conditional StyleGAN2 on the bundled digits, 2 local ranks).
+train: $(STAMP)
+	$(PY) -m launch train $(CONFIG) $(ARGS)
+
+## The whole test suite (CPU; multi-process DeepSpeed runs included).
+test: $(STAMP)
+	$(PY) -m pytest -q tests $(ARGS)
+
+## Tests without the multi-process training runs.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests $(ARGS)
+
+## Class accuracy and digit coverage of the default run's export (needs `make train` first).
+eval-digits: $(STAMP)
+	$(PY) -m trainer.digits_eval runs/digits/export --out runs/digits/eval-digits.json
+
+## Training throughput of CONFIG on this machine (images/s, sec/kimg), saved to bench/train.json.
+bench: $(STAMP)
+	$(PY) -m launch bench $(CONFIG) $(ARGS)
+
+## Kernel benchmark (Triton vs reference vs torch.compile); full shapes need a GPU.
+bench-kernels: $(STAMP)
+	$(PY) -m kernels.bench --out bench/kernels.json $(ARGS)
+
+clean:
+	rm -rf runs bench .pytest_cache
