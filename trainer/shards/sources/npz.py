@@ -18,6 +18,9 @@ class NpzSource:
         self._layout = "NHW"
 
     def scan(self) -> Scan:
+        # np.load treats any non-zip file as a pickle; say what it really is instead.
+        if not zipfile.is_zipfile(self.path):
+            raise ValueError(f"{self.path}: not a readable .npz (not a zip archive); save it with np.savez")
         try:
             # allow_pickle=False: an .npz from elsewhere must not be able to run code.
             with np.load(self.path, allow_pickle=False) as f:
