@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from shardkit import make_folder, read_back, shard_bytes
 from trainer.shards import write_shards
 
@@ -77,3 +79,12 @@ def test_changed_source_file_invalidates_finished_shards(tmp_path):
     write_shards(tmp_path / "src", out, **FLAGS)
     after = shard_bytes(out)
     assert after["shard-000000.tar"] != before["shard-000000.tar"]
+
+
+@pytest.mark.parametrize("fmt,quality", [("jpg", 90), ("webp", 80)])
+def test_lossy_formats_are_deterministic_across_workers(tmp_path, fmt, quality):
+    make_folder(tmp_path / "src", per_class=6, size=(20, 20))
+    kw = dict(resolution=16, fmt=fmt, quality=quality, maxcount=5)
+    write_shards(tmp_path / "src", tmp_path / "w1", workers=1, **kw)
+    write_shards(tmp_path / "src", tmp_path / "w2", workers=2, **kw)
+    assert shard_bytes(tmp_path / "w1") == shard_bytes(tmp_path / "w2")

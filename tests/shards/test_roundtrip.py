@@ -100,3 +100,23 @@ def test_manifest_is_plain_json(tmp_path):
     data = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert data["version"] == 1 and data["urls"] == "shard-000000.tar"
     assert set(data["args"]) == {"resolution", "crop", "format", "quality", "labels", "maxcount", "maxsize", "channels"}
+
+
+def test_sample_larger_than_maxsize_gets_its_own_shard(tmp_path):
+    make_folder(tmp_path / "src", classes=("x",), per_class=3, size=(8, 8))
+    m = write_shards(tmp_path / "src", tmp_path / "out", resolution=8, maxsize=1)
+    assert [s.count for s in m.shards] == [1, 1, 1]
+
+
+def test_16bit_gray_is_scaled_and_bmp_is_read(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    arr16 = np.full((8, 8), 65535, np.uint16)
+    arr16[:4] = 257 * 100
+    Image.fromarray(arr16).save(src / "a16.png")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(src / "b.bmp")
+    m = write_shards(src, tmp_path / "out", resolution=8)
+    assert m.channels == 1
+    (_, a, _, _), (_, b, _, _) = read_back(tmp_path / "out")
+    assert a.mode == "L" and np.asarray(a)[0, 0] == 100 and np.asarray(a)[7, 7] == 255
+    assert np.asarray(b).max() == 7

@@ -28,7 +28,6 @@ class Item:
     width: int
     height: int
     mode: str  # PIL mode ("L", "RGB", "RGBA", ...); arrays are described with the same names
-    has_alpha: bool  # an alpha channel or a transparency key that decoding may expose
     label: int | None = None  # a label the source itself carries (IDX, npz)
     meta: dict = field(default_factory=dict, compare=False)  # written to the sample's json
 

@@ -10,9 +10,6 @@ from PIL import Image, UnidentifiedImageError
 
 from .base import Item
 
-# Modes with an alpha channel, and modes whose only extra is a transparency key in `info`.
-ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
-
 
 def probe_image(key: str, fp: Union[str, IO[bytes]], meta: dict) -> Item:
     """Read the header of one image (no pixel decode). Raises ValueError with the reason."""
@@ -24,14 +21,15 @@ def probe_image(key: str, fp: Union[str, IO[bytes]], meta: dict) -> Item:
             with Image.open(fp) as img:
                 width, height = img.size
                 mode = img.mode
-                has_alpha = mode in ALPHA_MODES or "transparency" in img.info
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ValueError(str(e).replace(str(fp), "").strip() or type(e).__name__) from None
+    except UnidentifiedImageError:
+        raise ValueError("not a recognizable image (unknown format or corrupt header)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"too large to decode safely ({e})") from None
     except OSError as e:
         raise ValueError(f"{type(e).__name__}: {e}") from None
     if width < 1 or height < 1:
         raise ValueError(f"image is {width}x{height}")
-    return Item(key=key, width=width, height=height, mode=mode, has_alpha=has_alpha, meta=meta)
+    return Item(key=key, width=width, height=height, mode=mode, meta=meta)
 
 
 def array_layout(shape: tuple[int, ...], where: str) -> str:
@@ -83,7 +81,6 @@ def array_items(images: np.ndarray, layout: str, labels, meta_for) -> list[Item]
             width=int(w),
             height=int(h),
             mode=mode,
-            has_alpha=mode in ALPHA_MODES,
             label=None if labels is None else int(labels[i]),
             meta=meta_for(i),
         )
