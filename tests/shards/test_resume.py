@@ -88,3 +88,31 @@ def test_lossy_formats_are_deterministic_across_workers(tmp_path, fmt, quality):
     write_shards(tmp_path / "src", tmp_path / "w1", workers=1, **kw)
     write_shards(tmp_path / "src", tmp_path / "w2", workers=2, **kw)
     assert shard_bytes(tmp_path / "w1") == shard_bytes(tmp_path / "w2")
+
+
+def test_interrupted_run_leaves_finished_shards_and_resumes(tmp_path, monkeypatch):
+    from trainer.shards.tarshard import ShardTar
+
+    make_folder(tmp_path / "src", per_class=5)
+    out = tmp_path / "out"
+    write_shards(tmp_path / "src", tmp_path / "ref", **FLAGS)
+
+    real_add, calls = ShardTar.add, []
+
+    def crash_on_7th(self, key, fields):
+        calls.append(key)
+        if len(calls) == 7:
+            raise RuntimeError("simulated crash")
+        real_add(self, key, fields)
+
+    monkeypatch.setattr(ShardTar, "add", crash_on_7th)
+    with pytest.raises(RuntimeError):
+        write_shards(tmp_path / "src", out, **FLAGS)
+    monkeypatch.setattr(ShardTar, "add", real_add)
+
+    assert sorted(os.listdir(out)) == [".progress", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    for p in ("shard-000000.tar", "shard-000001.tar", "shard-000002.tar"):
+        os.utime(out / p, ns=(1_000_000_000, 1_000_000_000))
+    write_shards(tmp_path / "src", out, **FLAGS)
+    assert shard_bytes(out) == shard_bytes(tmp_path / "ref")
+    assert os.stat(out / "shard-000002.tar").st_mtime_ns == 1_000_000_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterator
 
 from .encode import EncodeSettings, process_chunk
@@ -38,8 +39,10 @@ class Encoder:
         self._pool = None
         if workers > 1:
             # spawn: the caller may be a trainer process with torch threads, which fork can
-            # deadlock; spawn also behaves the same on every OS.
-            self._pool = multiprocessing.get_context("spawn").Pool(workers)
+            # deadlock; spawn also behaves the same on every OS. An executor rather than
+            # multiprocessing.Pool: if a worker dies (OOM kill), Pool waits forever while the
+            # executor raises BrokenProcessPool.
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def map(self, tasks: Iterator[tuple[int, Payload]]) -> Iterator[tuple[int, bytes | None, str | None]]:
         if self._pool is None:
@@ -49,18 +52,17 @@ class Encoder:
         pending: deque = deque()
         window = 4 * self.workers
         for chunk in _chunks(tasks, CHUNK):
-            pending.append(self._pool.apply_async(process_chunk, (chunk, self.settings)))
+            pending.append(self._pool.submit(process_chunk, chunk, self.settings))
             if len(pending) >= window:
-                yield from pending.popleft().get()
+                yield from pending.popleft().result()
         while pending:
-            yield from pending.popleft().get()
+            yield from pending.popleft().result()
 
     def close(self) -> None:
         if self._pool is not None:
-            # terminate, not close: abandoned in-flight chunks (skipped shards, errors) need
-            # no finishing.
-            self._pool.terminate()
-            self._pool.join()
+            # Abandoned chunks (skipped shards, errors) are cancelled; at most one chunk per
+            # worker is still running and finishes in moments.
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self) -> "Encoder":
