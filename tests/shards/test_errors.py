@@ -167,3 +167,15 @@ def test_error_keeps_earlier_finished_output_untouched(tmp_path):
     with pytest.raises(ShardError):
         write_shards(tmp_path / "src", out, resolution=6)
     assert sorted(os.listdir(out)) == before
+
+
+def test_zip_problems(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as zf:
+        zf.writestr("ok.png", png_bytes(np.zeros((4, 4), np.uint8)))
+        zf.writestr("broken.png", b"nope")
+    msg = fails(tmp_path / "d.zip", tmp_path / "out", "1 files under .* not readable")
+    assert "broken.png" in msg
+    (tmp_path / "fake.zip").write_bytes(b"not a zip")
+    fails(tmp_path / "fake.zip", tmp_path / "out", "not a readable zip")

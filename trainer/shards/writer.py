@@ -27,7 +27,7 @@ from .manifest import MANIFEST_NAME, SHARD_PATTERN, Manifest, ShardInfo, brace_p
 from .pipeline import Encoder
 from .progress import finished_shard, remove_shard, write_record
 from .sources import Item, Scan, Source, open_source
-from .tarshard import ShardTar, sample_size, temp_name
+from .tarshard import ShardTar, sample_size
 
 DEFAULT_MAXCOUNT = 10_000
 DEFAULT_MAXSIZE = 1 << 30  # 1 GiB: large enough for few files, small enough to shuffle well
@@ -230,7 +230,9 @@ def write_shards(
     """Convert the dataset at `source` into OUT/shard-NNNNNN.tar + OUT/manifest.json.
 
     Reruns with the same inputs and settings skip shards already finished. Raises ShardError for
-    bad settings or input, leaving no finished-looking output behind.
+    bad settings or input, leaving no finished-looking output behind. With workers > 1 the
+    encoders are spawned processes, so a calling script needs the `if __name__ == "__main__":`
+    guard.
     """
     source, out_dir = os.fspath(source), os.fspath(out_dir)
     quality = check_settings(resolution=resolution, crop=crop, fmt=fmt, quality=quality, labels=labels,
