@@ -120,3 +120,17 @@ def test_16bit_gray_is_scaled_and_bmp_is_read(tmp_path):
     (_, a, _, _), (_, b, _, _) = read_back(tmp_path / "out")
     assert a.mode == "L" and np.asarray(a)[0, 0] == 100 and np.asarray(a)[7, 7] == 255
     assert np.asarray(b).max() == 7
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    arr = np.zeros((4, 4), np.uint8)
+    arr[0, 0] = 255
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img.save(src / "a.png", exif=exif)
+    write_shards(src, tmp_path / "out", resolution=4)
+    (_, out, _, _), = read_back(tmp_path / "out")
+    assert np.asarray(out)[0, 3] == 255 and np.asarray(out)[0, 0] == 0

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .sources.base import Payload
 
@@ -37,7 +37,8 @@ def _open(payload: Payload) -> Image.Image:
         return Image.fromarray(payload)
     img = Image.open(payload if isinstance(payload, str) else io.BytesIO(payload))
     img.load()  # decode now so truncated files fail here, with their name attached
-    return img
+    # Camera photos store "rotate me" as an EXIF tag; train on what a viewer shows.
+    return ImageOps.exif_transpose(img)
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
