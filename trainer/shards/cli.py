@@ -1,0 +1,87 @@
+"""`hiresgan shards SRC OUT`: the command-line face of write_shards.
+
+launch/cli.py wires it as a subcommand via `add_arguments` + `run`; `python -m trainer.shards`
+uses `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from .errors import ShardError
+from .writer import CROPS, DEFAULT_MAXCOUNT, DEFAULT_MAXSIZE, write_shards
+
+PROG = "hiresgan shards"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """'1000000', '500M', '1GB', '2GiB' -> bytes (k/M/G decimal, Ki/Mi/Gi binary)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 500000000, 500M or 1GiB")
+    unit = (m.group(2) or "").lower().rstrip("b")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def parse_channels(text: str):
+    if text == "auto":
+        return text
+    if text in ("1", "3"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: use auto, 1 or 3")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", metavar="SRC",
+                        help="image folder (recursive), .zip of images, .npz, or MNIST IDX file/folder")
+    parser.add_argument("out", metavar="OUT", help="output folder for shard-NNNNNN.tar and manifest.json")
+    parser.add_argument("--resolution", type=int, required=True,
+                        help="output side length in pixels; a power of two >= 4")
+    parser.add_argument("--crop", choices=CROPS, default="center",
+                        help="center: crop the largest centred square; none: images must already be "
+                             "square (default: center)")
+    parser.add_argument("--format", dest="fmt", choices=("png", "jpg", "webp"), default="png",
+                        help="image encoding in the shards (default: png, lossless)")
+    parser.add_argument("--quality", type=int, default=None,
+                        help="jpg: 1-100 (default 95); webp: 1-99 lossy, 100 lossless (default 100)")
+    parser.add_argument("--labels", default="auto",
+                        help="auto (the source's own labels, if any), none, from-folder-names, "
+                             "or FILE.json (default: auto)")
+    parser.add_argument("--maxcount", type=int, default=DEFAULT_MAXCOUNT,
+                        help=f"most samples per shard (default: {DEFAULT_MAXCOUNT})")
+    parser.add_argument("--maxsize", type=parse_size, default=DEFAULT_MAXSIZE,
+                        help="most bytes per shard, e.g. 500M or 1GiB (default: 1GiB); a single "
+                             "larger sample gets a shard of its own")
+    parser.add_argument("--workers", type=int, default=1, help="encoding processes (default: 1)")
+    parser.add_argument("--channels", type=parse_channels, default="auto",
+                        help="auto (1 if every image is grayscale, else 3), 1 or 3 (default: auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """0 on success; 2 with one line on stderr for bad input or settings."""
+    try:
+        manifest = write_shards(
+            args.src, args.out, resolution=args.resolution, crop=args.crop, fmt=args.fmt,
+            quality=args.quality, labels=args.labels, maxcount=args.maxcount,
+            maxsize=args.maxsize, workers=args.workers, channels=args.channels,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    except ShardError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"{PROG}: wrote {manifest.num_samples} samples in {len(manifest.shards)} shard(s) "
+              f"to {args.out} ({manifest.urls})", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Write an image dataset as WebDataset shards.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
