@@ -46,6 +46,12 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shards(args: argparse.Namespace) -> int:
+    from trainer.shards import cli as shards_cli
+
+    return shards_cli.run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from trainer.bench import run_bench
 
@@ -70,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, required=True, help="output folder for one PNG per seed")
     sample.add_argument("--device", default="cpu", help="torch device (default cpu)")
     sample.set_defaults(func=_sample)
+
+    from trainer.shards import cli as shards_cli
+
+    shards = sub.add_parser("shards", help="write an image dataset (folder, zip, IDX, npz) as WebDataset shards")
+    shards_cli.add_arguments(shards)
+    shards.set_defaults(func=_shards)
 
     bench = sub.add_parser("bench", help="measure training throughput of a config on this machine")
     bench.add_argument("config", type=Path)
