@@ -64,13 +64,17 @@ def train_classifier(*, seed: int = 0, epochs: int = 15, holdout: float = 0.0) -
     return model, accuracy
 
 
-@torch.no_grad()
 def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, seed: int = 0) -> dict:
     G, _ = load_generator(export)
     if G.img_channels != 1 or G.img_resolution != 32:
         raise ValueError(f"{export}: the digits check needs a 1-channel 32x32 generator, got "
                          f"{G.img_channels}x{G.img_resolution}x{G.img_resolution}")
     classifier, _ = train_classifier(seed=seed)
+    with torch.no_grad():
+        return _score(G, classifier, export=export, per_class=per_class, truncation=truncation, seed=seed)
+
+
+def _score(G, classifier, *, export, per_class: int, truncation: float, seed: int) -> dict:
     report: dict = {"export": str(export), "per_class": per_class, "truncation": truncation}
     seeds = list(range(seed * 100_000, seed * 100_000 + per_class * 10))
     if G.c_dim:

@@ -166,3 +166,31 @@ def test_damaged_checkpoints_are_refused_or_skipped(tmp_path):
     from trainer.checkpoint import find_resumable
 
     assert find_resumable(tmp_path / "dmg") == older
+
+
+def test_under_an_external_torchrun_the_command_runs_as_a_worker(tmp_path):
+    """torchrun makes the ranks; `hiresgan train` must not spawn a second set of them."""
+    _, pattern = pytest.digit_pattern
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
+         "-m", "launch", "train", "configs/digits.yaml", *TINY, f"data.urls={pattern}", "data.prepare=none",
+         f"run.out_dir={tmp_path}", "run.name=ext", "metrics.port=0", "train.kimg=0.032",
+         "launch.nproc_per_node=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert_exported(tmp_path / "ext")
+    # Two ranks trained (from torchrun), not nproc_per_node=1 and not 2 x 1 spawned groups.
+    state = json.loads(next((tmp_path / "ext" / "checkpoints").glob("step-*/state.json")).read_text())
+    assert state["world_size"] == 2 and state["step"] == 4
+
+
+def test_bench_reports_throughput(tmp_path):
+    out = tmp_path / "bench.json"
+    _, pattern = pytest.digit_pattern
+    result = hiresgan("bench", "configs/digits.yaml", *TINY, f"data.urls={pattern}", "data.prepare=none",
+                      "launch.nproc_per_node=1", "metrics.port=0", "--steps", "4", "--warmup", "2", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["timed_steps"] == 4 and report["images_per_second"] > 0
+    assert report["world_size"] == 1 and report["batch_size"] == 8 and report["device"]
+    assert "images/s" in result.stdout
