@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,8 +21,6 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"run.resume={args.resume}")
     cfg = load_config(args.config, overrides)
     external = preflight.launched_externally()
-    import os
-
     is_main = os.environ.get("RANK", "0") == "0"
     preflight.prepare_data(cfg, is_main=is_main)
     preflight.check_resume(cfg)

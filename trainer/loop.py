@@ -8,8 +8,10 @@ bookkeeping that is due. Host syncs (`.item()`) happen only on log steps.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -103,8 +105,6 @@ class Trainer:
         return distributed.build_engine(module, config)
 
     def _identity(self) -> dict[str, str]:
-        import os
-
         return {"job": self.cfg.metrics.job or self.cfg.run.name, "rank": str(self.env.rank),
                 "local_rank": str(self.env.local_rank), "node": self.env.node,
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
@@ -234,8 +234,6 @@ class Trainer:
         class_names = None
         manifest = Path(expand_urls(self.cfg.data.urls)[0]).parent / "manifest.json"
         if manifest.is_file():
-            import json
-
             class_names = json.loads(manifest.read_text()).get("class_names")
         return export_generator(self.G_ema, self.run_dir / "export", class_names=class_names, training=training)
 

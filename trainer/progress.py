@@ -19,6 +19,7 @@ class ProgressBar:
     def update(self, kimg: float, record: dict) -> None:
         if self._bar is None:
             return
+        kimg = min(kimg, self._bar.total)  # the last batch may overshoot the target
         self._bar.update(round(kimg - self._last, 3))
         self._last = kimg
         losses = record["losses"]
