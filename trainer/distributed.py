@@ -68,11 +68,26 @@ def init_distributed(backend: str = "auto") -> DistEnv:
     import deepspeed
 
     _quiet_deepspeed()
+    _skip_shared_memory_comm_op(deepspeed)
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend=backend, verbose=False)
     return DistEnv(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                    local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]), node=socket.gethostname(),
                    device=device)
+
+
+def _skip_shared_memory_comm_op(deepspeed) -> None:
+    """Keep DeepSpeed from compiling its CPU shared-memory op on first use.
+
+    DeepSpeed's torch backend JIT-builds `deepspeed_shm_comm` (a C++ compile of a minute or more on
+    2 cores, on a fresh machine) when it initializes, but uses it only for
+    `inference_all_reduce`; training all-reduces go through torch.distributed. Marking the op as
+    incompatible in DeepSpeed's cached table (edits to it persist, by its own design) skips the build.
+    """
+    try:
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    except Exception:  # a DeepSpeed without the table: it builds or not as it sees fit
+        pass
 
 
 def engine_config(*, micro_batch: int, world_size: int, lr: float, betas: tuple[float, float], eps: float,
