@@ -93,7 +93,7 @@ def test_precision_recall_identical_disjoint_and_half_covered():
     half = np.concatenate([c + rng.normal(size=(200, 4)) for c in centres[:2]])
     precision, recall = metrics.precision_recall(real, half)
     assert precision > 0.85
-    assert recall == pytest.approx(0.5, abs=0.03)
+    assert 0.4 < recall <= 0.5
 
 
 def test_inception_score_known_cases():
