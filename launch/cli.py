@@ -45,6 +45,22 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from trainer.evaluation.run import evaluate, parse_metrics
+
+    report = evaluate(args.export, args.data, names=parse_metrics(args.metrics), num_fake=args.num,
+                      num_real=args.num_real, features=args.features, inception_weights=args.inception_weights,
+                      inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
 def _shards(args: argparse.Namespace) -> int:
     from trainer.shards import cli as shards_cli
 
@@ -75,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, required=True, help="output folder for one PNG per seed")
     sample.add_argument("--device", default="cpu", help="torch device (default cpu)")
     sample.set_defaults(func=_sample)
+
+    ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")
+    ev.add_argument("export", type=Path, help="export folder, its .safetensors, or a run directory")
+    ev.add_argument("--data", required=True, help="real shards, e.g. 'data/digits/shard-{000000..000007}.tar'")
+    ev.add_argument("--metrics", default="fid,kid,pr,is", help="comma-separated subset of fid,kid,pr,is")
+    ev.add_argument("--num", type=int, default=1000, help="generated images (default 1000)")
+    ev.add_argument("--num-real", type=int, default=50000, help="real images at most (default 50000)")
+    ev.add_argument("--features", default="digits", help="feature network: digits (built in) or inception")
+    ev.add_argument("--inception-weights", type=Path, help="Inception safetensors (see docs/EVALUATION.md)")
+    ev.add_argument("--inception-sha256", help="expected SHA-256 of --inception-weights")
+    ev.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none, as for published FIDs)")
+    ev.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hiresgan" / "eval",
+                    help="folder for cached real-data features")
+    ev.add_argument("--out", type=Path, help="also write the report as JSON here")
+    ev.set_defaults(func=_eval)
 
     from trainer.shards import cli as shards_cli
 
