@@ -61,6 +61,14 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from trainer.export import run_export
+
+    path = run_export(args.source, args.format, out=args.out, truncation=args.truncation, class_index=args.class_index)
+    print(f"hiresgan: wrote {path}")
+    return 0
+
+
 def _shards(args: argparse.Namespace) -> int:
     from trainer.shards import cli as shards_cli
 
@@ -106,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder for cached real-data features")
     ev.add_argument("--out", type=Path, help="also write the report as JSON here")
     ev.set_defaults(func=_eval)
+
+    exp = sub.add_parser("export", help="export a run, checkpoint or export as safetensors, TorchScript or ONNX")
+    exp.add_argument("source", type=Path, help="run directory, checkpoints/step-* folder, or export folder")
+    exp.add_argument("--format", default="safetensors", help="safetensors (canonical), torchscript or onnx")
+    exp.add_argument("--truncation", type=float, default=1.0, help="truncation psi baked into a graph")
+    exp.add_argument("--class", dest="class_index", type=int, help="fix the class of a graph (conditional models)")
+    exp.add_argument("--out", type=Path, help="output file (graphs) or folder (safetensors)")
+    exp.set_defaults(func=_export)
 
     from trainer.shards import cli as shards_cli
 
