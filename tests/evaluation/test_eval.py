@@ -60,3 +60,12 @@ def test_digit_feature_weights_with_wrong_hash_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="SHA-256"):
         digit_features.load(digit_features.WEIGHTS, "0" * 64)
+
+
+def test_digits_eval_on_an_untrained_export(tiny_export):
+    from trainer.digits_eval import evaluate
+
+    report = evaluate(tiny_export, per_class=5)
+    assert len(report["accuracy_per_class"]) == 10 and sum(report["predicted_histogram"]) == 50
+    # Random weights draw no digits: worse than the real set is against itself (~0).
+    assert report["digits_fid"] > 1 and report["class_accuracy"] < 0.5
