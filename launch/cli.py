@@ -39,6 +39,8 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from trainer.sample import parse_seeds, sample_to_folder
 
+    if args.grid or args.style_mix or args.video:
+        return _sample_composite(args)
     paths = sample_to_folder(args.export, parse_seeds(args.seeds), args.out, class_index=args.class_index,
                              truncation=args.truncation, device=args.device)
     print(f"hiresgan: wrote {len(paths)} image(s) to {args.out}")
@@ -65,6 +67,34 @@ def _export(args: argparse.Namespace) -> int:
     from trainer.export import run_export
 
     path = run_export(args.source, args.format, out=args.out, truncation=args.truncation, class_index=args.class_index)
+    print(f"hiresgan: wrote {path}")
+    return 0
+
+
+def _sample_composite(args: argparse.Namespace) -> int:
+    from trainer import sample
+    from trainer.export import load_generator
+    from trainer.images import save_grid
+
+    G, description = load_generator(args.export)  # small composites: CPU is enough
+    seeds = sample.parse_seeds(args.seeds)
+    if not (args.grid and args.class_index is None):  # a grid without --class shows every class
+        sample.one_hot(args.class_index, G.c_dim, 1, class_names=description.get("class_names"))
+    if args.grid:
+        images, rows = sample.class_grid(G, seeds, truncation=args.truncation) if args.class_index is None else (
+            sample.generate(G, seeds, args.class_index, truncation=args.truncation), 1)
+        path = args.out / "grid.png"
+    elif args.style_mix:
+        cols = sample.parse_seeds(args.style_mix)
+        images = sample.style_mixing_grid(G, seeds, cols, class_index=args.class_index, cutoff=args.mix_cutoff,
+                                          truncation=args.truncation)
+        rows, path = len(seeds) + 1, args.out / "style-mixing.png"
+    else:
+        frames = sample.interpolation_frames(G, seeds, class_index=args.class_index, frames=args.frames,
+                                             truncation=args.truncation)
+        print(f"hiresgan: wrote {sample.save_animation(frames, args.video, fps=args.fps)}")
+        return 0
+    save_grid(images, path, rows=rows)
     print(f"hiresgan: wrote {path}")
     return 0
 
@@ -98,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none)")
     sample.add_argument("--out", type=Path, required=True, help="output folder for one PNG per seed")
     sample.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    sample.add_argument("--grid", action="store_true", help="one grid.png: a row per class (conditional) or one row")
+    sample.add_argument("--style-mix", metavar="COL_SEEDS", help="style-mixing grid: --seeds are rows, these columns")
+    sample.add_argument("--mix-cutoff", type=int, default=4, help="style inputs taken from the column seed (coarse)")
+    sample.add_argument("--video", type=Path, help="interpolation loop through --seeds, written as this .gif")
+    sample.add_argument("--frames", type=int, default=24, help="frames per seed-to-seed transition")
+    sample.add_argument("--fps", type=int, default=24)
     sample.set_defaults(func=_sample)
 
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")
