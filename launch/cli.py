@@ -52,6 +52,13 @@ def _eval(args: argparse.Namespace) -> int:
 
     from trainer.evaluation.run import evaluate, parse_metrics
 
+    if args.watch or args.once:
+        from trainer.evaluation.watch import watch
+
+        return watch(args.export, args.data, every_kimg=args.every_kimg, port=args.port, poll_seconds=args.poll,
+                     once=args.once, names=parse_metrics(args.metrics), num_fake=args.num, num_real=args.num_real,
+                     features=args.features, inception_weights=args.inception_weights,
+                     inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
     report = evaluate(args.export, args.data, names=parse_metrics(args.metrics), num_fake=args.num,
                       num_real=args.num_real, features=args.features, inception_weights=args.inception_weights,
                       inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
@@ -149,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hiresgan" / "eval",
                     help="folder for cached real-data features")
     ev.add_argument("--out", type=Path, help="also write the report as JSON here")
+    ev.add_argument("--watch", action="store_true", help="EXPORT is a run directory: evaluate its checkpoints "
+                    "as they appear (into RUN/eval.jsonl and Prometheus)")
+    ev.add_argument("--once", action="store_true", help="like --watch, but evaluate what is there and exit")
+    ev.add_argument("--every-kimg", type=float, default=0, help="with --watch: at most one checkpoint per N kimg")
+    ev.add_argument("--port", type=int, default=0, help="with --watch: serve hiresgan_eval_* gauges here (0: off)")
+    ev.add_argument("--poll", type=float, default=60, help="with --watch: seconds between looks for checkpoints")
     ev.set_defaults(func=_eval)
 
     exp = sub.add_parser("export", help="export a run, checkpoint or export as safetensors, TorchScript or ONNX")

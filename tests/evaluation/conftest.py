@@ -1,20 +1,6 @@
 import pytest
-import torch
 
-
-def tiny_generator(c_dim: int = 10, channels: int = 1, resolution: int = 32, seed: int = 0):
-    from trainer.models.stylegan2_generator import Generator
-
-    torch.manual_seed(seed)
-    G = Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=resolution, img_channels=channels,
-                  mapping_layers=2, channel_base=256, channel_max=16)
-    # Non-zero noise strengths and w_avg, so noise and truncation paths are really exercised.
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.3)
-        G.mapping.w_avg.normal_()
-    return G.eval()
+from evalkit import tiny_generator
 
 
 @pytest.fixture
@@ -24,3 +10,19 @@ def tiny_export(tmp_path):
     out = tmp_path / "export"
     export_generator(tiny_generator(), out, class_names=[str(i) for i in range(10)])
     return out
+
+
+@pytest.fixture
+def tiny_run(tmp_path, digit_shards):
+    """A run directory with the resolved config of a tiny digits model."""
+    from pathlib import Path
+
+    from trainer.config import load_config, save_config
+
+    _, pattern = digit_shards
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "configs" / "digits.yaml",
+                      ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
+                       "model.mapping_layers=1", f"data.urls={pattern}", f"run.out_dir={tmp_path}", "run.name=r"])
+    save_config(cfg, cfg.run_dir)
+    return cfg.run_dir

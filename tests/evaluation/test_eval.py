@@ -69,3 +69,28 @@ def test_digits_eval_on_an_untrained_export(tiny_export):
     assert len(report["accuracy_per_class"]) == 10 and sum(report["predicted_histogram"]) == 50
     # Random weights draw no digits: worse than the real set is against itself (~0).
     assert report["digits_fid"] > 1 and report["class_accuracy"] < 0.5
+
+
+def test_watch_evaluates_each_checkpoint_once_into_jsonl_and_prometheus(tiny_run, digit_shards):
+    from prometheus_client import CollectorRegistry
+
+    from evalkit import make_checkpoint
+    from trainer.evaluation.watch import EvalGauges, evaluate_new_checkpoints
+
+    _, pattern = digit_shards
+    make_checkpoint(tiny_run, 10, 2000, seed=1)
+    make_checkpoint(tiny_run, 20, 4000, seed=2)
+    make_checkpoint(tiny_run, 30, 6000, seed=3)  # same 4-kimg bucket as step 20: skipped
+    registry = CollectorRegistry()
+    gauges = EvalGauges(registry, job="r", features="digits")
+    kwargs = dict(names=["fid", "pr"], num_fake=32, num_real=100)
+    records = evaluate_new_checkpoints(tiny_run, pattern, every_kimg=4, gauges=gauges, **kwargs)
+    assert [r["checkpoint"] for r in records] == ["step-00000010", "step-00000020"]
+    lines = [json.loads(line) for line in (tiny_run / "eval.jsonl").read_text().splitlines()]
+    assert [line["kimg"] for line in lines] == [2.0, 4.0] and all(line["fid"] > 0 for line in lines)
+    labels = {"job": "r", "features": "digits"}
+    assert registry.get_sample_value("hiresgan_eval_fid", labels) == pytest.approx(lines[-1]["fid"])
+    assert registry.get_sample_value("hiresgan_eval_kimg", labels) == 4.0
+    assert registry.get_sample_value("hiresgan_eval_precision_ratio", labels) == lines[-1]["precision"]
+    # A restarted watcher does not evaluate anything twice.
+    assert evaluate_new_checkpoints(tiny_run, pattern, every_kimg=4, **kwargs) == []

@@ -134,29 +134,13 @@ def test_export_bad_input_names_the_problem_and_writes_nothing(tiny_export, caps
         load_standalone(tiny_export)
 
 
-def test_export_from_a_training_checkpoint(tmp_path, digit_shards):
+def test_export_from_a_training_checkpoint(tiny_run):
     """A checkpoint folder in the trainer's format -> safetensors export -> same generator."""
-    from safetensors.torch import save_file
+    from evalkit import make_checkpoint
 
-    from trainer import checkpoint as ckpt
-    from trainer.config import load_config, save_config
-    from trainer.models import build_networks
-
-    _, pattern = digit_shards
-    cfg = load_config(ROOT / "configs" / "digits.yaml",
-                      ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
-                       "model.mapping_layers=1", f"data.urls={pattern}", f"run.out_dir={tmp_path}", "run.name=r"])
-    save_config(cfg, cfg.run_dir)
-    torch.manual_seed(1)
-    G, _ = build_networks(cfg)
-    step = cfg.run_dir / "checkpoints" / "step-00000007"
-    step.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(step / "ema.safetensors"))
-    (step / "state.json").write_text(json.dumps({"step": 7, "images_seen": 56}))
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": ckpt._sha256(p)} for p in step.iterdir()}
-    (step / ckpt.MANIFEST).write_text(json.dumps({"files": files}))
-    assert main(["export", str(cfg.run_dir)]) == 0
-    exported, description = load_generator(cfg.run_dir / "exports" / "step-00000007")
+    step, G = make_checkpoint(tiny_run, 7, 56, seed=1)
+    assert main(["export", str(tiny_run)]) == 0
+    exported, description = load_generator(tiny_run / "exports" / "step-00000007")
     assert description["class_names"] == [str(d) for d in range(10)] and description["training"]["step"] == 7
     z, c = _latents([3]), torch.nn.functional.one_hot(torch.tensor([2]), 10).float()
     with torch.no_grad():

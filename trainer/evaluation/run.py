@@ -62,12 +62,14 @@ def compute(real: dict, fake: dict, names: list[str], *, kid_subset: int = 1000,
 
 def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000, num_real: int = 1797,
              features: str = "digits", inception_weights: Optional[Path] = None, inception_sha256: Optional[str] = None,
-             truncation: float = 1.0, cache_dir: Optional[Path] = None, batch: int = 64) -> dict:
+             truncation: float = 1.0, cache_dir: Optional[Path] = None, batch: int = 64, extractor=None) -> dict:
+    """Metrics of the generator in `export` against the shards `data` (see the module docstring)."""
     from trainer.evaluation.features import build_extractor
     from trainer.export import load_generator
 
     started = time.perf_counter()
-    extractor = build_extractor(features, weights=inception_weights, sha256=inception_sha256)
+    if extractor is None:
+        extractor = build_extractor(features, weights=inception_weights, sha256=inception_sha256)
     G, description = load_generator(export)
     extractor.check_images(G.img_channels, G.img_resolution, f"the generator in '{export}'")
     real = real_features(data, extractor, num=num_real, resolution=G.img_resolution, channels=G.img_channels,
@@ -77,6 +79,6 @@ def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000,
               "feature_network_sha256": extractor.fingerprint, "num_real": len(real["features"]),
               "num_fake": num_fake, "truncation": truncation,
               "comparable_to_published": extractor.name == "inception"}
-    report.update(compute(real, fake, names))
+    report.update(compute(real, fake, names, kid_subset=min(1000, num_fake)))
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
