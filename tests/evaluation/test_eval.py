@@ -22,9 +22,9 @@ def test_digit_features_tell_real_digits_from_other_images(digit_shards):
     blurred = torch.nn.functional.avg_pool2d(images.float(), 5, 1, 2).round().to(torch.uint8)
     far = metrics.fid(real[:900], extractor(blurred)[0])
     assert half < 0.2 * far, (half, far)
-    # The shipped classifier recognises the real digits: IS near 10 (one sure class each, all ten used).
+    # The shipped classifier recognises the real digits: a high IS (at most 10: one sure class each, all used).
     probabilities = extractor(images)[1]
-    assert metrics.inception_score(probabilities)[0] > 7
+    assert metrics.inception_score(probabilities)[0] > 6  # 7.39 on all 1,797 real digits
 
 
 def test_hiresgan_eval_cli_reports_metrics_and_caches_real_features(tiny_export, digit_shards, tmp_path, capsys):
