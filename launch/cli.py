@@ -62,6 +62,8 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(args.export, args.data, names=parse_metrics(args.metrics), num_fake=args.num,
                       num_real=args.num_real, features=args.features, inception_weights=args.inception_weights,
                       inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
+    if report is None:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
