@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("export", type=Path, help="export folder, its .safetensors, or a run directory")
     ev.add_argument("--data", required=True, help="real shards, e.g. 'data/digits/shard-{000000..000007}.tar'")
     ev.add_argument("--metrics", default="fid,kid,pr,is", help="comma-separated subset of fid,kid,pr,is")
-    ev.add_argument("--num", type=int, default=1000, help="generated images (default 1000)")
+    # --num-fake also works under torchrun, whose parser takes a bare --num for its --numa-binding.
+    ev.add_argument("--num", "--num-fake", dest="num", type=int, default=1000, help="generated images (default 1000)")
     ev.add_argument("--num-real", type=int, default=50000, help="real images at most (default 50000)")
     ev.add_argument("--features", default="digits", help="feature network: digits (built in) or inception")
     ev.add_argument("--inception-weights", type=Path, help="Inception safetensors (see docs/EVALUATION.md)")
