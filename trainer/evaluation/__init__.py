@@ -1,4 +1,10 @@
-"""Sample-quality evaluation: metric math on feature arrays (`metrics`), feature networks
-(`features`, `digit_features`, `inception`), cached real-data statistics (`stats`) and the
-`hiresgan eval` driver (`run`). Metric code takes numpy arrays only, so it is tested against
-closed-form answers without any network."""
+"""Sample-quality evaluation.
+
+metrics         FID, KID, precision/recall, IS on feature arrays (numpy only, closed-form tested)
+features        feature extractors: uint8 images -> (features, class probabilities)
+digit_features  the shipped digit CNN (the embedded digits' feature network)
+inception       the FID Inception v3 definition and its pickle-free weight converter
+stats           real-image features from shards, cached per dataset/network fingerprint
+run             `hiresgan eval` on one export (one process or every rank under torchrun)
+watch           periodic evaluation of a run's checkpoints (eval.jsonl + Prometheus)
+"""
