@@ -147,3 +147,21 @@ def test_export_from_a_training_checkpoint(tiny_run):
         torch.testing.assert_close(exported(z, c, noise_mode="const"), G.eval()(z, c, noise_mode="const"))
     (step / "ema.safetensors").write_bytes(b"damaged")
     assert main(["export", str(step)]) == 2
+
+
+def test_unconditional_generator_standalone_and_torchscript(tmp_path):
+    from evalkit import tiny_generator
+    from sampler.hiresgan_sampler import load_generator as load_standalone
+
+    G = tiny_generator(c_dim=0, channels=3, resolution=16)
+    export_generator(G, tmp_path / "u")
+    S, _ = load_standalone(tmp_path / "u")
+    seeds = [0, 1, 2]
+    expected = generate(G, seeds, None, truncation=0.9)
+    with torch.no_grad():
+        torch.testing.assert_close(S(_latents(seeds), None, 0.9), expected, atol=1e-4, rtol=0)
+    assert main(["export", str(tmp_path / "u"), "--format", "torchscript", "--truncation", "0.9"]) == 0
+    graph = torch.jit.load(str(tmp_path / "u" / "generator-psi0.9.torchscript.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(graph(_latents(seeds)), expected, atol=1e-4, rtol=0)
+    assert main(["export", str(tmp_path / "u"), "--format", "onnx", "--class", "0"]) == 2
