@@ -39,9 +39,72 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from trainer.sample import parse_seeds, sample_to_folder
 
+    if args.grid or args.style_mix or args.video:
+        return _sample_composite(args)
     paths = sample_to_folder(args.export, parse_seeds(args.seeds), args.out, class_index=args.class_index,
                              truncation=args.truncation, device=args.device)
     print(f"hiresgan: wrote {len(paths)} image(s) to {args.out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from trainer.evaluation.run import evaluate, parse_metrics
+
+    if args.watch or args.once:
+        from trainer.evaluation.watch import watch
+
+        return watch(args.export, args.data, every_kimg=args.every_kimg, port=args.port, poll_seconds=args.poll,
+                     once=args.once, names=parse_metrics(args.metrics), num_fake=args.num, num_real=args.num_real,
+                     features=args.features, inception_weights=args.inception_weights,
+                     inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
+    report = evaluate(args.export, args.data, names=parse_metrics(args.metrics), num_fake=args.num,
+                      num_real=args.num_real, features=args.features, inception_weights=args.inception_weights,
+                      inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
+    if report is None:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from trainer.export import run_export
+
+    path = run_export(args.source, args.format, out=args.out, truncation=args.truncation, class_index=args.class_index)
+    print(f"hiresgan: wrote {path}")
+    return 0
+
+
+def _sample_composite(args: argparse.Namespace) -> int:
+    from trainer import sample
+    from trainer.export import load_generator
+    from trainer.images import save_grid
+
+    G, description = load_generator(args.export)  # small composites: CPU is enough
+    seeds = sample.parse_seeds(args.seeds)
+    if not (args.grid and args.class_index is None):  # a grid without --class shows every class
+        sample.one_hot(args.class_index, G.c_dim, 1, class_names=description.get("class_names"))
+    if args.grid:
+        images, rows = sample.class_grid(G, seeds, truncation=args.truncation) if args.class_index is None else (
+            sample.generate(G, seeds, args.class_index, truncation=args.truncation), 1)
+        path = args.out / "grid.png"
+    elif args.style_mix:
+        cols = sample.parse_seeds(args.style_mix)
+        images = sample.style_mixing_grid(G, seeds, cols, class_index=args.class_index, cutoff=args.mix_cutoff,
+                                          truncation=args.truncation)
+        rows, path = len(seeds) + 1, args.out / "style-mixing.png"
+    else:
+        frames = sample.interpolation_frames(G, seeds, class_index=args.class_index, frames=args.frames,
+                                             truncation=args.truncation)
+        print(f"hiresgan: wrote {sample.save_animation(frames, args.video, fps=args.fps)}")
+        return 0
+    save_grid(images, path, rows=rows)
+    print(f"hiresgan: wrote {path}")
     return 0
 
 
@@ -74,7 +137,43 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none)")
     sample.add_argument("--out", type=Path, required=True, help="output folder for one PNG per seed")
     sample.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    sample.add_argument("--grid", action="store_true", help="one grid.png: a row per class (conditional) or one row")
+    sample.add_argument("--style-mix", metavar="COL_SEEDS", help="style-mixing grid: --seeds are rows, these columns")
+    sample.add_argument("--mix-cutoff", type=int, default=4, help="style inputs taken from the column seed (coarse)")
+    sample.add_argument("--video", type=Path, help="interpolation loop through --seeds, written as this .gif")
+    sample.add_argument("--frames", type=int, default=24, help="frames per seed-to-seed transition")
+    sample.add_argument("--fps", type=int, default=24)
     sample.set_defaults(func=_sample)
+
+    ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")
+    ev.add_argument("export", type=Path, help="export folder, its .safetensors, or a run directory")
+    ev.add_argument("--data", required=True, help="real shards, e.g. 'data/digits/shard-{000000..000007}.tar'")
+    ev.add_argument("--metrics", default="fid,kid,pr,is", help="comma-separated subset of fid,kid,pr,is")
+    # --num-fake also works under torchrun, whose parser takes a bare --num for its --numa-binding.
+    ev.add_argument("--num", "--num-fake", dest="num", type=int, default=1000, help="generated images (default 1000)")
+    ev.add_argument("--num-real", type=int, default=50000, help="real images at most (default 50000)")
+    ev.add_argument("--features", default="digits", help="feature network: digits (built in) or inception")
+    ev.add_argument("--inception-weights", type=Path, help="Inception safetensors (see docs/EVALUATION.md)")
+    ev.add_argument("--inception-sha256", help="expected SHA-256 of --inception-weights")
+    ev.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none, as for published FIDs)")
+    ev.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hiresgan" / "eval",
+                    help="folder for cached real-data features")
+    ev.add_argument("--out", type=Path, help="also write the report as JSON here")
+    ev.add_argument("--watch", action="store_true", help="EXPORT is a run directory: evaluate its checkpoints "
+                    "as they appear (into RUN/eval.jsonl and Prometheus)")
+    ev.add_argument("--once", action="store_true", help="like --watch, but evaluate what is there and exit")
+    ev.add_argument("--every-kimg", type=float, default=0, help="with --watch: at most one checkpoint per N kimg")
+    ev.add_argument("--port", type=int, default=0, help="with --watch: serve hiresgan_eval_* gauges here (0: off)")
+    ev.add_argument("--poll", type=float, default=60, help="with --watch: seconds between looks for checkpoints")
+    ev.set_defaults(func=_eval)
+
+    exp = sub.add_parser("export", help="export a run, checkpoint or export as safetensors, TorchScript or ONNX")
+    exp.add_argument("source", type=Path, help="run directory, checkpoints/step-* folder, or export folder")
+    exp.add_argument("--format", default="safetensors", help="safetensors (canonical), torchscript or onnx")
+    exp.add_argument("--truncation", type=float, default=1.0, help="truncation psi baked into a graph")
+    exp.add_argument("--class", dest="class_index", type=int, help="fix the class of a graph (conditional models)")
+    exp.add_argument("--out", type=Path, help="output file (graphs) or folder (safetensors)")
+    exp.set_defaults(func=_export)
 
     from trainer.shards import cli as shards_cli
 

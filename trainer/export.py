@@ -91,3 +91,157 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[torc
                           f"{unexpected[:5]}, wrong shapes {wrong[:5]}")
     G.load_state_dict(tensors)
     return G.eval().requires_grad_(False).to(device), description
+
+
+# ------------------------------------------------------------------ checkpoint -> export
+def export_checkpoint(checkpoint: Path, out_dir: Path) -> Path:
+    """Write the G_ema of a training checkpoint (verified against its manifest) as an export."""
+    from safetensors.torch import load_file
+
+    from trainer import checkpoint as ckpt
+    from trainer.config import load_run_config
+    from trainer.models import build_networks
+
+    checkpoint = Path(checkpoint)
+    problem = ckpt.verify(checkpoint)
+    if problem:
+        raise ExportError(f"checkpoint '{checkpoint}' is damaged: {problem}")
+    run_dir = checkpoint.parent.parent  # <run>/checkpoints/step-N
+    cfg = load_run_config(run_dir)
+    G, _ = build_networks(cfg)
+    G.load_state_dict(load_file(str(checkpoint / "ema.safetensors")))
+    state = json.loads((checkpoint / "state.json").read_text())
+    from trainer.data import expand_urls
+
+    manifest = Path(expand_urls(cfg.data.urls)[0]).parent / "manifest.json"
+    class_names = json.loads(manifest.read_text()).get("class_names") if manifest.is_file() else None
+    training = {"run": cfg.run.name, "kimg": state.get("images_seen", 0) / 1000, "step": state.get("step"),
+                "checkpoint": checkpoint.name}
+    return export_generator(G.eval(), out_dir, class_names=class_names, training=training)
+
+
+def resolve_source(source: Path) -> tuple[Path, Optional[Path]]:
+    """An export (folder/.safetensors/.json) -> (it, None); a checkpoint or a run directory ->
+    (its newest verified checkpoint's would-be export folder, the checkpoint)."""
+    from trainer import checkpoint as ckpt
+
+    source = Path(source)
+    if source.suffix in (".safetensors", ".json") or (source / DESCRIPTION).is_file():
+        return resolve_export(source)[0].parent, None
+    if (source / ckpt.MANIFEST).is_file() or source.name.startswith("step-"):
+        found = source
+    elif source.is_dir() and ckpt.list_checkpoints(source):
+        found = ckpt.find_resumable(source)
+        if found is None:
+            raise ExportError(f"'{source}' has no undamaged checkpoint")
+    elif (source / "export" / DESCRIPTION).is_file():
+        return source / "export", None
+    else:
+        raise ExportError(f"'{source}' is neither an export, a checkpoint nor a run directory with either")
+    return found.parent.parent / "exports" / found.name, found
+
+
+# ------------------------------------------------------------------ TorchScript and ONNX
+class SamplingGraph(torch.nn.Module):
+    """What the TorchScript and ONNX files compute: z [N, z_dim] (+ class_index int64 [N] when
+    conditional and no class is fixed) -> images [N, C, H, W] in [-1, 1], const noise, with the
+    truncation (and class) chosen at export time baked in."""
+
+    def __init__(self, G: torch.nn.Module, *, truncation: float, class_index: Optional[int]):
+        super().__init__()
+        self.G, self.truncation, self.fixed_class = G, float(truncation), class_index is not None
+        self.register_buffer("classes", torch.eye(max(G.c_dim, 1)))
+        if class_index is not None:
+            self.classes = self.classes[class_index:class_index + 1]
+
+    def input_names(self) -> list[str]:
+        return ["z", "class_index"] if self.G.c_dim and not self.fixed_class else ["z"]
+
+    def forward(self, z: torch.Tensor, class_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.G.c_dim:
+            c = None
+        elif self.fixed_class:
+            c = self.classes.expand(z.shape[0], -1)
+        else:
+            c = self.classes[class_index]  # a gather: out-of-range indices fail in the runtime
+        return self.G(z, c, self.truncation)
+
+
+def sampling_graph(export: Path, *, truncation: float = 1.0,
+                   class_index: Optional[int] = None) -> tuple[SamplingGraph, tuple, dict]:
+    """The standalone sampler's generator for `export`, wrapped for tracing, with example inputs."""
+    from sampler.hiresgan_sampler import latents
+    from sampler.hiresgan_sampler import load_generator as load_standalone
+
+    G, description = load_standalone(export)
+    if class_index is not None:
+        if not G.c_dim:
+            raise ExportError("--class was given but this generator is unconditional")
+        if not 0 <= class_index < G.c_dim:
+            raise ExportError(f"--class {class_index} is out of range: this generator has classes 0..{G.c_dim - 1}")
+    graph = SamplingGraph(G, truncation=truncation, class_index=class_index).eval()
+    example = (latents([0, 1], G.z_dim),)
+    if len(graph.input_names()) == 2:
+        example += (torch.tensor([0, G.c_dim - 1]),)
+    return graph, example, description
+
+
+def graph_file_name(fmt: str, truncation: float, class_index: Optional[int]) -> str:
+    suffix = (f"-class{class_index}" if class_index is not None else "") + (f"-psi{truncation:g}" if truncation != 1 else "")
+    return f"generator{suffix}." + ("torchscript.pt" if fmt == "torchscript" else "onnx")
+
+
+def export_torchscript(export: Path, out: Path, *, truncation: float = 1.0, class_index: Optional[int] = None) -> Path:
+    graph, example, description = sampling_graph(export, truncation=truncation, class_index=class_index)
+    with torch.no_grad():
+        traced = torch.jit.trace(graph, example, check_trace=False)
+    tmp = out.with_name(f".{out.name}.tmp")
+    meta = {**description, "graph_inputs": graph.input_names(), "truncation": truncation, "class_index": class_index}
+    torch.jit.save(traced, str(tmp), _extra_files={"generator.json": json.dumps(meta)})
+    os.replace(tmp, out)
+    return out
+
+
+def export_onnx(export: Path, out: Path, *, truncation: float = 1.0, class_index: Optional[int] = None,
+                opset: int = 17) -> Path:
+    import onnx
+
+    graph, example, description = sampling_graph(export, truncation=truncation, class_index=class_index)
+    names = graph.input_names()
+    tmp = out.with_name(f".{out.name}.tmp")
+    # The TorchScript-based exporter: it needs no onnxscript and keeps the batch axis dynamic.
+    with torch.no_grad():
+        torch.onnx.export(graph, example, str(tmp), dynamo=False, opset_version=opset, input_names=names,
+                          output_names=["images"], dynamic_axes={n: {0: "batch"} for n in names + ["images"]})
+    model = onnx.load(str(tmp))
+    meta = {**description, "graph_inputs": names, "truncation": truncation, "class_index": class_index}
+    onnx.helper.set_model_props(model, {"hiresgan": json.dumps(meta)})
+    onnx.save(model, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def run_export(source: Path, fmt: str, *, out: Optional[Path] = None, truncation: float = 1.0,
+               class_index: Optional[int] = None) -> Path:
+    """`hiresgan export`: safetensors (canonical), torchscript or onnx, from an export, checkpoint or run."""
+    if fmt not in ("safetensors", "torchscript", "onnx"):
+        raise ExportError(f"--format {fmt!r}: valid choices are safetensors, torchscript, onnx")
+    if fmt == "safetensors" and (truncation != 1 or class_index is not None):
+        raise ExportError("--truncation and --class apply to torchscript/onnx graphs; the safetensors export "
+                          "keeps the whole generator (pass them to the sampler instead)")
+    folder, checkpoint = resolve_source(source)
+    if checkpoint is not None and fmt == "safetensors":
+        return export_checkpoint(checkpoint, out or folder)
+    if checkpoint is not None:
+        if not (folder / DESCRIPTION).is_file():
+            export_checkpoint(checkpoint, folder)
+    elif fmt == "safetensors":
+        if out is None:
+            return folder / WEIGHTS  # it already is one
+        G, description = load_generator(folder)
+        return export_generator(G, out, class_names=description.get("class_names"),
+                                training=description.get("training"))
+    target = Path(out) if out else folder / graph_file_name(fmt, truncation, class_index)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer = export_torchscript if fmt == "torchscript" else export_onnx
+    return writer(folder, target, truncation=truncation, class_index=class_index)

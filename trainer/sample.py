@@ -75,3 +75,66 @@ def sample_to_folder(export: Path, seeds: list[int], out_dir: Path, *, class_ind
         save_png(pixels, path)
         paths.append(path)
     return paths
+
+
+# ------------------------------------------------------------------ grids, style mixing, video
+@torch.no_grad()
+def _ws(G: torch.nn.Module, seeds: list[int], class_index: Optional[int], truncation: float) -> torch.Tensor:
+    z = torch.cat([latent(s, G.z_dim) for s in seeds])
+    c = one_hot(class_index, G.c_dim, len(seeds))
+    return G.mapping(z, c, truncation_psi=truncation)  # [N, num_ws, w_dim]
+
+
+def class_grid(G: torch.nn.Module, seeds: list[int], *, truncation: float = 1.0) -> tuple[torch.Tensor, int]:
+    """One row per class (conditional) or a single row: (images, rows)."""
+    if not G.c_dim:
+        return generate(G, seeds, None, truncation=truncation), 1
+    return torch.cat([generate(G, seeds, k, truncation=truncation) for k in range(G.c_dim)]), G.c_dim
+
+
+@torch.no_grad()
+def style_mixing_grid(G: torch.nn.Module, row_seeds: list[int], col_seeds: list[int], *, class_index: Optional[int],
+                      cutoff: int, truncation: float = 1.0) -> torch.Tensor:
+    """(1 + rows) x (1 + cols) images: the top row and left column are the seeds' own images; cell
+    (r, c) takes the first `cutoff` style inputs (coarse: pose, shape) from column seed c and the
+    rest (fine: texture, colour) from row seed r. The top-left cell is blank."""
+    if not 0 <= cutoff <= G.num_ws:
+        raise ValueError(f"--mix-cutoff {cutoff}: must be in 0..{G.num_ws} (this generator has {G.num_ws} style inputs)")
+    row_ws, col_ws = _ws(G, row_seeds, class_index, truncation), _ws(G, col_seeds, class_index, truncation)
+    synth = lambda ws: G.synthesis(ws, noise_mode="const")  # noqa: E731
+    row_img, col_img = synth(row_ws), synth(col_ws)
+    cells = [torch.full_like(row_img[:1], -1), col_img]
+    for r in range(len(row_seeds)):
+        mixed = row_ws[r:r + 1].repeat(len(col_seeds), 1, 1)
+        mixed[:, :cutoff] = col_ws[:, :cutoff]
+        cells += [row_img[r:r + 1], synth(mixed)]
+    return torch.cat(cells)
+
+
+@torch.no_grad()
+def interpolation_frames(G: torch.nn.Module, seeds: list[int], *, class_index: Optional[int], frames: int,
+                         truncation: float = 1.0) -> torch.Tensor:
+    """Linear interpolation in W between consecutive seeds (and back to the first): a loop."""
+    if len(seeds) < 2 or frames < 1:
+        raise ValueError("--video needs at least two seeds and --frames >= 1")
+    ws = _ws(G, seeds + seeds[:1], class_index, truncation)
+    t = torch.arange(frames, dtype=ws.dtype) / frames
+    path = torch.cat([ws[i:i + 1].lerp(ws[i + 1:i + 2], t[:, None, None]) for i in range(len(seeds))])
+    return torch.cat([G.synthesis(chunk, noise_mode="const") for chunk in path.split(16)])
+
+
+def save_animation(images: torch.Tensor, path: Path, *, fps: int = 24) -> Path:
+    """GIF (Pillow, no extra dependency); MP4 would need an encoder we do not ship."""
+    from PIL import Image
+
+    if path.suffix.lower() != ".gif":
+        raise ValueError(f"--video '{path}': only .gif is supported (MP4 needs ffmpeg, which hiresgan does not "
+                         "depend on); convert the GIF with ffmpeg if you need MP4")
+    pixels = to_uint8(images)
+    mode = "L" if pixels.shape[3] == 1 else "RGB"
+    frames = [Image.fromarray(p[:, :, 0] if mode == "L" else p, mode) for p in pixels]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.gif")
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    tmp.replace(path)
+    return path

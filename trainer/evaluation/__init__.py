@@ -1,0 +1,10 @@
+"""Sample-quality evaluation.
+
+metrics         FID, KID, precision/recall, IS on feature arrays (numpy only, closed-form tested)
+features        feature extractors: uint8 images -> (features, class probabilities)
+digit_features  the shipped digit CNN (the embedded digits' feature network)
+inception       the FID Inception v3 definition and its pickle-free weight converter
+stats           real-image features from shards, cached per dataset/network fingerprint
+run             `hiresgan eval` on one export (one process or every rank under torchrun)
+watch           periodic evaluation of a run's checkpoints (eval.jsonl + Prometheus)
+"""

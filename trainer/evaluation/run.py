@@ -1,0 +1,136 @@
+"""`hiresgan eval`: metrics of an exported generator against a shard set.
+
+Fake images are drawn for seeds 0..num-1 (the same latents as `hiresgan sample`), with classes
+drawn uniformly for conditional generators, quantized to uint8 exactly like saved PNGs, then
+passed through the same feature network as the real images.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from trainer.evaluation import metrics
+from trainer.evaluation.stats import real_features
+
+METRICS = ("fid", "kid", "pr", "is")
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise ValueError(f"--metrics {text!r}: valid names are {', '.join(METRICS)} (comma-separated)")
+    return names
+
+
+@torch.no_grad()
+def fake_features(G: torch.nn.Module, extractor, *, num: int, truncation: float = 1.0, batch: int = 64,
+                  seed: int = 0, rank: int = 0, world_size: int = 1) -> dict[str, np.ndarray]:
+    """Features of generated images rank, rank + world_size, ... of 0..num-1: image i has the
+    same latent and class however many ranks share the work."""
+    from trainer.sample import latent
+
+    classes = np.random.default_rng(seed).integers(0, max(G.c_dim, 1), num)
+    mine = list(range(rank, num, world_size))
+    features, probabilities = [], []
+    for start in range(0, len(mine), batch):
+        idx = mine[start:start + batch]
+        z = torch.cat([latent(seed * 1_000_003 + i, G.z_dim) for i in idx])
+        c = torch.nn.functional.one_hot(torch.from_numpy(classes[idx]), G.c_dim).float() if G.c_dim else None
+        images = G(z, c, truncation_psi=truncation, noise_mode="const")
+        pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # as trainer.images.to_uint8
+        f, p = extractor(pixels)
+        features.append(f)
+        probabilities.append(p)
+    empty = np.zeros((0, 0))
+    return {"features": np.concatenate(features) if features else empty,
+            "probabilities": np.concatenate(probabilities) if probabilities else empty}
+
+
+def gather_rows(local: dict[str, np.ndarray], total: int, world_size: int) -> dict[str, np.ndarray]:
+    """Reassemble rows split round-robin over ranks (row i on rank i % world_size), on every rank."""
+    if world_size == 1:
+        return local
+    from trainer import distributed
+
+    out = {}
+    per = -(-total // world_size)
+    for key, rows in local.items():
+        # Every rank sends the same shape (all_gather's rule): pad to the largest share.
+        width = int(distributed.broadcast_object(rows.shape[1] if rows.size else 0, src=0))
+        padded = torch.zeros(per, width, dtype=torch.float64)
+        if rows.size:
+            padded[:len(rows)] = torch.from_numpy(rows)
+        parts = distributed.all_gather_tensor(padded)
+        full = np.empty((total, width))
+        for r, part in enumerate(parts):
+            full[r::world_size] = part[:len(range(r, total, world_size))].numpy()
+        out[key] = full
+    return out
+
+
+def compute(real: dict, fake: dict, names: list[str], *, kid_subset: int = 1000, pr_k: int = 3) -> dict:
+    out: dict = {}
+    if "fid" in names:
+        out["fid"] = metrics.fid(real["features"], fake["features"])
+    if "kid" in names:
+        out["kid"], out["kid_std"] = metrics.kid(real["features"], fake["features"], subset_size=kid_subset)
+    if "pr" in names:
+        out["precision"], out["recall"] = metrics.precision_recall(real["features"], fake["features"], k=pr_k)
+    if "is" in names:
+        out["is"], out["is_std"] = metrics.inception_score(fake["probabilities"], splits=min(10, len(fake["probabilities"])))
+    return out
+
+
+def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000, num_real: int = 1797,
+             features: str = "digits", inception_weights: Optional[Path] = None, inception_sha256: Optional[str] = None,
+             truncation: float = 1.0, cache_dir: Optional[Path] = None, batch: int = 64,
+             extractor=None) -> Optional[dict]:
+    """Metrics of the generator in `export` against the shards `data` (see the module docstring).
+
+    Under torchrun (WORLD_SIZE > 1) every rank extracts its share of the real and generated
+    features; rank 0 gathers them, computes the metrics and returns the report (others: None).
+    """
+    from trainer import distributed
+    from trainer.evaluation import stats
+    from trainer.evaluation.features import build_extractor
+    from trainer.export import load_generator
+
+    started = time.perf_counter()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = distributed.init_distributed().rank if world > 1 else 0
+    if extractor is None:
+        extractor = build_extractor(features, weights=inception_weights, sha256=inception_sha256)
+    G, description = load_generator(export)
+    extractor.check_images(G.img_channels, G.img_resolution, f"the generator in '{export}'")
+    shape = dict(num=num_real, resolution=G.img_resolution, channels=G.img_channels)
+    cache = stats.cache_path(data, extractor, cache_dir=cache_dir, **shape)
+    hit = cache is not None and cache.is_file()
+    if world > 1:
+        hit = bool(distributed.broadcast_object(hit))  # rank 0's view decides, for every rank alike
+    if hit:
+        real = stats.load_file(str(cache)) if rank == 0 else None
+    else:
+        local, total = stats.extract_real(data, extractor, batch=batch, rank=rank, world_size=world, **shape)
+        real = gather_rows(local, total, world)
+        if rank == 0 and cache is not None:
+            stats.save_cache(cache, real, pattern=data, network=extractor.name)
+    fake = gather_rows(fake_features(G, extractor, num=num_fake, truncation=truncation, batch=batch, rank=rank,
+                                     world_size=world), num_fake, world)
+    if world > 1:
+        distributed.shutdown()
+    if rank != 0:
+        return None
+    report = {"export": str(export), "data": data, "features": extractor.name,
+              "feature_network_sha256": extractor.fingerprint, "num_real": len(real["features"]),
+              "num_fake": num_fake, "truncation": truncation, "ranks": world,
+              "comparable_to_published": extractor.name == "inception"}
+    report.update(compute(real, fake, names, kid_subset=min(1000, num_fake)))
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report

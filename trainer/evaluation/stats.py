@@ -1,0 +1,114 @@
+"""Features of real images from WebDataset shards, cached per (dataset, network, count, size).
+
+The real side of every metric is the same for every checkpoint of a run, so its features are
+computed once and stored as safetensors under a key made of the shards' content hash, the
+feature network's weights hash, the image count and the decode size. Reading order is the
+shard list order (no shuffling), so the first `num` images are the same on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
+
+from trainer.data import decode_image, expand_urls
+
+
+def shard_files(pattern: str) -> list[Path]:
+    urls = expand_urls(pattern)
+    if not urls:
+        raise ValueError(f"--data '{pattern}' names no shards")
+    missing = [u for u in urls if not Path(u).is_file()]
+    if missing:
+        raise FileNotFoundError(f"--data: shard '{missing[0]}' does not exist ({len(missing)} of {len(urls)} "
+                                "missing); pass a local brace pattern like data/digits/shard-{000000..000007}.tar")
+    return [Path(u) for u in urls]
+
+
+def dataset_fingerprint(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def iter_real_batches(files: list[Path], *, num: int, resolution: int, channels: int, batch: int,
+                      rank: int = 0, world_size: int = 1, seen: Optional[list[int]] = None) -> Iterator[torch.Tensor]:
+    """uint8 [B, C, H, W] batches of this rank's share (every world_size-th, from `rank`) of the
+    first `num` images in shard order. Other ranks' samples are skipped before decoding.
+    `seen`, if given, receives the number of images that exist among the first `num`."""
+    def fail(exc: Exception) -> bool:
+        raise ValueError(f"--data: cannot read shard data: {exc}") from exc
+
+    samples = group_by_keys(tar_file_expander(url_opener(({"url": str(f)} for f in files), handler=fail),
+                                              handler=fail), handler=fail)
+    pending: list[np.ndarray] = []
+    count = 0
+    for sample in samples:
+        if count == num:
+            break
+        if count % world_size == rank:
+            pending.append(decode_image(sample, resolution, channels))
+        count += 1
+        if len(pending) == batch:
+            yield torch.from_numpy(np.stack(pending))
+            pending = []
+    if seen is not None:
+        seen.append(count)
+    if pending:
+        yield torch.from_numpy(np.stack(pending))
+
+
+def cache_path(pattern: str, extractor, *, num: int, resolution: int, channels: int,
+               cache_dir: Optional[Path]) -> Optional[Path]:
+    if cache_dir is None:
+        return None
+    key = hashlib.sha256(json.dumps([dataset_fingerprint(shard_files(pattern)), extractor.fingerprint, num,
+                                     resolution, channels]).encode()).hexdigest()[:24]
+    return Path(cache_dir) / f"real-{extractor.name}-{key}.safetensors"
+
+
+def extract_real(pattern: str, extractor, *, num: int, resolution: int, channels: int, batch: int = 64,
+                 rank: int = 0, world_size: int = 1) -> tuple[dict[str, np.ndarray], int]:
+    """This rank's share of the real features, and how many real images there are in all."""
+    features, probabilities, seen = [], [], []
+    for images in iter_real_batches(shard_files(pattern), num=num, resolution=resolution, channels=channels,
+                                    batch=batch, rank=rank, world_size=world_size, seen=seen):
+        f, p = extractor(images)
+        features.append(f)
+        probabilities.append(p)
+    if not seen or seen[0] < 2:
+        raise ValueError(f"--data '{pattern}' holds {seen[0] if seen else 0} images; the metrics need at least 2")
+    empty = np.zeros((0, 0))
+    return ({"features": np.concatenate(features) if features else empty,
+             "probabilities": np.concatenate(probabilities) if probabilities else empty}, seen[0])
+
+
+def save_cache(path: Path, arrays: dict[str, np.ndarray], *, pattern: str, network: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(arrays, str(tmp), metadata={"data": pattern, "network": network})
+    os.replace(tmp, path)  # a concurrent or interrupted writer never leaves half a file
+
+
+def real_features(pattern: str, extractor, *, num: int, resolution: int, channels: int, batch: int = 64,
+                  cache_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """{'features': [N, D], 'probabilities': [N, K]} of up to `num` real images (one process, cached)."""
+    cache = cache_path(pattern, extractor, num=num, resolution=resolution, channels=channels, cache_dir=cache_dir)
+    if cache is not None and cache.is_file():
+        return load_file(str(cache))
+    out, _ = extract_real(pattern, extractor, num=num, resolution=resolution, channels=channels, batch=batch)
+    if cache is not None:
+        save_cache(cache, out, pattern=pattern, network=extractor.name)
+    return out
