@@ -155,8 +155,8 @@ class BiasActFunction(torch.autograd.Function):
 
 
 class BiasActGradFunction(torch.autograd.Function):
-    """gz = gy * act'(x + b) * gain * [clamp passes] and its derivative. A third derivative is
-    refused by once_differentiable with a clear error (use impl="ref" for that)."""
+    """gz = gy * act'(x + b) * gain * [clamp passes]. Its derivative w.r.t. gy is this same
+    Function again; w.r.t. x and b it is BiasActGrad2Function (act'')."""
 
     @staticmethod
     def forward(ctx, gy, x, b, cfg):
@@ -165,15 +165,29 @@ class BiasActGradFunction(torch.autograd.Function):
         return _grad_launch(1, gy, None, x, b, cfg)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, ggz):
         gy, x, b = ctx.saved_tensors
-        d_gy = _grad_launch(1, ggz, None, x, b, ctx.cfg) if ctx.needs_input_grad[0] else None
+        d_gy = BiasActGradFunction.apply(ggz, x, b, ctx.cfg) if ctx.needs_input_grad[0] else None
         d_x = d_b = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            d_x = _grad_launch(2, gy, ggz, x, b, ctx.cfg)
+            d_x = BiasActGrad2Function.apply(gy, ggz, x, b, ctx.cfg)
             d_b = _sum_to_bias(d_x, b, ctx.cfg.dim) if ctx.needs_input_grad[2] else None
         return d_gy, (d_x if ctx.needs_input_grad[1] else None), d_b, None
+
+
+class BiasActGrad2Function(torch.autograd.Function):
+    """gy * ggz * act''(x + b) * gain * [clamp passes]: the second-derivative term. Going one
+    order further would need the third derivative of act; it raises instead of silently
+    dropping terms."""
+
+    @staticmethod
+    def forward(ctx, gy, ggz, x, b, cfg):
+        return _grad_launch(2, gy, ggz, x, b, cfg)
+
+    @staticmethod
+    def backward(ctx, _):
+        raise RuntimeError("bias_act(impl='triton') supports first and second derivatives; a third "
+                           "derivative through the activation needs impl='ref'")
 
 
 def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="auto"):
