@@ -204,6 +204,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     `impl`: "auto" (Triton on CUDA, reference elsewhere), "ref" or "triton". A filter that
     requires grad is served by the reference (the Triton backward treats filters as constants).
     """
+    check_args(x, f, up, down, padding, gain)  # before dispatch: the same errors on every device
     if use_triton(impl, x) and not (f is not None and f.requires_grad and torch.is_grad_enabled()):
         return Upfirdn2dFunction.apply(x, f, up, down, padding, bool(flip_filter), gain)
     return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)

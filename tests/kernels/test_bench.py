@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from kernels import bench
 
@@ -32,3 +33,14 @@ def test_bad_flags_are_named(argv, flag, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert flag in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_quick_bench_on_gpu_times_triton(tmp_path):
+    out = tmp_path / "kernels.json"
+    assert bench.main(["--quick", "--device", "cuda", "--no-compile", "--warmup", "1", "--iters", "2",
+                       "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert {r["impl"] for r in rows} == {"triton", "ref"}
+    assert all(r["speedup_vs_ref"] > 0 for r in rows if r["impl"] == "triton")

@@ -93,8 +93,9 @@ def test_third_derivative_is_refused_clearly(device):
     (dict(impl="cuda"), "impl="),
 ])
 @pytest.mark.parametrize("impl", ["ref", "triton"])
-def test_bad_arguments_name_the_argument(kwargs, name, impl):
+def test_bad_arguments_name_the_argument(device, kwargs, name, impl):
     args = dict(x=torch.ones(3, 4), b=torch.ones(4), impl=impl)
     args.update(kwargs)
+    args = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
     with pytest.raises(ValueError, match=name):
         bias_act(**args)

@@ -107,9 +107,10 @@ def test_non_contiguous_input_and_bf16(device):
     (dict(act="gelu"), "act="), (dict(clamp="1"), "clamp="), (dict(impl="fast"), "impl="),
 ])
 @pytest.mark.parametrize("impl", ["ref", "triton"])
-def test_bad_arguments_name_the_argument(change, name, impl):
+def test_bad_arguments_name_the_argument(device, change, name, impl):
     args = dict(x=torch.ones(2, 3, 5, 5), weight=torch.ones(4, 3, 3, 3), styles=torch.ones(2, 3), padding=1,
                 impl=impl)
     args.update(change)
+    args = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
     with pytest.raises(ValueError, match=name):
         modulated_conv2d(**args)

@@ -108,9 +108,10 @@ def test_wrappers_match_reference(device):
     (dict(gain="2"), "gain="), (dict(impl="cuda"), "impl="),
 ])
 @pytest.mark.parametrize("impl", ["ref", "triton"])
-def test_bad_arguments_name_the_argument(kwargs, name, impl):
+def test_bad_arguments_name_the_argument(device, kwargs, name, impl):
     args = dict(x=torch.ones(1, 1, 5, 5), f=kernels.setup_filter([1, 3, 3, 1]), impl=impl)
     args.update(kwargs)
+    args = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
     with pytest.raises(ValueError, match=name):
         upfirdn2d(**args)
 
