@@ -125,3 +125,22 @@ def test_auto_uses_reference_on_cpu_and_triton_needs_cuda_or_interpreter(monkeyp
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="impl='triton' needs CUDA"):
         upfirdn2d(x, None, impl="triton")
+
+
+def test_filter_that_requires_grad_is_served_by_the_reference(device):
+    # The Triton backward treats the filter as a constant; a trainable filter must still get its gradient.
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64, device=device)
+    f = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64, device=device, requires_grad=True)
+    (gf,) = torch.autograd.grad(upfirdn2d(x, f, 2, 1, 1, impl="triton").square().sum(), f)
+    (want,) = torch.autograd.grad(upfirdn2d_ref(x, f, 2, 1, 1).square().sum(), f)
+    torch.testing.assert_close(gf, want)
+
+
+def test_importing_kernels_does_not_import_triton():
+    # Whether a kernel is compiled or interpreted is fixed when it is defined, and `import kernels`
+    # must work where Triton is missing: Triton is imported on the first call that needs it.
+    import subprocess
+    import sys
+
+    code = "import sys, kernels; assert 'triton' not in sys.modules, 'triton imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], check=True)
