@@ -47,6 +47,13 @@ def test_bf16_accepted_and_computed_in_fp32(device):
     assert got.dtype == torch.bfloat16
     want = bias_act_ref(x.float(), b.bfloat16().float(), act="lrelu", clamp=1.0)
     torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)
+    xg, bg = x.clone().requires_grad_(), b.clone().requires_grad_()
+    gx, gb = torch.autograd.grad(bias_act(xg, bg, act="lrelu", clamp=1.0, impl="triton").sum(), [xg, bg])
+    assert gx.dtype == torch.bfloat16 and gb.dtype == torch.float32  # gradients in their inputs' dtypes
+    xr, br = x.float().requires_grad_(), b.bfloat16().float().requires_grad_()
+    wx, wb = torch.autograd.grad(bias_act_ref(xr, br, act="lrelu", clamp=1.0).sum(), [xr, br])
+    torch.testing.assert_close(gx.float(), wx, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(gb, wb, rtol=1e-2, atol=0.1)
 
 
 @pytest.mark.parametrize("act", ACTS)

@@ -94,10 +94,12 @@ def test_non_contiguous_input_and_bf16(device):
     want = modulated_conv2d_ref(x, w, s, noise=noise, bias=b, **kw)
     torch.testing.assert_close(modulated_conv2d(x, w, s, noise=noise, bias=b, impl="triton", **kw), want,
                                rtol=2e-4, atol=2e-4)
-    got = modulated_conv2d(x.bfloat16(), w.bfloat16(), s.bfloat16(), noise=noise.bfloat16(), bias=b.bfloat16(),
-                           impl="triton", **kw)
+    leaves = [t.bfloat16().requires_grad_() for t in (x, w, s, noise, b)]
+    got = modulated_conv2d(*leaves[:3], noise=leaves[3], bias=leaves[4], impl="triton", **kw)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, rtol=0.1, atol=0.1)  # bf16 conv and inputs
+    grads = torch.autograd.grad(got.float().sum(), leaves)
+    assert all(g.dtype == torch.bfloat16 and g.isfinite().all() for g in grads)
 
 
 @pytest.mark.parametrize("change, name", [

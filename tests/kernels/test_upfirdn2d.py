@@ -67,6 +67,12 @@ def test_bf16_accepted_and_computed_in_fp32(device):
     assert got.dtype == torch.bfloat16
     want = upfirdn2d_ref(x.float(), f, 2, 1, [2, 1, 2, 1], gain=4)
     torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)  # one bf16 rounding of the output
+    xg = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(upfirdn2d(xg, f, 2, 1, [2, 1, 2, 1], gain=4, impl="triton").sum(), xg)
+    xr = x.float().requires_grad_()
+    (want_gx,) = torch.autograd.grad(upfirdn2d_ref(xr, f, 2, 1, [2, 1, 2, 1], gain=4).sum(), xr)
+    assert gx.dtype == torch.bfloat16
+    torch.testing.assert_close(gx.float(), want_gx, rtol=1e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("up, down, pad", [(2, 1, [2, 1, 2, 1]), ((1, 2), (2, 1), [1, 2, 0, 1])])
