@@ -175,15 +175,15 @@ class ModconvEpilogueFunction(torch.autograd.Function):
             return (*grads, None, None)
         from kernels.triton_ops import modconv as tk
 
-        gc, gz, gscale, gbias = tk.launch_bwd(
+        gc, gnoise, gscale, gbias = tk.launch_bwd(
             g.contiguous(), c.detach().contiguous(), _as_scale(scale, c), noise, _as_bias(bias, c),
             ctx.cfg.params(acc_dtype(c.dtype), c.device), act=ctx.cfg.act, clamp=ctx.cfg.clamp is not None,
-            want_gz=ctx.needs_input_grad[2])
+            want_noise_grad=ctx.needs_input_grad[2])
         grads[0] = gc
         if ctx.needs_input_grad[1]:
             grads[1] = gscale.to(scale.dtype)
         if ctx.needs_input_grad[2]:
-            grads[2] = gz.sum_to_size(noise.shape).to(noise.dtype)
+            grads[2] = gnoise.to(noise.dtype)
         if ctx.needs_input_grad[3]:
             grads[3] = gbias.sum(0).to(bias.dtype)
         return (*grads, None, None)

@@ -2,12 +2,14 @@
 y = clamp(act(conv * scale[n, o] + noise + bias[o]) * gain), scale being the demodulation
 coefficients (absent on the fused path, where they are folded into the weights).
 
-The reference does this in four passes (demodulation multiply, noise add, bias_act); the
-backward here also produces, in the same pass, per-program partial sums for the gradients of
-the scale and the bias (summed by the caller: deterministic, no atomics).
+The reference does this in four passes (demodulation multiply, noise add, bias_act). The
+backward is one pass too: it writes the conv-output gradient and, in the same pass, partial
+sums for the gradients of the scale, the bias and the noise (summed by the caller:
+deterministic, no atomics).
 
-Programs are laid out as (plane n*O + o, chunk of H*W), so scale and bias are one scalar
-load per program and a partial sum never straddles two planes.
+Forward programs are (plane n*O + o, chunk of H*W), so scale and bias are one scalar load per
+program; backward programs loop over a group of channels so the noise gradient (noise is
+shared by all channels) is reduced in registers.
 """
 
 from __future__ import annotations
@@ -57,33 +59,50 @@ def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno
 
 
 @triton.jit
-def _epilogue_bwd(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gz_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
-                  snn, sno, snh, snw, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  WRITE_GZ: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
-                  BLOCK: tl.constexpr):
-    # gz = g * act'(z) * gain * [clamp passes]; gc = gz * scale; partial sums of gz * c (for the
-    # scale) and of gz (for the bias) per (plane, chunk); gz itself only when noise needs it.
-    plane = tl.program_id(0).to(tl.int64)
+def _epilogue_bwd(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
+                  groups, per_group, snn, sno, snh, snw, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr,
+                  HAS_BIAS: tl.constexpr, NOISE_GRAD: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr,
+                  ACC: tl.constexpr, BLOCK: tl.constexpr):
+    # Program (n, group of channels, chunk of H*W), looping over its channels:
+    #   gz = g * act'(z) * gain * [clamp passes]; gc = gz * scale, stored;
+    #   per (plane, chunk): partial sums of gz * c (scale gradient) and gz (bias gradient);
+    #   NOISE_GRAD 1: noise shared by all channels -> sum of gz over this group's channels,
+    #                 stored per (n, group) (the caller sums the groups);
+    #   NOISE_GRAD 2: noise differs per channel -> gz itself, stored in gn.
+    # Looping over channels inside the program is what lets the noise gradient be reduced
+    # without writing gz and reading it back.
+    pid = tl.program_id(0)
+    n = pid // groups
+    grp = pid % groups
     chunk = tl.program_id(1)
     offs = chunk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     alpha, gain, clamp = tl.load(p_ptr), tl.load(p_ptr + 1), tl.load(p_ptr + 2)
-    c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
-    z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                        HAS_SCALE, HAS_NOISE, HAS_BIAS, ACC)
-    g = tl.load(g_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
-    gz = g * act_d1(z, alpha, ACT) * clamp_mask(act_fwd(z, alpha, ACT) * gain, clamp, CLAMP) * gain
-    gz = tl.where(mask, gz, 0.0)
-    if HAS_SCALE:
-        gc = gz * tl.load(s_ptr + plane).to(ACC)
-        tl.store(ps_ptr + plane * chunks + chunk, tl.sum(gz * c, axis=0))
-    else:
-        gc = gz
-    tl.store(gc_ptr + plane * HW + offs, gc.to(gc_ptr.dtype.element_ty), mask=mask)
-    if WRITE_GZ:
-        tl.store(gz_ptr + plane * HW + offs, gz.to(gz_ptr.dtype.element_ty), mask=mask)
-    if HAS_BIAS:
-        tl.store(pb_ptr + plane * chunks + chunk, tl.sum(gz, axis=0))
+    gn_acc = tl.zeros([BLOCK], dtype=ACC)
+    o_start = grp * per_group
+    o_end = tl.minimum(o_start + per_group, O)
+    for o in range(o_start, o_end):
+        plane = (n * O + o).to(tl.int64)
+        c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
+        z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
+                            HAS_SCALE, HAS_NOISE, HAS_BIAS, ACC)
+        g = tl.load(g_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
+        gz = g * act_d1(z, alpha, ACT) * clamp_mask(act_fwd(z, alpha, ACT) * gain, clamp, CLAMP) * gain
+        gz = tl.where(mask, gz, 0.0)
+        if HAS_SCALE:
+            gc = gz * tl.load(s_ptr + plane).to(ACC)
+            tl.store(ps_ptr + plane * chunks + chunk, tl.sum(gz * c, axis=0))
+        else:
+            gc = gz
+        tl.store(gc_ptr + plane * HW + offs, gc.to(gc_ptr.dtype.element_ty), mask=mask)
+        if HAS_BIAS:
+            tl.store(pb_ptr + plane * chunks + chunk, tl.sum(gz, axis=0))
+        if NOISE_GRAD == 1:
+            gn_acc += gz
+        if NOISE_GRAD == 2:
+            tl.store(gn_ptr + plane * HW + offs, gz.to(gn_ptr.dtype.element_ty), mask=mask)
+    if NOISE_GRAD == 1:
+        tl.store(gn_ptr + pid.to(tl.int64) * HW + offs, gn_acc, mask=mask)
 
 
 _TL_ACC = {torch.float64: tl.float64, torch.float32: tl.float32}
@@ -105,21 +124,42 @@ def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     return out
 
 
-def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_gz):
-    """-> (gc, gz or None, gscale [N, O] or None, gbias per plane [N, O] or None), sums in acc dtype."""
+def channel_groups(N: int, O: int, chunks: int, groups: int | None = None) -> int:
+    """How many groups the O channels are split into for the backward. On a GPU, enough
+    programs to fill it (~1024), so low-resolution layers with many channels stay parallel;
+    under the interpreter one group (fewest programs). `groups` overrides (tests)."""
+    from kernels._dispatch import interpreting
+
+    if groups is None:
+        groups = 1 if interpreting() else -(-1024 // (N * chunks))
+    return max(1, min(O, groups))
+
+
+def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad, groups=None):
+    """-> (gc, gnoise summed to noise's shape or None, gscale [N, O] or None, gbias per plane
+    [N, O] or None); the sums are in the accumulation dtype."""
     N, O, H, W = c.shape
     block = block_size(H * W)
     chunks = triton.cdiv(H * W, block)
+    per_group = -(-O // channel_groups(N, O, chunks, groups))
+    groups = -(-O // per_group)  # no empty group
+    nstr = _noise_strides(noise, c.shape)
+    noise_grad = 0 if not want_noise_grad else (1 if nstr[1] == 0 else 2)
     gc = torch.empty_like(c)
-    gz = torch.empty_like(c) if want_gz else None
+    gn_shape = {0: [1], 1: [N * groups, H * W], 2: list(c.shape)}[noise_grad]
+    gn = torch.empty(gn_shape, dtype=params.dtype if noise_grad == 1 else c.dtype, device=c.device)
     ps = torch.empty([N * O, chunks], dtype=params.dtype, device=c.device) if scale is not None else None
     pb = torch.empty([N * O, chunks], dtype=params.dtype, device=c.device) if bias is not None else None
-    _epilogue_bwd[(N * O, chunks)](
+    _epilogue_bwd[(N * groups, chunks)](
         g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, params,
-        gc, gc if gz is None else gz, params if ps is None else ps, params if pb is None else pb, O, H * W, W, chunks,
-        *_noise_strides(noise, c.shape), HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
-        HAS_BIAS=bias is not None, WRITE_GZ=want_gz, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.dtype],
-        BLOCK=block)
+        gc, gn, params if ps is None else ps, params if pb is None else pb, O, H * W, W, chunks, groups, per_group,
+        *nstr, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
+        NOISE_GRAD=noise_grad, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.dtype], BLOCK=block)
     gscale = None if ps is None else ps.sum(1).reshape(N, O)
     gbias = None if pb is None else pb.sum(1).reshape(N, O)
-    return gc, gz, gscale, gbias
+    gnoise = None
+    if noise_grad == 1:
+        gnoise = gn.reshape(N, groups, H, W).sum(1, keepdim=True).sum_to_size(noise.shape)
+    elif noise_grad == 2:
+        gnoise = gn.sum_to_size(noise.shape)
+    return gc, gnoise, gscale, gbias

@@ -116,3 +116,21 @@ def test_bad_arguments_name_the_argument(device, change, name, impl):
     args = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
     with pytest.raises(ValueError, match=name):
         modulated_conv2d(**args)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 5])  # 5 channels in 2 groups: the last one is partial
+@pytest.mark.parametrize("noise_shape", [(2, 1, 3, 4), (3, 4), (2, 5, 3, 4)])  # shared vs per-channel noise
+def test_epilogue_backward_channel_groups_and_noise_gradient(device, groups, noise_shape):
+    from kernels.triton_ops import modconv as tk
+
+    g64 = dict(dtype=torch.float64, device=device)
+    c, g = torch.randn(2, 5, 3, 4, **g64), torch.randn(2, 5, 3, 4, **g64)
+    scale, noise, bias = torch.rand(2, 5, **g64) + 0.5, torch.randn(noise_shape, **g64), torch.randn(5, **g64)
+    cfg = KernelConfig.of("lrelu", None, None, 1.5, 1)
+    gc, gnoise, gscale, gbias = tk.launch_bwd(g, c, scale, noise, bias, cfg.params(torch.float64, device),
+                                              act="lrelu", clamp=True, want_noise_grad=True, groups=groups)
+    leaves = [t.clone().requires_grad_() for t in (c, scale, noise, bias)]
+    want = torch.autograd.grad(epilogue_ref(*leaves, "lrelu", None, None, 1.5), leaves, g)
+    for got, w in zip((gc, gscale, gnoise, gbias.sum(0)), want):
+        assert got.shape == w.shape
+        torch.testing.assert_close(got, w, rtol=1e-12, atol=1e-12)
