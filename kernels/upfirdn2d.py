@@ -154,7 +154,7 @@ def _triton_filters(f: Optional[torch.Tensor], flip_filter: bool, gain: float, d
 
 
 def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry, flip_filter: bool, gain: float,
-                     out: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     out: Optional[torch.Tensor] = None, tile=None) -> torch.Tensor:
     """One launch of the polyphase kernel, no autograd. `out` (contiguous, poisoned in tests)
     must have the output shape; every element is written."""
     from kernels.triton_ops import upfirdn2d as tk
@@ -165,7 +165,7 @@ def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry,
     if out.numel() == 0:
         return out
     fy, fx = _triton_filters(f, flip_filter, gain, acc_dtype(x.dtype), x.device)
-    return tk.launch(x, fy, fx, out, up=geom.up, down=geom.down, pad0=geom.pad0, fsize=geom.fsize)
+    return tk.launch(x, fy, fx, out, up=geom.up, down=geom.down, pad0=geom.pad0, fsize=geom.fsize, tile=tile)
 
 
 class Upfirdn2dFunction(torch.autograd.Function):

@@ -25,16 +25,16 @@ def _upfirdn2d_jobs(tl):
     from kernels.triton_ops.upfirdn2d import _upfirdn2d_kernel as k
 
     def sig(dt, acc, idx):
-        return {"x_ptr": f"*{dt}", "fy_ptr": f"*{acc}", "fx_ptr": f"*{acc}", "out_ptr": f"*{dt}", "total": idx,
-                **{n: idx for n in ("C", "H", "W", "OH", "OW", "sxn", "sxc", "sxh", "sxw")}}
+        return {"x_ptr": f"*{dt}", "fy_ptr": f"*{acc}", "fx_ptr": f"*{acc}", "out_ptr": f"*{dt}",
+                **{n: idx for n in ("P", "C", "H", "W", "OH", "OW", "sxn", "sxc", "sxh", "sxw", "tiles_y", "tiles_x")}}
 
     base = dict(UPX=1, UPY=1, DOWNX=1, DOWNY=1, PX0=0, PY0=0, FW=4, FH=4, SEPARABLE=False, ACC=tl.float32,
-                INT64=False, BLOCK=1024)
+                INT64=False, BP=1, BH=4, BW=256)
     return [
         (k, sig("fp32", "fp32", _I), {**base, "UPX": 2, "UPY": 2, "PX0": 2, "PY0": 2, "SEPARABLE": True}),
         (k, sig("bf16", "fp32", "i64"), {**base, "DOWNX": 2, "DOWNY": 2, "PX0": -1, "PY0": 1, "INT64": True}),
         (k, sig("fp64", "fp64", _I), {**base, "UPX": 4, "UPY": 2, "DOWNX": 4, "DOWNY": 2, "FW": 3, "FH": 5,
-                                      "ACC": tl.float64}),
+                                      "ACC": tl.float64, "BP": 64, "BH": 4, "BW": 4}),
     ]
 
 

@@ -150,3 +150,16 @@ def test_importing_kernels_does_not_import_triton():
 
     code = "import sys, kernels; assert 'triton' not in sys.modules, 'triton imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("tile", [(1, 4, 8), (2, 16, 4)])
+def test_many_small_tiles_cover_the_output(device, tile):
+    # Test shapes fit one program by default; small tiles exercise the tile indexing a GPU uses
+    # (several tiles per plane, several planes per tile, partial tiles on every edge).
+    x = torch.randn(1, 3, 5, 6, dtype=torch.float64, device=device)
+    f = kernels.setup_filter([1, 3, 3, 1]).to(device=device, dtype=torch.float64)
+    geom = check_args(x, f, 2, 1, [2, 1, 2, 1], 4)
+    ow, oh = geom.out_size
+    out = torch.full([1, 3, oh, ow], float("nan"), dtype=torch.float64, device=device)
+    upfirdn2d_triton(x, f, geom, False, 4, out=out, tile=tile)
+    torch.testing.assert_close(out, upfirdn2d_ref(x, f, 2, 1, [2, 1, 2, 1], gain=4), rtol=1e-12, atol=1e-12)
