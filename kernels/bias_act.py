@@ -101,21 +101,22 @@ class KernelConfig(NamedTuple):
                             device=device)
 
     def layout(self, x: torch.Tensor, b) -> dict:
-        if b is None:
-            return dict(C=1, inner=1, act=self.act, clamp=self.clamp is not None)
+        if b is None:  # one long row
+            return dict(C=1, inner=max(x.numel(), 1), act=self.act, clamp=self.clamp is not None)
         return dict(C=x.shape[self.dim], inner=math.prod(x.shape[self.dim + 1:]), act=self.act,
                     clamp=self.clamp is not None)
 
 
-def bias_act_triton(x, b, cfg: KernelConfig, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """One forward launch, no autograd; `out` (contiguous, x's shape) gets every element."""
+def bias_act_triton(x, b, cfg: KernelConfig, out: Optional[torch.Tensor] = None, tile=None) -> torch.Tensor:
+    """One forward launch, no autograd; `out` (contiguous, x's shape) gets every element.
+    `tile` (rows, inner elements; powers of 2) overrides the kernel's choice (tests)."""
     from kernels.triton_ops import bias_act as tk
 
     x = x.detach().contiguous()
     out = torch.empty_like(x) if out is None else out
     if out.numel():
         b = None if b is None else b.detach().to(x.dtype).contiguous()
-        tk.launch_fwd(x, b, cfg.params(acc_dtype(x.dtype), x.device), out, **cfg.layout(x, b))
+        tk.launch_fwd(x, b, cfg.params(acc_dtype(x.dtype), x.device), out, **cfg.layout(x, b), tile=tile)
     return out
 
 

@@ -41,19 +41,21 @@ def _upfirdn2d_jobs(tl):
 def _bias_act_jobs(tl):
     from kernels.triton_ops.bias_act import ACT_CODES, _bias_act_fwd, _bias_act_grad
 
-    def fwd_sig(dt, acc):
-        return {"x_ptr": f"*{dt}", "b_ptr": f"*{dt}", "p_ptr": f"*{acc}", "out_ptr": f"*{dt}", "total": _I, "C": _I,
-                "inner": _I}
+    def fwd_sig(dt, acc, idx=_I):
+        return {"x_ptr": f"*{dt}", "b_ptr": f"*{dt}", "p_ptr": f"*{acc}", "out_ptr": f"*{dt}", "R": idx, "C": _I,
+                "inner": idx, "chunks": _I}
 
     def grad_sig(dt, acc):
         return {"g_ptr": f"*{dt}", "gg_ptr": f"*{dt}", **fwd_sig(dt, acc)}
 
-    jobs = [(_bias_act_fwd, fwd_sig("bf16", "fp32"), dict(HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, BLOCK=1024)),
-            (_bias_act_fwd, fwd_sig("fp64", "fp64"), dict(HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, BLOCK=1024))]
+    tiles = dict(INT64=False, BR=1, BI=1024)
+    jobs = [(_bias_act_fwd, fwd_sig("bf16", "fp32", "i64"),
+             dict(HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, INT64=True, BR=4, BI=256)),
+            (_bias_act_fwd, fwd_sig("fp64", "fp64"), dict(HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, **tiles))]
     for code in ACT_CODES.values():  # both derivative orders of every activation
         for order in (1, 2):
             jobs.append((_bias_act_grad, grad_sig("fp32", "fp32"),
-                         dict(ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32, BLOCK=1024)))
+                         dict(ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32, **tiles)))
     return jobs
 
 

@@ -106,3 +106,14 @@ def test_bad_arguments_name_the_argument(device, kwargs, name, impl):
     args = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
     with pytest.raises(ValueError, match=name):
         bias_act(**args)
+
+
+@pytest.mark.parametrize("tile", [(2, 4), (8, 1), (1, 16)])
+def test_many_small_tiles_cover_the_output(device, tile):
+    # Test shapes fit one program by default; small tiles exercise the indexing a GPU uses
+    # (several tiles per row, several rows per tile, partial tiles).
+    x = torch.randn(2, 5, 3, 7, dtype=torch.float64, device=device)
+    b = torch.randn(5, dtype=torch.float64, device=device)
+    out = torch.full_like(x, float("nan"))
+    bias_act_triton(x, b, KernelConfig.of("lrelu", None, None, 1.0, 1), out=out, tile=tile)
+    torch.testing.assert_close(out, bias_act_ref(x, b, act="lrelu", clamp=1.0), rtol=1e-12, atol=1e-12)
