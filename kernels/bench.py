@@ -105,20 +105,21 @@ def bench(args) -> dict:
                     ref_s = secs if impl == "ref" else ref_s
                     nbytes = case.fwd_bytes(esize) + (case.bwd_bytes(esize) if direction == "fwd+bwd" else 0)
                     flops = case.flops * (3 if direction == "fwd+bwd" else 1)
-                    gbps = nbytes / secs / 1e9
+                    gbps, tflops = nbytes / secs / 1e9, (flops / secs / 1e12 if flops else None)
                     rows.append(dict(op=case.op, case=case.label, shape=case.shape, dtype=dname, direction=direction,
                                      impl=impl, ms=secs * 1e3, GBps=gbps, frac_copy=gbps / limits["copy_GBps"],
-                                     TFLOPs=flops / secs / 1e12 if flops else None,
-                                     frac_matmul=(flops / secs / 1e12 / limits["matmul_TFLOPs"][dname]) if flops else None,
+                                     TFLOPs=tflops,
+                                     frac_matmul=tflops / limits["matmul_TFLOPs"][dname] if flops else None,
                                      speedup_vs_ref=None if ref_s is None else ref_s / secs))
                     print(_format_row(rows[-1]), flush=True)
-    return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                device=torch.cuda.get_device_name(device) if on_gpu else f"cpu ({platform.processor() or platform.machine()})",
+    name = torch.cuda.get_device_name(device) if on_gpu else f"cpu ({platform.processor() or platform.machine()})"
+    return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), device=name,
                 torch=torch.__version__, quick=quick, compile_backend=None if args.no_compile else args.compile_backend,
                 command=" ".join(["python -m kernels.bench"] + args.argv), **limits, results=rows)
 
 
-HEADER = f"{'op':<17} {'case':<34} {'dtype':<5} {'dir':<8} {'impl':<9} {'ms':>9} {'GB/s':>8} {'%copy':>6} {'TFLOP/s':>8} {'x ref':>6}"
+HEADER = (f"{'op':<17} {'case':<34} {'dtype':<5} {'dir':<8} {'impl':<9} {'ms':>9} {'GB/s':>8} {'%copy':>6} "
+          f"{'TFLOP/s':>8} {'x ref':>6}")
 
 
 def _format_row(r: dict) -> str:

@@ -63,18 +63,22 @@ def _modconv_jobs(tl):
     from kernels.triton_ops.modconv import _epilogue_bwd, _epilogue_fwd
 
     strides = {n: _I for n in ("O", "HW", "W", "snn", "sno", "snh", "snw")}
-    ptrs = lambda dt, acc, names: {n: (f"*{acc}" if n in ("p_ptr", "ps_ptr", "pb_ptr") else f"*{dt}") for n in names}  # noqa: E731
+    def ptrs(dt, acc, names):  # parameters and partial sums are in the accumulation dtype
+        return {n: (f"*{acc}" if n in ("p_ptr", "ps_ptr", "pb_ptr") else f"*{dt}") for n in names}
+
     fwd_names = ("c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "out_ptr")
     bwd_names = ("g_ptr", "c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "gc_ptr", "gn_ptr", "ps_ptr", "pb_ptr")
-    on = dict(HAS_SCALE=True, HAS_NOISE=True, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, BLOCK=1024)
-    off = dict(HAS_SCALE=False, HAS_NOISE=False, HAS_BIAS=False, ACT=0, CLAMP=False, ACC=tl.float64, BLOCK=1024)
+    on = dict(HAS_SCALE=True, HAS_NOISE=True, NOISE_FLAT=True, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32,
+              BLOCK=1024)
+    off = dict(HAS_SCALE=False, HAS_NOISE=False, NOISE_FLAT=False, HAS_BIAS=False, ACT=0, CLAMP=False,
+               ACC=tl.float64, BLOCK=1024)
     bwd_sig = lambda dt, acc: {**ptrs(dt, acc, bwd_names), **{n: _I for n in (  # noqa: E731
         "O", "HW", "W", "chunks", "groups", "per_group", "snn", "sno", "snh", "snw")}}
     return [
         (_epilogue_fwd, {**ptrs("bf16", "fp32", fwd_names), **strides}, on),
         (_epilogue_fwd, {**ptrs("fp64", "fp64", fwd_names), **strides}, off),
         (_epilogue_bwd, {**bwd_sig("bf16", "fp32"), "gn_ptr": "*fp32"}, {**on, "NOISE_GRAD": 1}),
-        (_epilogue_bwd, bwd_sig("bf16", "fp32"), {**on, "NOISE_GRAD": 2}),
+        (_epilogue_bwd, bwd_sig("bf16", "fp32"), {**on, "NOISE_FLAT": False, "NOISE_GRAD": 2}),
         (_epilogue_bwd, bwd_sig("fp64", "fp64"), {**off, "NOISE_GRAD": 0}),
     ]
 

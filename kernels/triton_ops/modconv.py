@@ -29,12 +29,17 @@ def block_size(hw: int) -> int:
 
 @triton.jit
 def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                    HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr):
+                    HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
+                    HAS_BIAS: tl.constexpr, ACC: tl.constexpr):
     z = c
     if HAS_SCALE:
         z = z * tl.load(s_ptr + plane).to(ACC)
     if HAS_NOISE:
-        nptr = n_ptr + (plane // O) * snn + (plane % O) * sno + (offs // W) * snh + (offs % W) * snw
+        nptr = n_ptr + (plane // O) * snn + (plane % O) * sno
+        if NOISE_FLAT:  # rows of the noise are contiguous in H*W: no per-lane division
+            nptr += offs * snw
+        else:
+            nptr += (offs // W) * snh + (offs % W) * snw
         z += tl.load(nptr, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
         z += tl.load(b_ptr + plane % O).to(ACC)
@@ -43,15 +48,16 @@ def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, s
 
 @triton.jit
 def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno, snh, snw,
-                  HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
-                  CLAMP: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+                  HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
+                  HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
+                  BLOCK: tl.constexpr):
     plane = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     alpha, gain, clamp = tl.load(p_ptr), tl.load(p_ptr + 1), tl.load(p_ptr + 2)
     c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
     z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                        HAS_SCALE, HAS_NOISE, HAS_BIAS, ACC)
+                        HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC)
     y = act_fwd(z, alpha, ACT) * gain
     if CLAMP:
         y = tl.minimum(tl.maximum(y, -clamp), clamp)
@@ -61,7 +67,8 @@ def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno
 @triton.jit
 def _epilogue_bwd(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
                   groups, per_group, snn, sno, snh, snw, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr,
-                  HAS_BIAS: tl.constexpr, NOISE_GRAD: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr,
+                  NOISE_FLAT: tl.constexpr, HAS_BIAS: tl.constexpr, NOISE_GRAD: tl.constexpr, ACT: tl.constexpr,
+                  CLAMP: tl.constexpr,
                   ACC: tl.constexpr, BLOCK: tl.constexpr):
     # Program (n, group of channels, chunk of H*W), looping over its channels:
     #   gz = g * act'(z) * gain * [clamp passes]; gc = gz * scale, stored;
@@ -85,7 +92,7 @@ def _epilogue_bwd(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_p
         plane = (n * O + o).to(tl.int64)
         c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
         z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                            HAS_SCALE, HAS_NOISE, HAS_BIAS, ACC)
+                            HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC)
         g = tl.load(g_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
         gz = g * act_d1(z, alpha, ACT) * clamp_mask(act_fwd(z, alpha, ACT) * gain, clamp, CLAMP) * gain
         gz = tl.where(mask, gz, 0.0)
@@ -112,6 +119,10 @@ def _noise_strides(noise, shape):
     return (0, 0, 0, 0) if noise is None else noise.expand(shape).stride()
 
 
+def _noise_flat(strides, W) -> bool:
+    return strides[2] == W * strides[3]
+
+
 def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     """c, out [N, O, H, W] contiguous; scale [N, O] contiguous or None; noise broadcastable to
     c (any strides) or None; bias [O] or None; params [alpha, gain, clamp] in the acc dtype."""
@@ -120,7 +131,8 @@ def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     _epilogue_fwd[(N * O, triton.cdiv(H * W, block))](
         c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, params, out,
         O, H * W, W, *_noise_strides(noise, c.shape), HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
-        HAS_BIAS=bias is not None, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.dtype], BLOCK=block)
+        NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=ACT_CODES[act],
+        CLAMP=clamp, ACC=_TL_ACC[params.dtype], BLOCK=block)
     return out
 
 
@@ -153,7 +165,8 @@ def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad,
     _epilogue_bwd[(N * groups, chunks)](
         g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, params,
         gc, gn, params if ps is None else ps, params if pb is None else pb, O, H * W, W, chunks, groups, per_group,
-        *nstr, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
+        *nstr, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),
+        HAS_BIAS=bias is not None,
         NOISE_GRAD=noise_grad, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.dtype], BLOCK=block)
     gscale = None if ps is None else ps.sum(1).reshape(N, O)
     gbias = None if pb is None else pb.sum(1).reshape(N, O)

@@ -79,7 +79,8 @@ def test_path_length_double_backward_falls_back_to_reference(device, fused):
 
 def test_epilogue_writes_every_element(device):
     c = torch.randn(2, 3, 5, 7, device=device)
-    scale, noise, bias = torch.rand(2, 3, device=device), torch.randn(5, 7, device=device), torch.randn(3, device=device)
+    scale, bias = torch.rand(2, 3, device=device), torch.randn(3, device=device)
+    noise = torch.randn(7, 5, device=device).t()  # strided rows: the kernel's general noise indexing
     out = torch.full_like(c, float("nan"))
     epilogue_triton(c, scale, noise, bias, KernelConfig.of("lrelu", None, None, 0.5, 1), out=out)
     assert not out.isnan().any()
@@ -119,13 +120,14 @@ def test_bad_arguments_name_the_argument(device, change, name, impl):
 
 
 @pytest.mark.parametrize("groups", [1, 2, 5])  # 5 channels in 2 groups: the last one is partial
-@pytest.mark.parametrize("noise_shape", [(2, 1, 3, 4), (3, 4), (2, 5, 3, 4)])  # shared vs per-channel noise
+@pytest.mark.parametrize("noise_shape", [(2, 1, 3, 4), (3, 4), (2, 5, 3, 4), "transposed"])  # shared, per channel
 def test_epilogue_backward_channel_groups_and_noise_gradient(device, groups, noise_shape):
     from kernels.triton_ops import modconv as tk
 
     g64 = dict(dtype=torch.float64, device=device)
     c, g = torch.randn(2, 5, 3, 4, **g64), torch.randn(2, 5, 3, 4, **g64)
-    scale, noise, bias = torch.rand(2, 5, **g64) + 0.5, torch.randn(noise_shape, **g64), torch.randn(5, **g64)
+    noise = torch.randn(4, 3, **g64).t() if noise_shape == "transposed" else torch.randn(noise_shape, **g64)
+    scale, bias = torch.rand(2, 5, **g64) + 0.5, torch.randn(5, **g64)
     cfg = KernelConfig.of("lrelu", None, None, 1.5, 1)
     gc, gnoise, gscale, gbias = tk.launch_bwd(g, c, scale, noise, bias, cfg.params(torch.float64, device),
                                               act="lrelu", clamp=True, want_noise_grad=True, groups=groups)
