@@ -75,6 +75,14 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+class KernelParams(NamedTuple):
+    alpha: float
+    gain: float
+    clamp: float
+    acc: torch.dtype  # accumulation dtype of the kernels
+    tensor: Optional[torch.Tensor]  # [alpha, gain, clamp] in float64, for float64 math only
+
+
 class KernelConfig(NamedTuple):
     """What the Triton kernels need, with defaults resolved: selu becomes elu with its alpha and
     its scale folded into the gain; elu ignores alpha (as the reference, which uses 1)."""
@@ -96,9 +104,12 @@ class KernelConfig(NamedTuple):
         clamp = float(clamp) if clamp is not None and clamp >= 0 else None
         return KernelConfig(act, alpha, gain, clamp, dim)
 
-    def params(self, dtype, device) -> torch.Tensor:
-        return torch.tensor([self.alpha, self.gain, 0.0 if self.clamp is None else self.clamp], dtype=dtype,
-                            device=device)
+    def params(self, acc: torch.dtype, device) -> "KernelParams":
+        clamp = 0.0 if self.clamp is None else self.clamp
+        # Scalars for float32 math; a float64 tensor only for float64 (see triton_ops/bias_act.py).
+        tensor = (torch.tensor([self.alpha, self.gain, clamp], dtype=acc, device=device)
+                  if acc == torch.float64 else None)
+        return KernelParams(self.alpha, self.gain, clamp, acc, tensor)
 
     def layout(self, x: torch.Tensor, b) -> dict:
         if b is None:  # one long row

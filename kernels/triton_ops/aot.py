@@ -19,6 +19,7 @@ import sys
 import time
 
 _I = "i32"
+_SCALARS = {"alpha": "fp32", "gain": "fp32", "clamp": "fp32"}
 
 
 def _upfirdn2d_jobs(tl):
@@ -43,37 +44,39 @@ def _bias_act_jobs(tl):
 
     def fwd_sig(dt, acc, idx=_I):
         return {"x_ptr": f"*{dt}", "b_ptr": f"*{dt}", "p_ptr": f"*{acc}", "out_ptr": f"*{dt}", "R": idx, "C": _I,
-                "inner": idx, "chunks": _I}
+                "inner": idx, "chunks": _I, **_SCALARS}
 
     def grad_sig(dt, acc):
         return {"g_ptr": f"*{dt}", "gg_ptr": f"*{dt}", **fwd_sig(dt, acc)}
 
     tiles = dict(INT64=False, BR=1, BI=1024)
     jobs = [(_bias_act_fwd, fwd_sig("bf16", "fp32", "i64"),
-             dict(HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, INT64=True, BR=4, BI=256)),
-            (_bias_act_fwd, fwd_sig("fp64", "fp64"), dict(HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, **tiles))]
+             dict(P_PTR=False, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, INT64=True, BR=4, BI=256)),
+            (_bias_act_fwd, fwd_sig("fp64", "fp64"),
+             dict(P_PTR=True, HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, **tiles))]
     for code in ACT_CODES.values():  # both derivative orders of every activation
         for order in (1, 2):
             jobs.append((_bias_act_grad, grad_sig("fp32", "fp32"),
-                         dict(ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32, **tiles)))
+                         dict(P_PTR=False, ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32,
+                              **tiles)))
     return jobs
 
 
 def _modconv_jobs(tl):
     from kernels.triton_ops.modconv import _epilogue_bwd, _epilogue_fwd
 
-    strides = {n: _I for n in ("O", "HW", "W", "snn", "sno", "snh", "snw")}
+    strides = {**{n: _I for n in ("O", "HW", "W", "snn", "sno", "snh", "snw")}, **_SCALARS}
     def ptrs(dt, acc, names):  # parameters and partial sums are in the accumulation dtype
         return {n: (f"*{acc}" if n in ("p_ptr", "ps_ptr", "pb_ptr") else f"*{dt}") for n in names}
 
     fwd_names = ("c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "out_ptr")
     bwd_names = ("g_ptr", "c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "gc_ptr", "gn_ptr", "ps_ptr", "pb_ptr")
-    on = dict(HAS_SCALE=True, HAS_NOISE=True, NOISE_FLAT=True, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32,
+    on = dict(P_PTR=False, HAS_SCALE=True, HAS_NOISE=True, NOISE_FLAT=True, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32,
               BLOCK=1024)
-    off = dict(HAS_SCALE=False, HAS_NOISE=False, NOISE_FLAT=False, HAS_BIAS=False, ACT=0, CLAMP=False,
+    off = dict(P_PTR=True, HAS_SCALE=False, HAS_NOISE=False, NOISE_FLAT=False, HAS_BIAS=False, ACT=0, CLAMP=False,
                ACC=tl.float64, BLOCK=1024)
     bwd_sig = lambda dt, acc: {**ptrs(dt, acc, bwd_names), **{n: _I for n in (  # noqa: E731
-        "O", "HW", "W", "chunks", "groups", "per_group", "snn", "sno", "snh", "snw")}}
+        "O", "HW", "W", "chunks", "groups", "per_group", "snn", "sno", "snh", "snw")}, **_SCALARS}
     return [
         (_epilogue_fwd, {**ptrs("bf16", "fp32", fwd_names), **strides}, on),
         (_epilogue_fwd, {**ptrs("fp64", "fp64", fwd_names), **strides}, off),

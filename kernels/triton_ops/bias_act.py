@@ -2,9 +2,10 @@
 
 The activation code (ACT) is a compile-time constant, so each activation compiles to straight
 code. There is no libdevice under the interpreter, so tanh and softplus are built from tl.exp
-and tl.log. alpha, gain and clamp come in a small tensor of the accumulation dtype rather than
-as scalar arguments: Triton passes Python floats as float32, which would cost the float64 path
-its precision.
+and tl.log. alpha, gain and clamp are scalar arguments, except for float64, where they come in a
+small float64 tensor: Triton passes Python floats as float32, which would cost the float64 path
+its precision. (A tensor on every call would mean a host-to-device copy, which PyTorch follows
+with a stream synchronization: acceptable for float64 tests, not for training.)
 """
 
 from __future__ import annotations
@@ -102,8 +103,12 @@ def clamp_mask(y, clamp, CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _load_params(p_ptr):
-    return tl.load(p_ptr), tl.load(p_ptr + 1), tl.load(p_ptr + 2)
+def load_params(p_ptr, alpha, gain, clamp, P_PTR: tl.constexpr):
+    """alpha, gain, clamp: scalar arguments (float32) for float32/bf16 math; for float64 they
+    are read from a float64 tensor instead, as Triton passes Python floats as float32."""
+    if P_PTR:
+        alpha, gain, clamp = tl.load(p_ptr), tl.load(p_ptr + 1), tl.load(p_ptr + 2)
+    return alpha, gain, clamp
 
 
 @triton.jit
@@ -119,11 +124,11 @@ def _tile(R, inner, chunks, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.conste
 
 
 @triton.jit
-def _bias_act_fwd(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks,
+def _bias_act_fwd(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp, P_PTR: tl.constexpr,
                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
                   INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
     r, offs, mask = _tile(R, inner, chunks, INT64, BR, BI)
-    alpha, gain, clamp = _load_params(p_ptr)
+    alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
         z += tl.load(b_ptr + r % C, mask=r < R, other=0.0).to(ACC)
@@ -134,13 +139,13 @@ def _bias_act_fwd(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks,
 
 
 @triton.jit
-def _bias_act_grad(g_ptr, gg_ptr, x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks,
-                   ORDER: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr,
+def _bias_act_grad(g_ptr, gg_ptr, x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp,
+                   P_PTR: tl.constexpr, ORDER: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr,
                    ACC: tl.constexpr, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
     # ORDER 1: out = g * act'(z) * gain * [clamp passes]           (dL/dz from dL/dy = g)
     # ORDER 2: out = gg * g * act''(z) * gain * [clamp passes]     (d(dL/dz)/dz, times gg)
     r, offs, mask = _tile(R, inner, chunks, INT64, BR, BI)
-    alpha, gain, clamp = _load_params(p_ptr)
+    alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
         z += tl.load(b_ptr + r % C, mask=r < R, other=0.0).to(ACC)
@@ -173,20 +178,28 @@ def _grid_args(x, R, inner, tile):
     return (triton.cdiv(R, br) * chunks,), chunks, dict(INT64=x.numel() >= 2**31 - 1, BR=br, BI=bi)
 
 
+def param_args(params, dummy) -> tuple:
+    """KernelParams -> (p_ptr, alpha, gain, clamp) kernel arguments."""
+    return (dummy if params.tensor is None else params.tensor, params.alpha, params.gain, params.clamp)
+
+
 def launch_fwd(x, b, params, out, *, C, inner, act, clamp, tile=None):
     """x, out contiguous, viewed as [R, inner] with R = outer * C; b None or [C] in x's dtype;
-    params [alpha, gain, clamp] (acc dtype). `tile` overrides tile_shape (tests)."""
+    params a KernelParams (kernels/bias_act.py). `tile` overrides tile_shape (tests)."""
     R = out.numel() // inner
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
-    _bias_act_fwd[grid](x, x if b is None else b, params, out, R, C, inner, chunks, HAS_BIAS=b is not None,
-                        ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.dtype], **blocks)
+    p_ptr, alpha, gain, clamp_value = param_args(params, x)
+    _bias_act_fwd[grid](x, x if b is None else b, p_ptr, out, R, C, inner, chunks, alpha, gain, clamp_value,
+                        P_PTR=params.tensor is not None, HAS_BIAS=b is not None, ACT=ACT_CODES[act], CLAMP=clamp,
+                        ACC=_TL_ACC[params.acc], **blocks)
     return out
 
 
 def launch_grad(order, g, gg, x, b, params, out, *, C, inner, act, clamp, tile=None):
     R = out.numel() // inner
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
-    _bias_act_grad[grid](g, g if gg is None else gg, x, x if b is None else b, params, out, R, C, inner, chunks,
-                         ORDER=order, HAS_BIAS=b is not None, ACT=ACT_CODES[act], CLAMP=clamp,
-                         ACC=_TL_ACC[params.dtype], **blocks)
+    p_ptr, alpha, gain, clamp_value = param_args(params, x)
+    _bias_act_grad[grid](g, g if gg is None else gg, x, x if b is None else b, p_ptr, out, R, C, inner, chunks,
+                         alpha, gain, clamp_value, P_PTR=params.tensor is not None, ORDER=order,
+                         HAS_BIAS=b is not None, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.acc], **blocks)
     return out

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton_ops.bias_act import ACT_CODES, act_d1, act_fwd, clamp_mask
+from kernels.triton_ops.bias_act import ACT_CODES, act_d1, act_fwd, clamp_mask, load_params, param_args
 
 
 def block_size(hw: int) -> int:
@@ -47,14 +47,14 @@ def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, s
 
 
 @triton.jit
-def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno, snh, snw,
-                  HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
+def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno, snh, snw, alpha, gain, clamp,
+                  P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
                   BLOCK: tl.constexpr):
     plane = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
-    alpha, gain, clamp = tl.load(p_ptr), tl.load(p_ptr + 1), tl.load(p_ptr + 2)
+    alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
     z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
                         HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC)
@@ -66,7 +66,7 @@ def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno
 
 @triton.jit
 def _epilogue_bwd(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
-                  groups, per_group, snn, sno, snh, snw, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr,
+                  groups, per_group, snn, sno, snh, snw, alpha, gain, clamp, P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr,
                   NOISE_FLAT: tl.constexpr, HAS_BIAS: tl.constexpr, NOISE_GRAD: tl.constexpr, ACT: tl.constexpr,
                   CLAMP: tl.constexpr,
                   ACC: tl.constexpr, BLOCK: tl.constexpr):
@@ -84,7 +84,7 @@ def _epilogue_bwd(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_p
     chunk = tl.program_id(1)
     offs = chunk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
-    alpha, gain, clamp = tl.load(p_ptr), tl.load(p_ptr + 1), tl.load(p_ptr + 2)
+    alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     gn_acc = tl.zeros([BLOCK], dtype=ACC)
     o_start = grp * per_group
     o_end = tl.minimum(o_start + per_group, O)
@@ -125,14 +125,15 @@ def _noise_flat(strides, W) -> bool:
 
 def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     """c, out [N, O, H, W] contiguous; scale [N, O] contiguous or None; noise broadcastable to
-    c (any strides) or None; bias [O] or None; params [alpha, gain, clamp] in the acc dtype."""
+    c (any strides) or None; bias [O] or None; params a KernelParams (kernels/bias_act.py)."""
     N, O, H, W = c.shape
     block = block_size(H * W)
+    p_ptr, *scalars = param_args(params, c)
     _epilogue_fwd[(N * O, triton.cdiv(H * W, block))](
-        c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, params, out,
-        O, H * W, W, *_noise_strides(noise, c.shape), HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
+        c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr, out,
+        O, H * W, W, *_noise_strides(noise, c.shape), *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
         NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=ACT_CODES[act],
-        CLAMP=clamp, ACC=_TL_ACC[params.dtype], BLOCK=block)
+        CLAMP=clamp, ACC=_TL_ACC[params.acc], BLOCK=block)
     return out
 
 
@@ -159,15 +160,16 @@ def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad,
     noise_grad = 0 if not want_noise_grad else (1 if nstr[1] == 0 else 2)
     gc = torch.empty_like(c)
     gn_shape = {0: [1], 1: [N * groups, H * W], 2: list(c.shape)}[noise_grad]
-    gn = torch.empty(gn_shape, dtype=params.dtype if noise_grad == 1 else c.dtype, device=c.device)
-    ps = torch.empty([N * O, chunks], dtype=params.dtype, device=c.device) if scale is not None else None
-    pb = torch.empty([N * O, chunks], dtype=params.dtype, device=c.device) if bias is not None else None
+    gn = torch.empty(gn_shape, dtype=params.acc if noise_grad == 1 else c.dtype, device=c.device)
+    ps = torch.empty([N * O, chunks], dtype=params.acc, device=c.device) if scale is not None else None
+    pb = torch.empty([N * O, chunks], dtype=params.acc, device=c.device) if bias is not None else None
+    p_ptr, *scalars = param_args(params, c)
     _epilogue_bwd[(N * groups, chunks)](
-        g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, params,
-        gc, gn, params if ps is None else ps, params if pb is None else pb, O, H * W, W, chunks, groups, per_group,
-        *nstr, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),
+        g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr,
+        gc, gn, gc if ps is None else ps, gc if pb is None else pb, O, H * W, W, chunks, groups, per_group,
+        *nstr, *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),
         HAS_BIAS=bias is not None,
-        NOISE_GRAD=noise_grad, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.dtype], BLOCK=block)
+        NOISE_GRAD=noise_grad, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.acc], BLOCK=block)
     gscale = None if ps is None else ps.sum(1).reshape(N, O)
     gbias = None if pb is None else pb.sum(1).reshape(N, O)
     gnoise = None

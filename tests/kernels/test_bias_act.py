@@ -117,3 +117,11 @@ def test_many_small_tiles_cover_the_output(device, tile):
     out = torch.full_like(x, float("nan"))
     bias_act_triton(x, b, KernelConfig.of("lrelu", None, None, 1.0, 1), out=out, tile=tile)
     torch.testing.assert_close(out, bias_act_ref(x, b, act="lrelu", clamp=1.0), rtol=1e-12, atol=1e-12)
+
+
+def test_float32_parameters_travel_as_scalars():
+    # A tensor per call would be a host-to-device copy, which PyTorch follows with a stream
+    # synchronization: one per layer per step. Only the float64 (test) path may do that.
+    assert KernelConfig.of("lrelu", None, None, 256, 1).params(torch.float32, "cpu").tensor is None
+    p64 = KernelConfig.of("lrelu", None, None, 256, 1).params(torch.float64, "cpu")
+    assert p64.tensor.dtype == torch.float64 and p64.tensor.tolist() == [0.2, 2 ** 0.5, 256.0]
