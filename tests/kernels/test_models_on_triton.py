@@ -1,7 +1,8 @@
 """The networks reach the Triton kernels through impl="auto" and give the reference's results.
 
 On CPU "auto" means the reference, so the test makes "auto" mean Triton (what it means for CUDA
-tensors) in the three op modules and compares a tiny G and D, forward and backward."""
+tensors) in the three op modules and compares a tiny G and D, forward and backward, with the
+same run on the reference. Runs under the interpreter on CPU and compiled on a GPU."""
 
 import sys
 from pathlib import Path
@@ -9,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels import _dispatch
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.channel_base=128", "model.channel_max=8", "model.z_dim=8", "model.w_dim=8", "model.mapping_layers=1"]
@@ -24,26 +24,27 @@ def _run(G, D, z, c):
     return [img, score, *torch.autograd.grad(score, params, allow_unused=True)]
 
 
-def test_generator_and_discriminator_match_reference_on_triton(monkeypatch):
+def test_generator_and_discriminator_match_reference_on_triton(monkeypatch, device):
     from trainer.config import load_config
     from trainer.models import build_networks
 
-    if not _dispatch.interpreting():
-        pytest.skip("CPU tensors need TRITON_INTERPRET=1")
     torch.manual_seed(0)
     G, D = build_networks(load_config(ROOT / "configs/digits.yaml", TINY))
-    G, D = G.double(), D.double()
-    z, c = torch.randn(2, 8, dtype=torch.float64), torch.eye(10, dtype=torch.float64)[:2]
-    want = _run(G, D, z, c)
-
+    G, D = G.to(device).double(), D.to(device).double()
+    z, c = torch.randn(2, 8, dtype=torch.float64, device=device), torch.eye(10, dtype=torch.float64, device=device)[:2]
     calls = []
 
-    def auto_is_triton(impl, *tensors):
-        calls.append(impl)
-        return impl != "ref"
+    def dispatch(triton: bool):
+        def use_triton(impl, *tensors):
+            calls.append(impl)
+            return triton and impl != "ref"
+        for name in OP_MODULES:
+            monkeypatch.setattr(sys.modules[name], "use_triton", use_triton)
 
-    for name in OP_MODULES:
-        monkeypatch.setattr(sys.modules[name], "use_triton", auto_is_triton)
+    dispatch(triton=False)
+    want = _run(G, D, z, c)
+    dispatch(triton=True)  # what "auto" means for CUDA tensors
+    calls.clear()
     got = _run(G, D, z, c)
     assert calls and set(calls) == {"auto"}  # the models pass no impl: they rely on "auto"
     for g, w in zip(got, want):
