@@ -4,6 +4,10 @@ Semantics follow NVlabs stylegan2-ada-pytorch (`conv2d_resample`, `modulated_con
 non-fused path scales the input by the style, runs one convolution with the shared weight and
 scales the output by the demodulation coefficients rsqrt((s**2) @ Q + 1e-8), Q[o, i] = sum of
 w[o, i]**2 over taps; the fused path folds the styles into per-sample weights (grouped conv).
+
+The Triton path keeps the convolution on cuDNN (through conv2d_resample, whose FIR steps use
+the Triton upfirdn2d) and fuses everything after it (demodulation, noise, bias, activation,
+gain, clamp) into one kernel: kernels/triton_ops/modconv.py.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from kernels._dispatch import acc_dtype, use_triton
+from kernels.bias_act import KernelConfig, bias_act_ref
+from kernels.bias_act import check_args as check_bias_act
 from kernels.upfirdn2d import filter_size, parse_padding, upfirdn2d
 
 
@@ -75,36 +82,151 @@ def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> tor
     return (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
 
 
-def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
-                         demodulate=True, flip_weight=True, fused_modconv=True, impl="auto"):
-    if x.ndim != 4 or weight.ndim != 4 or styles.ndim != 2:
-        raise ValueError(f"expected x [N, I, H, W], weight [O, I, kh, kw], styles [N, I]; got "
-                         f"{list(x.shape)}, {list(weight.shape)}, {list(styles.shape)}")
+def _check_modconv(x, weight, styles, bias) -> None:
+    for name, t, nd in (("x", x, 4), ("weight", weight, 4), ("styles", styles, 2)):
+        if not isinstance(t, torch.Tensor) or t.ndim != nd or not t.is_floating_point():
+            raise ValueError(f"{name} must be a {nd}-D float tensor, got {getattr(t, 'dtype', type(t))} "
+                             f"{list(getattr(t, 'shape', []))}")
     N, I = x.shape[:2]
-    O, wi, kh, kw = weight.shape
-    if wi != I or styles.shape != (N, I):
-        raise ValueError(f"channel mismatch: x has {I} channels, weight expects {wi}, styles is {list(styles.shape)}")
+    if weight.shape[1] != I or styles.shape != (N, I):
+        raise ValueError(f"channel mismatch: x [N, I, H, W] is {list(x.shape)}, weight [O, I, kh, kw] is "
+                         f"{list(weight.shape)}, styles [N, I] is {list(styles.shape)}")
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (weight.shape[0],)):
+        raise ValueError(f"bias must be a [O={weight.shape[0]}] tensor, got {list(getattr(bias, 'shape', []))}")
+
+
+def _check_noise(noise, out_shape) -> None:
+    if noise is None:
+        return
+    try:
+        ok = torch.broadcast_shapes(noise.shape, out_shape) == out_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"noise of shape {list(noise.shape)} does not broadcast to the output "
+                         f"{list(out_shape)}; use [N, 1, H, W] or [H, W]")
+
+
+def _modulated_conv(x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight,
+                    fused_modconv, impl):
+    """The convolution part shared by both implementations -> (conv output, scale [N, O] or None).
+    The demodulation scale is applied later (by the epilogue) on the non-fused path."""
+    N, I = x.shape[:2]
+    O, _, kh, kw = weight.shape
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(N, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight, impl=impl)
-        if demodulate:
-            x = x * demodulation_coefficients(weight, styles).to(x.dtype).reshape(N, -1, 1, 1)
-        return x if noise is None else x + noise.to(x.dtype)
+        return x, (demodulation_coefficients(weight, styles).to(x.dtype) if demodulate else None)
     w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, O, I, kh, kw]
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(N, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])  # the batch becomes groups of one grouped conv
     x = conv2d_resample(x, w.reshape(-1, I, kh, kw).to(x.dtype), f=resample_filter, up=up, down=down,
                         padding=padding, groups=N, flip_weight=flip_weight, impl=impl)
-    x = x.reshape(N, -1, *x.shape[2:])
-    return x if noise is None else x + noise.to(x.dtype)
+    return x.reshape(N, -1, *x.shape[2:]), None
+
+
+def epilogue_ref(c, scale, noise, bias, act, alpha, gain, clamp):
+    """Reference of what follows the convolution: demodulate, add noise, then bias_act."""
+    if scale is not None:
+        c = c * scale.to(c.dtype).reshape(*scale.shape, 1, 1)
+    if noise is not None:
+        c = c + noise.to(c.dtype)
+    return bias_act_ref(c, None if bias is None else bias.to(c.dtype), act=act, alpha=alpha, gain=gain,
+                        clamp=clamp)
+
+
+def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
+                         demodulate=True, flip_weight=True, fused_modconv=True, impl="ref", *, bias=None,
+                         act="linear", alpha=None, gain=None, clamp=None):
+    _check_modconv(x, weight, styles, bias)
+    c, scale = _modulated_conv(x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight,
+                               fused_modconv, impl)
+    _check_noise(noise, c.shape)
+    return epilogue_ref(c, scale, noise, bias, act, alpha, gain, clamp)
+
+
+class ModconvEpilogueFunction(torch.autograd.Function):
+    """y = clamp(act(c * scale + noise + bias) * gain) on the Triton kernels.
+
+    Double backward (R1, path length: `create_graph=True`) is served by the reference: when
+    the backward itself is being recorded, it recomputes the epilogue with PyTorch ops and
+    differentiates those, so gradients of every order are right, at the reference's speed."""
+
+    @staticmethod
+    def forward(ctx, c, scale, noise, bias, cfg, ref_args):
+        ctx.save_for_backward(c, scale, noise, bias)
+        ctx.cfg, ctx.ref_args = cfg, ref_args
+        return epilogue_triton(c, scale, noise, bias, cfg)
+
+    @staticmethod
+    def backward(ctx, g):
+        c, scale, noise, bias = ctx.saved_tensors
+        inputs = (c, scale, noise, bias)
+        wanted = [i for i in range(4) if ctx.needs_input_grad[i]]
+        grads = [None] * 4
+        if torch.is_grad_enabled():  # create_graph=True: fall back to the differentiable reference
+            with torch.enable_grad():
+                y = epilogue_ref(c, scale, noise, bias, *ctx.ref_args)
+                found = torch.autograd.grad(y, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
+            for i, grad in zip(wanted, found):
+                grads[i] = grad if grad is not None else torch.zeros_like(inputs[i])
+            return (*grads, None, None)
+        from kernels.triton_ops import modconv as tk
+
+        gc, gnoise, gscale, gbias = tk.launch_bwd(
+            g.contiguous(), c.detach().contiguous(), _as_scale(scale, c), noise, _as_bias(bias, c),
+            ctx.cfg.params(acc_dtype(c.dtype), c.device), act=ctx.cfg.act, clamp=ctx.cfg.clamp is not None,
+            want_noise_grad=ctx.needs_input_grad[2])
+        grads[0] = gc
+        if ctx.needs_input_grad[1]:
+            grads[1] = gscale.to(scale.dtype)
+        if ctx.needs_input_grad[2]:
+            grads[2] = gnoise.to(noise.dtype)
+        if ctx.needs_input_grad[3]:
+            grads[3] = gbias.sum(0).to(bias.dtype)
+        return (*grads, None, None)
+
+
+def _as_scale(scale, c):
+    return None if scale is None else scale.detach().to(c.dtype).contiguous()
+
+
+def _as_bias(bias, c):
+    return None if bias is None else bias.detach().to(c.dtype).contiguous()
+
+
+def epilogue_triton(c, scale, noise, bias, cfg, out=None) -> torch.Tensor:
+    """One forward launch of the epilogue kernel, no autograd; `out` gets every element."""
+    from kernels.triton_ops import modconv as tk
+
+    c = c.detach().contiguous()
+    out = torch.empty_like(c) if out is None else out
+    if out.numel():
+        tk.launch_fwd(c, _as_scale(scale, c), None if noise is None else noise.detach(), _as_bias(bias, c),
+                      cfg.params(acc_dtype(c.dtype), c.device), out, act=cfg.act, clamp=cfg.clamp is not None)
+    return out
 
 
 def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
-                     demodulate=True, flip_weight=True, fused_modconv=True, impl="auto"):
-    if impl not in ("auto", "ref", "triton"):
-        raise ValueError(f"impl={impl!r}: valid choices are auto, ref, triton")
-    return modulated_conv2d_ref(x, weight, styles, noise=noise, up=up, down=down, padding=padding,
-                                resample_filter=resample_filter, demodulate=demodulate,
-                                flip_weight=flip_weight, fused_modconv=fused_modconv, impl=impl)
+                     demodulate=True, flip_weight=True, fused_modconv=True, impl="auto", *, bias=None,
+                     act="linear", alpha=None, gain=None, clamp=None):
+    """StyleGAN2 modulated convolution, then (optionally, fused) bias_act.
+
+    Equal to `bias_act(modulated_conv2d(...), bias, act=act, alpha=alpha, gain=gain, clamp=clamp)`
+    of the published op; passing bias/act here lets the Triton path do demodulation, noise, bias,
+    activation, gain and clamp in one pass after the (cuDNN) convolution. `impl`: "auto" (Triton
+    on CUDA, reference elsewhere), "ref" or "triton"."""
+    _check_modconv(x, weight, styles, bias)
+    check_bias_act(x, None, 1, act, alpha, gain, clamp)
+    if not use_triton(impl, x):
+        return modulated_conv2d_ref(x, weight, styles, noise=noise, up=up, down=down, padding=padding,
+                                    resample_filter=resample_filter, demodulate=demodulate,
+                                    flip_weight=flip_weight, fused_modconv=fused_modconv, impl="ref", bias=bias,
+                                    act=act, alpha=alpha, gain=gain, clamp=clamp)
+    c, scale = _modulated_conv(x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight,
+                               fused_modconv, impl)
+    _check_noise(noise, c.shape)
+    cfg = KernelConfig.of(act, alpha, gain, clamp, 1)
+    return ModconvEpilogueFunction.apply(c, scale, noise, bias, cfg, (act, alpha, gain, clamp))

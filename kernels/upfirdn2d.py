@@ -2,38 +2,48 @@
 
 Semantics and signature follow NVlabs stylegan2-ada-pytorch `torch_utils/ops/upfirdn2d`, so
 layers can be compared one for one. Reference implementation in plain PyTorch: every gradient
-order comes from autograd.
+order comes from autograd. The Triton path (kernels/triton_ops/upfirdn2d.py) is polyphase and
+its autograd Function's backward is the same op with swapped parameters.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+
+from kernels._dispatch import acc_dtype, use_triton
 
 Scaling = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int]]
 
 
 def parse_scaling(value: Scaling, name: str) -> tuple[int, int]:
-    sx, sy = (value, value) if isinstance(value, int) else tuple(value)
+    """int or (x, y) -> (x, y) positive integers."""
+    try:
+        sx, sy = (value, value) if isinstance(value, int) else tuple(value)
+    except (TypeError, ValueError):
+        sx = sy = None
     for s in (sx, sy):
-        if not isinstance(s, int) or s < 1:
-            raise ValueError(f"{name}={value!r}: must be a positive integer or a pair of them")
+        if not isinstance(s, int) or isinstance(s, bool) or s < 1:
+            raise ValueError(f"{name}={value!r}: must be a positive integer or an (x, y) pair of them")
     return sx, sy
 
 
 def parse_padding(padding: Padding) -> tuple[int, int, int, int]:
     """int, (px, py) or (x0, x1, y0, y1) -> (x0, x1, y0, y1); negative values crop."""
-    if isinstance(padding, int):
+    if isinstance(padding, int) and not isinstance(padding, bool):
         return padding, padding, padding, padding
-    padding = [int(p) for p in padding]
-    if len(padding) == 2:
-        return padding[0], padding[0], padding[1], padding[1]
-    if len(padding) == 4:
-        return tuple(padding)  # type: ignore[return-value]
-    raise ValueError(f"padding={padding!r}: expected an int, (px, py) or (x0, x1, y0, y1)")
+    try:
+        values = [p.__index__() for p in padding]
+    except (TypeError, AttributeError):
+        values = []
+    if len(values) == 2:
+        return values[0], values[0], values[1], values[1]
+    if len(values) == 4:
+        return tuple(values)  # type: ignore[return-value]
+    raise ValueError(f"padding={padding!r}: expected an int, (px, py) or (x0, x1, y0, y1) of ints")
 
 
 def filter_size(f: Optional[torch.Tensor]) -> tuple[int, int]:
@@ -68,18 +78,48 @@ def setup_filter(f, device=None, normalize: bool = True, flip_filter: bool = Fal
     return f.to(device=device)
 
 
-def _check(x: torch.Tensor, f: Optional[torch.Tensor]) -> None:
+class Geometry(NamedTuple):
+    up: tuple[int, int]  # (x, y) everywhere
+    down: tuple[int, int]
+    pad0: tuple[int, int]
+    pad1: tuple[int, int]
+    fsize: tuple[int, int]
+    out_size: tuple[int, int]  # (OW, OH)
+
+
+def check_args(x, f, up, down, padding, gain) -> Geometry:
+    """Validate every argument (same errors for both implementations) and size the output."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"x must be a 4-D tensor [N, C, H, W], got {getattr(x, 'shape', type(x))}")
     if not x.is_floating_point():
         raise ValueError(f"x must be floating point, got {x.dtype}")
-    if f is not None and (not f.is_floating_point() or f.ndim not in (1, 2)):
-        raise ValueError(f"f must be a 1-D or 2-D float tensor, got {f.dtype} {list(f.shape)}")
+    if f is not None:
+        if not isinstance(f, torch.Tensor) or not f.is_floating_point() or f.ndim not in (1, 2) or f.numel() == 0:
+            raise ValueError(f"f must be None or a non-empty 1-D or 2-D float tensor (see setup_filter), got "
+                             f"{getattr(f, 'dtype', type(f))} {list(getattr(f, 'shape', []))}")
+        if f.device != x.device:
+            raise ValueError(f"f is on {f.device} but x is on {x.device}; move the filter with .to(x.device)")
+    if not isinstance(gain, (int, float)) or isinstance(gain, bool):
+        raise ValueError(f"gain={gain!r}: must be a number")
+    upx, upy = parse_scaling(up, "up")
+    downx, downy = parse_scaling(down, "down")
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    H, W = x.shape[2:]
+    # Length after zero insertion and padding, minus the filter, gives the valid positions.
+    span_w = W * upx + px0 + px1 - fw
+    span_h = H * upy + py0 + py1 - fh
+    if span_w < 0 or span_h < 0:
+        raise ValueError(f"padding={padding!r}: the padded, upsampled input "
+                         f"[{H * upy + py0 + py1}, {W * upx + px0 + px1}] is smaller than the filter "
+                         f"[{fh}, {fw}]; use less cropping or a larger input")
+    return Geometry((upx, upy), (downx, downy), (px0, py0), (px1, py1), (fw, fh),
+                    (span_w // downx + 1, span_h // downy + 1))
 
 
 def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down: Scaling = 1,
                   padding: Padding = 0, flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
-    _check(x, f)
+    check_args(x, f, up, down, padding, gain)
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     upx, upy = parse_scaling(up, "up")
@@ -91,9 +131,6 @@ def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, d
     x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(N, C, H * upy, W * upx)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0):x.shape[2] - max(-py1, 0), max(-px0, 0):x.shape[3] - max(-px1, 0)]
-    fw, fh = filter_size(f)
-    if x.shape[2] < fh or x.shape[3] < fw:
-        raise ValueError(f"upfirdn2d: padded input {list(x.shape[2:])} is smaller than the filter {[fh, fw]}")
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
         f = f.flip(list(range(f.ndim)))
@@ -105,9 +142,71 @@ def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, d
     return x[:, :, ::downy, ::downx]
 
 
+def _triton_filters(f: Optional[torch.Tensor], flip_filter: bool, gain: float, dtype: torch.dtype, device):
+    """The taps as the kernel correlates them: flipped unless flip_filter, gain folded in."""
+    if f is None:
+        f = torch.ones([1, 1], device=device)
+    f = (f.detach().to(dtype) * (gain ** (f.ndim / 2)))
+    if not flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    f = f.contiguous()
+    return (f, f) if f.ndim == 1 else (f, None)
+
+
+def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry, flip_filter: bool, gain: float,
+                     out: Optional[torch.Tensor] = None, tile=None) -> torch.Tensor:
+    """One launch of the polyphase kernel, no autograd. `out` (contiguous, poisoned in tests)
+    must have the output shape; every element is written."""
+    from kernels.triton_ops import upfirdn2d as tk
+
+    ow, oh = geom.out_size
+    if out is None:
+        out = torch.empty([x.shape[0], x.shape[1], oh, ow], dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    fy, fx = _triton_filters(f, flip_filter, gain, acc_dtype(x.dtype), x.device)
+    return tk.launch(x, fy, fx, out, up=geom.up, down=geom.down, pad0=geom.pad0, fsize=geom.fsize, tile=tile)
+
+
+class Upfirdn2dFunction(torch.autograd.Function):
+    """The gradient of upfirdn2d is upfirdn2d of the output gradient with up and down swapped,
+    the filter flipped and the padding mirrored; calling this Function again in backward makes
+    gradients of every order work (the filter gets none: it is a constant buffer)."""
+
+    @staticmethod
+    def forward(ctx, x, f, up, down, padding, flip_filter, gain):
+        geom = check_args(x, f, up, down, padding, gain)
+        if f is not None:
+            ctx.save_for_backward(f)
+        ctx.args = (geom, flip_filter, gain, x.shape[2:], f is not None)
+        return upfirdn2d_triton(x, f, geom, flip_filter, gain)
+
+    @staticmethod
+    def backward(ctx, grad):
+        geom, flip_filter, gain, (H, W), has_f = ctx.args
+        f = ctx.saved_tensors[0] if has_f else None
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 7
+        (fw, fh), (upx, upy), (dx, dy) = geom.fsize, geom.up, geom.down
+        ow, oh = geom.out_size
+        # Adjoint of "read xu[o*down + k - p0]": zero-insert the gradient by `down`, correlate with
+        # the reversed taps from p0' = fsize - 1 - p0, keep every up-th sample; p1' sizes it to H x W.
+        pad = [fw - 1 - geom.pad0[0], W * upx - ow * dx + geom.pad0[0] - upx + 1,
+               fh - 1 - geom.pad0[1], H * upy - oh * dy + geom.pad0[1] - upy + 1]
+        gx = Upfirdn2dFunction.apply(grad, f, (dx, dy), (upx, upy), pad, not flip_filter, gain)
+        return gx, None, None, None, None, None, None
+
+
 def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="auto"):
-    if impl not in ("auto", "ref", "triton"):
-        raise ValueError(f"impl={impl!r}: valid choices are auto, ref, triton")
+    """Upsample (zero insertion), pad or crop (negative padding), FIR filter, downsample.
+
+    `f`: None, 1-D (separable, applied along both axes) or 2-D taps, as from setup_filter.
+    `impl`: "auto" (Triton on CUDA, reference elsewhere), "ref" or "triton". A filter that
+    requires grad is served by the reference (the Triton backward treats filters as constants).
+    """
+    check_args(x, f, up, down, padding, gain)  # before dispatch: the same errors on every device
+    if use_triton(impl, x) and not (f is not None and f.requires_grad and torch.is_grad_enabled()):
+        return Upfirdn2dFunction.apply(x, f, up, down, padding, bool(flip_filter), gain)
     return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 

@@ -42,10 +42,11 @@ class SynthesisLayer(nn.Module):
             noise = noise * self.noise_strength.to(x.dtype)
         elif noise_mode == "const":
             noise = (self.noise_const * self.noise_strength).to(x.dtype)
-        x = kernels.modulated_conv2d(x, self.weight.to(x.dtype), styles, noise=noise, up=self.up, padding=1,
-                                     resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                                     fused_modconv=fused_modconv)
-        return kernels.bias_act(x, self.bias.to(x.dtype), act="lrelu", clamp=self.conv_clamp)
+        # bias, lrelu and clamp fused into the modulated conv (one pass on GPU, see kernels/)
+        return kernels.modulated_conv2d(x, self.weight.to(x.dtype), styles, noise=noise, up=self.up, padding=1,
+                                        resample_filter=self.resample_filter, flip_weight=(self.up == 1),
+                                        fused_modconv=fused_modconv, bias=self.bias.to(x.dtype), act="lrelu",
+                                        clamp=self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -61,9 +62,9 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = kernels.modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=False,
-                                     fused_modconv=fused_modconv)
-        return kernels.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return kernels.modulated_conv2d(x, self.weight.to(x.dtype), styles, demodulate=False,
+                                        fused_modconv=fused_modconv, bias=self.bias.to(x.dtype),
+                                        clamp=self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):

@@ -1,0 +1,103 @@
+"""Polyphase upfirdn2d kernel: out[n, c, oy, ox] = sum of f'[ky, kx] * xu[oy*dy + ky - py0, ox*dx + kx - px0]
+over the taps, where xu is x with up-1 zeros inserted after every pixel and f' the filter as
+correlated (already flipped, gain folded in, by the caller).
+
+Only taps that land on a real (not inserted) pixel are visited: for an output row, the first
+such tap is k0 = (py0 - oy*dy) mod up, then every up-th one, so a 4-tap filter at up=2 costs 2
+taps per axis, and the zero-inserted image is never built.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+def block_size(numel: int) -> int:
+    """Elements per program for the flat kernels. On a GPU 1024 (4 warps x 8 per thread); under
+    the interpreter, where each program costs milliseconds, the whole (tiny) test tensor at once."""
+    from kernels._dispatch import interpreting
+
+    return min(triton.next_power_of_2(numel), 1 << 14) if interpreting() else 1024
+
+
+def tile_shape(planes: int, oh: int, ow: int) -> tuple[int, int, int]:
+    """(planes, rows, columns) of output per program: fill a row first (coalesced), then rows,
+    then planes (small low-resolution layers), up to 1024 elements on a GPU and up to 32768
+    under the interpreter (whole test tensors in one or a few programs)."""
+    from kernels._dispatch import interpreting
+
+    budget = 1 << 15 if interpreting() else 1024
+    bw = min(triton.next_power_of_2(ow), 256, budget)
+    bh = min(triton.next_power_of_2(oh), budget // bw)
+    bp = min(triton.next_power_of_2(planes), budget // (bw * bh))
+    return bp, bh, bw
+
+
+@triton.jit
+def _upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sxc, sxh, sxw, tiles_y, tiles_x,
+                      UPX: tl.constexpr, UPY: tl.constexpr, DOWNX: tl.constexpr, DOWNY: tl.constexpr,
+                      PX0: tl.constexpr, PY0: tl.constexpr, FW: tl.constexpr, FH: tl.constexpr,
+                      SEPARABLE: tl.constexpr, ACC: tl.constexpr, INT64: tl.constexpr,
+                      BP: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+    # A [BP, BH, BW] tile of the contiguous output [N*C, OH, OW]. Rows and columns come from
+    # aranges, so no lane divides by a runtime size (that would make this memory-bound kernel
+    # compute-bound); only the plane index is split into (n, c), on a [BP, 1, 1] vector.
+    pid = tl.program_id(0)
+    tx = pid % tiles_x
+    ty = (pid // tiles_x) % tiles_y
+    tp = pid // (tiles_x * tiles_y)
+    p = tp * BP + tl.arange(0, BP)[:, None, None]
+    if INT64:
+        p = p.to(tl.int64)
+    oy = ty * BH + tl.arange(0, BH)[None, :, None]
+    ox = tx * BW + tl.arange(0, BW)[None, None, :]
+    out_mask = (p < P) & (oy < OH) & (ox < OW)
+    x_base = x_ptr + (p // C) * sxn + (p % C) * sxc
+    # Position in the zero-inserted frame of tap 0, and the first tap on a real pixel. The
+    # double mod gives [0, UP) under both C (GPU) and floor (numpy interpreter) semantics of %.
+    by = oy * DOWNY - PY0
+    bx = ox * DOWNX - PX0
+    k0y = ((-by) % UPY + UPY) % UPY
+    k0x = ((-bx) % UPX + UPX) % UPX
+    acc = tl.zeros([BP, BH, BW], dtype=ACC)
+    for ty_ in tl.static_range((FH + UPY - 1) // UPY):
+        ky = k0y + ty_ * UPY
+        iy = (by + ky) // UPY  # exact: by + ky is a multiple of UPY
+        row_ok = (ky < FH) & (iy >= 0) & (iy < H)
+        if SEPARABLE:
+            wy = tl.load(fy_ptr + ky, mask=ky < FH, other=0.0)
+        for tx_ in tl.static_range((FW + UPX - 1) // UPX):
+            kx = k0x + tx_ * UPX
+            ix = (bx + kx) // UPX
+            col_ok = (kx < FW) & (ix >= 0) & (ix < W)
+            v = tl.load(x_base + iy * sxh + ix * sxw, mask=out_mask & row_ok & col_ok, other=0.0).to(ACC)
+            if SEPARABLE:
+                w = wy * tl.load(fx_ptr + kx, mask=kx < FW, other=0.0)
+            else:
+                w = tl.load(fy_ptr + ky * FW + kx, mask=(ky < FH) & (kx < FW), other=0.0)
+            acc += v * w
+    tl.store(out_ptr + (p * OH + oy) * OW + ox, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+
+
+_TL_ACC = {torch.float64: tl.float64, torch.float32: tl.float32}
+
+
+def launch(x: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor | None, out: torch.Tensor, *, up: tuple[int, int],
+           down: tuple[int, int], pad0: tuple[int, int], fsize: tuple[int, int], tile=None) -> torch.Tensor:
+    """Fill `out` [N, C, OH, OW] (contiguous). `fy`/`fx`: the two 1-D taps of a separable filter,
+    or `fy` the 2-D filter [FH, FW] and `fx` None; both already flipped and scaled, in the
+    accumulation dtype. `up`, `down`, `pad0`, `fsize` are (x, y) pairs. `tile` (planes, rows,
+    columns; powers of 2) overrides tile_shape, so tests can cover many tiles with tiny shapes."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2:]
+    assert out.is_contiguous() and out.shape[:2] == x.shape[:2]
+    bp, bh, bw = tile or tile_shape(N * C, OH, OW)
+    tiles_y, tiles_x = triton.cdiv(OH, bh), triton.cdiv(OW, bw)
+    reach = max(out.numel(), sum((d - 1) * st for d, st in zip(x.shape, x.stride())) + 1)
+    _upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
+        x, fy, fy if fx is None else fx, out, N * C, C, H, W, OH, OW, *x.stride(), tiles_y, tiles_x,
+        UPX=up[0], UPY=up[1], DOWNX=down[0], DOWNY=down[1], PX0=pad0[0], PY0=pad0[1], FW=fsize[0], FH=fsize[1],
+        SEPARABLE=fx is not None, ACC=_TL_ACC[fy.dtype], INT64=reach >= 2**31 - 1, BP=bp, BH=bh, BW=bw)
+    return out
