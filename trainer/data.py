@@ -8,24 +8,26 @@ shards < ranks x workers). The stream is infinite (epochs are counted in images,
 
 Exact resume: the stream is a pure function of (seed, slot), so a restart at batch b skips the
 first b batches of raw samples *before* decoding them, which costs reading bytes only.
+
+Where the shards come from (`data.urls` kinds) is `trainer.data_sources`; reading one shard with
+retries and the skip/fail policy is `trainer.data_reader`; this module shards, shuffles, decodes
+and batches. See docs/DATA.md.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
-import logging
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
-import braceexpand
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
-log = logging.getLogger(__name__)
+from trainer.data_reader import ErrorPolicy, read_shard
+from trainer.data_sources import DataError, expand_urls, resolve_urls  # noqa: F401 (re-exported)
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "ppm", "bmp")
 
@@ -34,6 +36,7 @@ class Batch(NamedTuple):
     images: torch.Tensor  # uint8 [B, C, H, W]
     labels: torch.Tensor  # int64 [B] (zeros when unlabeled)
     skipped: int  # corrupt samples skipped while assembling this batch
+    keys: tuple[str, ...] = ()  # "shard-url#key" of each sample, for tracing and tests
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,9 @@ class StreamSpec:
     xflip: bool
     shuffle_buffer: int
     start_batch: int = 0  # batches this rank already consumed (resume)
-
-
-def expand_urls(pattern: str) -> list[str]:
-    """Expand brace patterns in a whitespace- or '::'-separated list of URLs."""
-    urls: list[str] = []
-    for part in pattern.replace("::", " ").split():
-        urls.extend(braceexpand.braceexpand(part))
-    return urls
+    on_error: str = "skip"  # unreadable shard/sample: "skip" (counted, logged once per shard) or "fail"
+    retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off
+    timeout: float = 60.0  # seconds an http(s) read may stall before it counts as broken
 
 
 def _slot_shards(spec: StreamSpec, slot: int, slots: int, epoch: int) -> tuple[list[str], int, int]:
@@ -70,21 +68,11 @@ def _slot_shards(spec: StreamSpec, slot: int, slots: int, epoch: int) -> tuple[l
     return shuffled, slots, slot
 
 
-def _raw_samples(urls: list[str], counter: list[int]) -> Iterator[dict]:
-    """Undecoded samples {'__key__', 'png', 'cls', ...} from the tars, skipping broken entries."""
-    warned: set[str] = set()
-
-    def skip(exc: Exception) -> bool:
-        counter[0] += 1
-        url = getattr(exc, "args", [None])
-        name = str(url[-1]) if url else "?"
-        if name not in warned:  # once per shard, not once per sample
-            warned.add(name)
-            log.warning("skipping unreadable data in %s: %s", name, exc)
-        return True
-
-    streams = url_opener(({"url": u} for u in urls), handler=skip)
-    yield from group_by_keys(tar_file_expander(streams, handler=skip), handler=skip)
+def _raw_samples(urls: list[str], policy: ErrorPolicy, spec: StreamSpec | None = None) -> Iterator[dict]:
+    """Undecoded samples {'__key__', '__url__', 'png', 'cls', ...} from the shards, in order."""
+    retries, timeout = (spec.retries, spec.timeout) if spec is not None else (3, 60.0)
+    for url in urls:
+        yield from read_shard(url, policy, retries=retries, timeout=timeout)
 
 
 def _shuffled(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator) -> Iterator[dict]:
@@ -123,7 +111,14 @@ def decode_label(sample: dict) -> int:
     if "cls" not in sample:
         raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no 'cls' label; "
                          "set data.num_classes=0 for unlabeled data")
-    return int(sample["cls"].decode().strip())
+    try:
+        label = int(sample["cls"].decode().strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: 'cls' is "
+                         f"{sample['cls'][:20]!r}, not an integer label") from None
+    if label < 0:
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: label {label} is negative")
+    return label
 
 
 class ShardStream(IterableDataset):
@@ -132,28 +127,29 @@ class ShardStream(IterableDataset):
     def __init__(self, spec: StreamSpec):
         super().__init__()
         if not spec.urls:
-            raise ValueError("data.urls expands to no shards")
+            raise DataError("data.urls expands to no shards")
+        ErrorPolicy(spec.on_error)  # validate now, in the training process, not in a worker
         self.spec = spec
 
     def _worker(self) -> tuple[int, int]:
         info = get_worker_info()
         return (0, 1) if info is None else (info.id, info.num_workers)
 
-    def raw_stream(self, slot: int, slots: int) -> Iterator[dict]:
+    def raw_stream(self, slot: int, slots: int, policy: ErrorPolicy | None = None) -> Iterator[dict]:
         """This slot's undecoded samples, epoch after epoch, in their final (shuffled) order."""
-        counter = [0]
+        policy = policy if policy is not None else ErrorPolicy(self.spec.on_error)
         for epoch in itertools.count():
             urls, stride, offset = _slot_shards(self.spec, slot, slots, epoch)
-            samples = itertools.islice(_raw_samples(urls, counter), offset, None, stride)
+            samples = itertools.islice(_raw_samples(urls, policy, self.spec), offset, None, stride)
             rng = np.random.default_rng([self.spec.seed, epoch, slot, 0x5348])
             produced = 0
             for sample in _shuffled(samples, self.spec.shuffle_buffer, rng):
-                sample["__skipped__"], counter[0] = counter[0], 0
                 produced += 1
                 yield sample
             if produced == 0:
-                raise RuntimeError(f"data slot {slot} read no samples from {len(urls)} shard(s) "
-                                   f"(first: {urls[0] if urls else None}); are the shards empty or unreadable?")
+                shown = ", ".join(urls[:3]) + (f" and {len(urls) - 3} more" if len(urls) > 3 else "")
+                raise DataError(f"data slot {slot} of {slots} read no samples from {len(urls)} shard(s) ({shown}); "
+                                "are the shards empty or unreadable? (see the warnings above)")
 
     def __iter__(self) -> Iterator[Batch]:
         spec = self.spec
@@ -164,26 +160,27 @@ class ShardStream(IterableDataset):
         worker = (loader_worker + spec.start_batch) % workers
         slot, slots = spec.rank * workers + worker, spec.world_size * workers
         done = len(range(worker, spec.start_batch, workers))
-        raw = itertools.islice(self.raw_stream(slot, slots), done * spec.batch_size, None)
+        policy = ErrorPolicy(spec.on_error)
+        raw = itertools.islice(self.raw_stream(slot, slots, policy), done * spec.batch_size, None)
         for local_batch in itertools.count(done):
             # Seeded per batch, so a resumed stream makes the same flips as an unbroken one.
             flip_rng = np.random.default_rng([spec.seed, slot, local_batch, 0x464C])
-            images, labels, skipped = [], [], 0
+            images, labels, keys = [], [], []
             while len(images) < spec.batch_size:
                 sample = next(raw)
-                skipped += sample["__skipped__"]
                 try:
                     image = decode_image(sample, spec.resolution, spec.channels)
                     label = decode_label(sample) if spec.labeled else 0
-                except Exception as exc:  # a truncated or corrupt image: skip it, keep training
-                    skipped += 1
-                    log.warning("skipping sample %s from %s: %s", sample.get("__key__"), sample.get("__url__"), exc)
+                except Exception as exc:  # truncated/corrupt image or bad label: policy decides
+                    policy(sample["__url__"], sample["__key__"], f"{type(exc).__name__}: {exc}")
                     continue
                 if spec.xflip and flip_rng.random() < 0.5:
                     image = image[:, :, ::-1]
                 images.append(np.ascontiguousarray(image))
                 labels.append(label)
-            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), skipped)
+                keys.append(f"{sample['__url__']}#{sample['__key__']}")
+            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
+                        policy.take(), tuple(keys))
 
 
 def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:

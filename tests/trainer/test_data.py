@@ -54,9 +54,10 @@ def test_slots_are_disjoint_and_cover_a_pass(digit_shards, world_size, workers):
         stream = ShardStream(spec(pattern, world_size=world_size))
         # One pass of this slot: everything it reads in epoch 0.
         from trainer.data import _raw_samples, _slot_shards
+        from trainer.data_reader import ErrorPolicy
 
         urls, stride, offset = _slot_shards(stream.spec, slot, slots, 0)
-        keys += [s["__key__"] for s in itertools.islice(_raw_samples(urls, [0]), offset, None, stride)]
+        keys += [s["__key__"] for s in itertools.islice(_raw_samples(urls, ErrorPolicy()), offset, None, stride)]
     assert len(keys) == len(set(keys)) == 1797
 
 
