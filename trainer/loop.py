@@ -8,7 +8,6 @@ bookkeeping that is due. Host syncs (`.item()`) happen only on log steps.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -21,7 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from trainer import checkpoint, distributed, losses
 from trainer.config import Config
-from trainer.data import StreamSpec, expand_urls, make_loader, to_training_tensor
+from trainer.data import StreamSpec, make_loader, to_training_tensor
+from trainer.data_sources import find_manifest, resolve_urls
 from trainer.distributed import DistEnv
 from trainer.ema import ema_beta, update_ema
 from trainer.export import export_generator
@@ -76,10 +76,11 @@ class Trainer:
                 log.info("resumed from %s at %.1f kimg", resume_from, self.progress.kimg)
 
         self.data = make_loader(StreamSpec(
-            urls=tuple(expand_urls(cfg.data.urls)), seed=cfg.run.seed, rank=env.rank, world_size=env.world_size,
-            batch_size=self.batch, resolution=cfg.data.resolution, channels=cfg.data.channels,
-            labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip, shuffle_buffer=cfg.data.shuffle_buffer,
-            start_batch=self.progress.step), cfg.data.workers)
+            urls=tuple(resolve_urls(cfg.data.urls, timeout=cfg.data.timeout)), seed=cfg.run.seed, rank=env.rank,
+            world_size=env.world_size, batch_size=self.batch, resolution=cfg.data.resolution,
+            channels=cfg.data.channels, labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip,
+            shuffle_buffer=cfg.data.shuffle_buffer, start_batch=self.progress.step, on_error=cfg.data.on_error,
+            retries=cfg.data.retries, timeout=cfg.data.timeout), cfg.data.workers)
         self.metrics = TrainingMetrics(registry, identity=self._identity()) if registry is not None else None
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
@@ -231,10 +232,7 @@ class Trainer:
         if not self.env.is_main:
             return None
         training = {"run": self.cfg.run.name, "kimg": self.progress.kimg, "step": self.progress.step}
-        class_names = None
-        manifest = Path(expand_urls(self.cfg.data.urls)[0]).parent / "manifest.json"
-        if manifest.is_file():
-            class_names = json.loads(manifest.read_text()).get("class_names")
+        class_names = (find_manifest(self.cfg.data.urls) or {}).get("class_names")
         return export_generator(self.G_ema, self.run_dir / "export", class_names=class_names, training=training)
 
     # ----------------------------------------------------------------------------- loop
