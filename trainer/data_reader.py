@@ -106,10 +106,43 @@ def split_name(name: str) -> tuple[str, str] | None:
     return name[:dot], name[dot + 1:].lower()
 
 
+class _TailReader:
+    """Counts the bytes read and keeps the last few, to check the tar's end-of-archive block."""
+
+    WINDOW = 1 << 16
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream, self.total, self.tail = stream, 0, b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.total += len(data)
+        self.tail = (self.tail + data)[-self.WINDOW:]
+        return data
+
+    def block_at(self, offset: int) -> bytes | None:
+        """The 512 bytes at `offset` if still in the window, else None."""
+        start = offset - (self.total - len(self.tail))
+        return self.tail[start:start + tarfile.BLOCKSIZE] if start >= 0 else None
+
+
+def _check_end(reader: _TailReader, offset: int) -> None:
+    """Python's tarfile ends quietly at a missing or garbled header; a whole tar ends in a zero
+    block there. Without this check a shard cut at a member boundary would look complete."""
+    while reader.read(1 << 16):  # the rest is the end-of-archive padding
+        pass
+    block = reader.block_at(offset)
+    if block is None or len(block) < tarfile.BLOCKSIZE:
+        raise EOFError(f"tar ends at byte {reader.total} without its end-of-archive block (truncated?)")
+    if block.count(0) != tarfile.BLOCKSIZE:
+        raise tarfile.ReadError(f"invalid tar header at byte {offset} (corrupt data)")
+
+
 def _tar_samples(stream: IO[bytes], url: str) -> Iterator[dict]:
     """Group the regular members of a tar stream into samples (raises on broken tar data)."""
     sample: dict | None = None
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+    reader = _TailReader(stream)
+    with tarfile.open(fileobj=reader, mode="r|*") as tar:
         for member in tar:
             if not member.isreg():
                 continue
@@ -126,6 +159,7 @@ def _tar_samples(stream: IO[bytes], url: str) -> Iterator[dict]:
             if ext in sample:
                 raise ValueError(f"member {member.name!r} appears twice for key {key!r}")
             sample[ext] = payload
+        _check_end(reader, tar.offset)  # before the last sample: it may be missing members
     if sample is not None:
         yield sample
 
