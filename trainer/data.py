@@ -164,23 +164,30 @@ class ShardStream(IterableDataset):
         raw = itertools.islice(self.raw_stream(slot, slots, policy), done * spec.batch_size, None)
         for local_batch in itertools.count(done):
             # Seeded per batch, so a resumed stream makes the same flips as an unbroken one.
-            flip_rng = np.random.default_rng([spec.seed, slot, local_batch, 0x464C])
-            images, labels, keys = [], [], []
-            while len(images) < spec.batch_size:
-                sample = next(raw)
-                try:
-                    image = decode_image(sample, spec.resolution, spec.channels)
-                    label = decode_label(sample) if spec.labeled else 0
-                except Exception as exc:  # truncated/corrupt image or bad label: policy decides
-                    policy(sample["__url__"], sample["__key__"], f"{type(exc).__name__}: {exc}")
-                    continue
-                if spec.xflip and flip_rng.random() < 0.5:
-                    image = image[:, :, ::-1]
-                images.append(np.ascontiguousarray(image))
-                labels.append(label)
-                keys.append(f"{sample['__url__']}#{sample['__key__']}")
-            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
-                        policy.take(), tuple(keys))
+            flips = np.random.default_rng([spec.seed, slot, local_batch, 0x464C]).random(spec.batch_size) < 0.5
+            # Every batch takes exactly batch_size stream samples, so the resume skip above stays
+            # exact even when some were unreadable: a skipped sample's place goes to a copy of a
+            # readable one of the same batch. Only a batch with none readable reads further.
+            decoded = [self._decode(next(raw), policy) for _ in range(spec.batch_size)]
+            while not any(decoded):
+                decoded = [self._decode(next(raw), policy) for _ in range(spec.batch_size)]
+            good = [d for d in decoded if d is not None]
+            filled = [d if d is not None else good[i % len(good)] for i, d in enumerate(decoded)]
+            images = [np.ascontiguousarray(image[:, :, ::-1] if spec.xflip and flip else image)
+                      for (image, _, _), flip in zip(filled, flips)]
+            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor([f[1] for f in filled], dtype=torch.int64),
+                        policy.take(), tuple(f[2] for f in filled))
+
+    def _decode(self, sample: dict, policy: ErrorPolicy) -> tuple[np.ndarray, int, str] | None:
+        """(image, label, 'url#key'), or None after the policy let an unreadable sample pass."""
+        spec = self.spec
+        try:
+            image = decode_image(sample, spec.resolution, spec.channels)
+            label = decode_label(sample) if spec.labeled else 0
+        except Exception as exc:  # truncated/corrupt image or bad label: the policy decides
+            policy(sample["__url__"], sample["__key__"], f"{type(exc).__name__}: {exc}")
+            return None
+        return image, label, f"{sample['__url__']}#{sample['__key__']}"
 
 
 def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:
