@@ -17,6 +17,7 @@ import subprocess
 import tarfile
 import time
 import urllib.error
+from collections import deque
 import urllib.request
 from typing import IO, Iterator
 
@@ -112,18 +113,23 @@ class _TailReader:
     WINDOW = 1 << 16
 
     def __init__(self, stream: IO[bytes]):
-        self.stream, self.total, self.tail = stream, 0, b""
+        self.stream, self.total = stream, 0
+        self.chunks: deque[bytes] = deque()  # the last chunks read, WINDOW bytes or a bit more
+        self.kept = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.stream.read(n)
         self.total += len(data)
-        self.tail = (self.tail + data)[-self.WINDOW:]
+        self.chunks.append(data)
+        self.kept += len(data)
+        while self.kept - len(self.chunks[0]) >= self.WINDOW:  # no copying: this runs per read
+            self.kept -= len(self.chunks.popleft())
         return data
 
     def block_at(self, offset: int) -> bytes | None:
         """The 512 bytes at `offset` if still in the window, else None."""
-        start = offset - (self.total - len(self.tail))
-        return self.tail[start:start + tarfile.BLOCKSIZE] if start >= 0 else None
+        start = offset - (self.total - self.kept)
+        return b"".join(self.chunks)[start:start + tarfile.BLOCKSIZE] if start >= 0 else None
 
 
 def _check_end(reader: _TailReader, offset: int) -> None:
