@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import tarfile
+import tempfile
 import time
 import urllib.error
-from collections import deque
 import urllib.request
 from typing import IO, Iterator
 
 from trainer.data_sources import DataError
+from trainer.data_tar import iter_tar
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +59,26 @@ class _PipeStream:
 
     def __init__(self, command: str):
         self.command = command
-        self.proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # stderr goes to a file, not a pipe: a chatty command must not block on a full pipe.
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.eof = False
 
     def read(self, n: int = -1) -> bytes:
-        return self.proc.stdout.read(n)
+        data = self.proc.stdout.read(n)
+        self.eof = self.eof or (not data and n != 0)
+        return data
 
     def close(self) -> None:
         self.proc.stdout.close()
-        # A reader that stopped early must not wait for a long download to finish.
-        if self.proc.poll() is None:
+        # A reader that stopped early must not wait for a long download to finish; one that
+        # read to the end waits for the exit status (the command may still fail after its output).
+        if not self.eof and self.proc.poll() is None:
             self.proc.kill()
         rc = self.proc.wait()
-        err = self.proc.stderr.read().decode(errors="replace").strip()
-        self.proc.stderr.close()
+        self.stderr.seek(0)
+        err = self.stderr.read().decode(errors="replace").strip()
+        self.stderr.close()
         if rc not in (0, -9):
             raise OSError(f"command {self.command!r} exited with status {rc}" + (f": {err[-300:]}" if err else ""))
 
@@ -107,65 +114,22 @@ def split_name(name: str) -> tuple[str, str] | None:
     return name[:dot], name[dot + 1:].lower()
 
 
-class _TailReader:
-    """Counts the bytes read and keeps the last few, to check the tar's end-of-archive block."""
-
-    WINDOW = 1 << 16
-
-    def __init__(self, stream: IO[bytes]):
-        self.stream, self.total = stream, 0
-        self.chunks: deque[bytes] = deque()  # the last chunks read, WINDOW bytes or a bit more
-        self.kept = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.stream.read(n)
-        self.total += len(data)
-        self.chunks.append(data)
-        self.kept += len(data)
-        while self.kept - len(self.chunks[0]) >= self.WINDOW:  # no copying: this runs per read
-            self.kept -= len(self.chunks.popleft())
-        return data
-
-    def block_at(self, offset: int) -> bytes | None:
-        """The 512 bytes at `offset` if still in the window, else None."""
-        start = offset - (self.total - self.kept)
-        return b"".join(self.chunks)[start:start + tarfile.BLOCKSIZE] if start >= 0 else None
-
-
-def _check_end(reader: _TailReader, offset: int) -> None:
-    """Python's tarfile ends quietly at a missing or garbled header; a whole tar ends in a zero
-    block there. Without this check a shard cut at a member boundary would look complete."""
-    while reader.read(1 << 16):  # the rest is the end-of-archive padding
-        pass
-    block = reader.block_at(offset)
-    if block is None or len(block) < tarfile.BLOCKSIZE:
-        raise EOFError(f"tar ends at byte {reader.total} without its end-of-archive block (truncated?)")
-    if block.count(0) != tarfile.BLOCKSIZE:
-        raise tarfile.ReadError(f"invalid tar header at byte {offset} (corrupt data)")
-
-
 def _tar_samples(stream: IO[bytes], url: str) -> Iterator[dict]:
     """Group the regular members of a tar stream into samples (raises on broken tar data)."""
     sample: dict | None = None
-    reader = _TailReader(stream)
-    with tarfile.open(fileobj=reader, mode="r|*") as tar:
-        for member in tar:
-            if not member.isreg():
-                continue
-            parts = split_name(member.name)
-            if parts is None or parts[0].rsplit("/", 1)[-1].startswith("__"):
-                continue  # no key, or tar metadata such as __index__
-            key, ext = parts
-            payload = tar.extractfile(member).read()
-            if sample is not None and sample["__key__"] != key:
-                yield sample
-                sample = None
-            if sample is None:
-                sample = {"__key__": key, "__url__": url}
-            if ext in sample:
-                raise ValueError(f"member {member.name!r} appears twice for key {key!r}")
-            sample[ext] = payload
-        _check_end(reader, tar.offset)  # before the last sample: it may be missing members
+    for name, payload in iter_tar(stream):  # raises TarDamage before the last sample if truncated
+        parts = split_name(name)
+        if parts is None or parts[0].rsplit("/", 1)[-1].startswith("__"):
+            continue  # no key, or tar metadata such as __index__
+        key, ext = parts
+        if sample is not None and sample["__key__"] != key:
+            yield sample
+            sample = None
+        if sample is None:
+            sample = {"__key__": key, "__url__": url}
+        if ext in sample:
+            raise ValueError(f"member {name!r} appears twice for key {key!r}")
+        sample[ext] = payload
     if sample is not None:
         yield sample
 
@@ -186,6 +150,8 @@ def read_shard(url: str, policy: ErrorPolicy, *, retries: int = 3, timeout: floa
                     if seen > delivered:  # on a retry, skip what the last attempt delivered
                         delivered, last_key = seen, sample["__key__"]
                         yield sample
+                while stream.read(1 << 16):  # the end padding; for a pipe, up to its exit
+                    pass
                 completed = True
             finally:
                 try:
@@ -198,8 +164,9 @@ def read_shard(url: str, policy: ErrorPolicy, *, retries: int = 3, timeout: floa
         except _Permanent as exc:
             policy(url, None, f"cannot open ({exc})")
             return
-        except (OSError, EOFError, tarfile.TarError, ValueError) as exc:
-            # EOFError/TarError: truncated or corrupt tar; OSError: network, pipe exit status.
+        except (OSError, EOFError, ValueError) as exc:
+            # ValueError (TarDamage): truncated or corrupt tar; EOFError: truncated gzip;
+            # OSError: network, pipe exit status.
             reason = f"{type(exc).__name__}: {exc}" + (f" ({close_error})" if close_error else "")
             reason += f" (after sample {last_key!r})" if last_key else ""
             if remote and attempt < retries:

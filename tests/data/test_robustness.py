@@ -55,7 +55,7 @@ def test_a_tar_cut_exactly_between_members_is_not_taken_for_whole(tmp_path):
 def test_truncated_tar_with_fail_policy_names_the_shard(tmp_path):
     (shard,) = write_index_shards(tmp_path, shards=1, per_shard=10)
     shard.write_bytes(shard.read_bytes()[:3000])
-    with pytest.raises(DataError, match=r"shard .*shard-000000.tar: unreadable: .*\(after sample '0000\d\d'\).*"
+    with pytest.raises(DataError, match=r"shard .*shard-000000.tar: unreadable: TarDamage: tar ends inside .*'00000\d.png' .*\(truncated\).*"
                                         r"data.on_error=skip"):
         one_pass([shard], 10, on_error="fail")
 
