@@ -186,7 +186,7 @@ class Trainer:
         before = self.progress.images_seen - self.cfg.train.batch_size
         return math.floor(self.progress.images_seen / interval) > math.floor(before / interval)
 
-    def _log(self, bar: ProgressBar, steps: int, seconds: float) -> dict:
+    def _log(self, bar: ProgressBar, steps: int, seconds: float, data_wait: float = 0.0) -> dict:
         """Average the loss terms over the interval and across ranks: the one host sync."""
         keys = sorted(self._sums)
         means = torch.stack([self._sums[k] / self._counts[k] for k in keys]) if keys else torch.zeros(0)
@@ -198,6 +198,8 @@ class Trainer:
         record = {"step": self.progress.step, "kimg": round(self.progress.kimg, 3), "time": time.time(),
                   "images_per_second": images / max(seconds, 1e-9),
                   "sec_per_kimg": seconds / max(images / 1000, 1e-9), "ema_beta": self.last_ema_beta,
+                  # share of the interval rank 0 waited for batches: > a few % means data-starved
+                  "data_wait_fraction": round(data_wait / max(seconds, 1e-9), 4),
                   "losses": losses_now}
         self.jsonl.write(record)
         if self.metrics is not None:
@@ -243,7 +245,7 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg)
         bar = ProgressBar(total_kimg=cfg.train.kimg, start_kimg=self.progress.kimg, enabled=env.is_main)
-        last_log, steps_since_log = time.perf_counter(), 0
+        last_log, steps_since_log, waited_since_log = time.perf_counter(), 0, 0.0
         saved_at = self.progress.step if self.progress.step else None
         self.last_ema_beta = 0.0
         while self.progress.images_seen < target:
@@ -252,14 +254,15 @@ class Trainer:
             waited = time.perf_counter() - t0
             self.train_step(batch.images, batch.labels)
             steps_since_log += 1
+            waited_since_log += waited
             if self.metrics is not None:
                 self.metrics.observe_step(images=self.batch, step_seconds=time.perf_counter() - t0,
                                           data_wait_seconds=waited, skipped=batch.skipped)
             done = self.progress.images_seen >= target
             if done or self.progress.step % cfg.train.log_every == 0:
                 now = time.perf_counter()
-                self._log(bar, steps_since_log, now - last_log)
-                last_log, steps_since_log = now, 0
+                self._log(bar, steps_since_log, now - last_log, data_wait=waited_since_log)
+                last_log, steps_since_log, waited_since_log = now, 0, 0.0
             if not done and self._crossed(cfg.train.sample_kimg):
                 self.save_grid()
             if not done and self._crossed(cfg.train.checkpoint_kimg):

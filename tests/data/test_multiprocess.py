@@ -46,5 +46,6 @@ def test_a_short_training_run_streams_its_shards_over_http(tmp_path, serve, digi
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "http" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["kimg"] == pytest.approx(0.024)
+    assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in records)
     assert any(path.startswith("/shard-") for path in server.requests)
     assert (tmp_path / "http" / "export" / "generator.safetensors").is_file()
