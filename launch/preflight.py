@@ -10,7 +10,7 @@ from typing import Optional
 
 from trainer import checkpoint
 from trainer.config import Config, ConfigError
-from trainer.data_sources import DataError, expand_urls, resolve_urls
+from trainer.data_sources import DataError, expand_urls, find_manifest, resolve_urls
 from trainer.digits import ensure_digit_shards
 
 
@@ -32,6 +32,22 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
         resolve_urls(cfg.data.urls, timeout=cfg.data.timeout)
     except DataError as exc:
         raise ConfigError(f"config key 'data.urls': {exc}") from None
+    check_against_manifest(cfg)
+
+
+def check_against_manifest(cfg: Config) -> None:
+    """Labels and channels the config expects vs. what a local manifest says the shards hold."""
+    manifest = find_manifest(cfg.data.urls)
+    if not manifest:
+        return
+    labelled = manifest.get("labelled", bool(manifest.get("num_classes")))
+    classes = manifest.get("num_classes")
+    if cfg.data.num_classes > 0 and not labelled:
+        raise ConfigError(f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards carry no labels "
+                          "(their manifest.json says so); set data.num_classes=0 or write the shards with --labels")
+    if cfg.data.num_classes > 0 and isinstance(classes, int) and classes > cfg.data.num_classes:
+        raise ConfigError(f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards hold {classes} "
+                          f"classes; set data.num_classes={classes}")
 
 
 def check_resume(cfg: Config) -> Optional[Path]:

@@ -57,6 +57,7 @@ class StreamSpec:
     on_error: str = "skip"  # unreadable shard/sample: "skip" (counted, logged once per shard) or "fail"
     retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off
     timeout: float = 60.0  # seconds an http(s) read may stall before it counts as broken
+    num_classes: int = 0  # > 0: labels must lie in [0, num_classes)
 
 
 def _slot_shards(spec: StreamSpec, slot: int, slots: int, epoch: int) -> tuple[list[str], int, int]:
@@ -114,7 +115,7 @@ def decode_image(sample: dict, resolution: int, channels: int) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def decode_label(sample: dict) -> int:
+def decode_label(sample: dict, num_classes: int = 0) -> int:
     if "cls" not in sample:
         raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no 'cls' label; "
                          "set data.num_classes=0 for unlabeled data")
@@ -123,8 +124,10 @@ def decode_label(sample: dict) -> int:
     except (UnicodeDecodeError, ValueError):
         raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: 'cls' is "
                          f"{sample['cls'][:20]!r}, not an integer label") from None
-    if label < 0:
-        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: label {label} is negative")
+    if label < 0 or 0 < num_classes <= label:
+        allowed = f"[0, data.num_classes={num_classes})" if num_classes else "[0, ...)"
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: label {label} is outside "
+                         f"{allowed}; set data.num_classes to the dataset's class count")
     return label
 
 
@@ -190,7 +193,7 @@ class ShardStream(IterableDataset):
         spec = self.spec
         try:
             image = decode_image(sample, spec.resolution, spec.channels)
-            label = decode_label(sample) if spec.labeled else 0
+            label = decode_label(sample, spec.num_classes) if spec.labeled else 0
         except Exception as exc:  # truncated/corrupt image or bad label: the policy decides
             policy(sample["__url__"], sample["__key__"], f"{type(exc).__name__}: {exc}")
             return None

@@ -80,7 +80,7 @@ class Trainer:
             world_size=env.world_size, batch_size=self.batch, resolution=cfg.data.resolution,
             channels=cfg.data.channels, labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip,
             shuffle_buffer=cfg.data.shuffle_buffer, start_batch=self.progress.step, on_error=cfg.data.on_error,
-            retries=cfg.data.retries, timeout=cfg.data.timeout), cfg.data.workers)
+            retries=cfg.data.retries, timeout=cfg.data.timeout, num_classes=cfg.data.num_classes), cfg.data.workers)
         self.metrics = TrainingMetrics(registry, identity=self._identity()) if registry is not None else None
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()

@@ -154,3 +154,31 @@ def test_samples_carry_their_shard_and_key(tmp_path):
     batch = one_pass([str(tmp_path / "a.tar")], 1)
     assert batch.keys == (f"{tmp_path / 'a.tar'}#x/0001",) and batch.skipped == 0
     assert torch.equal(batch.labels, torch.tensor([2]))
+
+
+def test_preflight_names_a_bad_folder_and_a_config_the_shards_cannot_feed(tmp_path):
+    from launch.preflight import prepare_data
+    from trainer.shards import write_shards
+
+    (tmp_path / "empty").mkdir()
+    cfg = load_config("configs/digits.yaml", [f"data.urls={tmp_path / 'empty'}", "data.prepare=none"])
+    with pytest.raises(ConfigError, match=r"config key 'data.urls': directory .*empty holds no manifest.json"):
+        prepare_data(cfg)
+    (tmp_path / "src").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), i * 50, np.uint8)).save(tmp_path / "src" / f"{i}.png")
+    write_shards(str(tmp_path / "src"), str(tmp_path / "out"), resolution=8, labels="none")
+    cfg = load_config("configs/digits.yaml", [f"data.urls={tmp_path / 'out'}", "data.prepare=none",
+                                              "data.num_classes=10"])
+    with pytest.raises(ConfigError, match="'data.num_classes': is 10 but the shards carry no labels"):
+        prepare_data(cfg)
+    prepare_data(load_config("configs/digits.yaml", [f"data.urls={tmp_path / 'out'}", "data.prepare=none",
+                                                     "data.num_classes=0"]))
+
+
+def test_a_label_outside_num_classes_is_caught_naming_the_sample(tmp_path):
+    shard = write_tar(tmp_path / "s.tar", [("k0", {"png": image_bytes(0), "cls": b"1"}),
+                                           ("k1", {"png": image_bytes(1), "cls": b"12"})])
+    with pytest.raises(DataError, match=r"s.tar, sample 'k1': .*label 12 is outside \[0, data.num_classes=10\)"):
+        one_pass([str(shard)], 2, num_classes=10, on_error="fail")
+    assert one_pass([str(shard)], 2, num_classes=10).skipped == 1
