@@ -144,9 +144,16 @@ def resolve_urls(spec: str, *, timeout: float = 60.0) -> list[str]:
     return urls
 
 
-def find_manifest(spec: str) -> dict | None:
-    """The local manifest describing a spec's shards (for class names), or None."""
+def find_manifest(spec: str, *, timeout: float = 60.0) -> dict | None:
+    """The manifest describing a spec's shards (class names, labels), or None if there is none."""
     items = split_spec(spec)
+    if items and items[0].startswith(("http://", "https://")) and urllib.parse.urlsplit(items[0]).path.endswith(".json"):
+        try:
+            with urllib.request.urlopen(items[0], timeout=timeout) as response:
+                data = json.loads(response.read().decode("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
     if not items or is_remote(items[0]):
         return None
     first = items[0][len("file://"):] if items[0].startswith("file://") else items[0]

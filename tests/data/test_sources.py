@@ -98,6 +98,7 @@ def test_http_shards_and_http_manifest_stream(tmp_path, serve, digit_shards):
     urls = resolve_urls(digits.base + "/manifest.json")
     assert urls == [f"{digits.base}/shard-{i:06d}.tar" for i in range(8)]
     assert one_pass(urls, 1797, resolution=32).images.shape == (1797, 1, 32, 32)
+    assert find_manifest(digits.base + "/manifest.json")["num_classes"] == 10
 
 
 def test_http_manifest_that_is_not_served_names_the_url(tmp_path, serve):
