@@ -89,13 +89,20 @@ def iter_tar(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
             header += _read_exact(stream, BLOCK - len(header), "a header", offset + len(header))
         if header.count(0) == BLOCK:
             return  # end of archive (a second zero block and padding may follow; not needed)
-        if _number(header[148:156]) != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+        try:
+            valid = _number(header[148:156]) == sum(header[:148]) + 8 * 32 + sum(header[156:])
+        except ValueError:  # not even an octal number where the checksum belongs
+            valid = False
+        if not valid:
             raise TarDamage(f"invalid tar header at byte {offset} (checksum mismatch: corrupt data or not a tar)")
         kind = header[156:157]
         name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
         if header[257:263] == b"ustar\0" and header[345:346] != b"\0":  # POSIX prefix (GNU uses it otherwise)
             name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") + "/" + name
-        size = _number(header[124:136])
+        try:
+            size = _number(header[124:136])
+        except ValueError:
+            raise TarDamage(f"invalid tar header at byte {offset} (size is not a number)") from None
         if kind not in NAME_RECORDS and "size" in pax:
             size = int(pax["size"])
         padded = -(-size // BLOCK) * BLOCK

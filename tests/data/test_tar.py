@@ -57,3 +57,11 @@ def test_damage_is_reported_with_its_byte_offset():
     data[1536 + 10] ^= 0xFF  # a flipped bit in the second header
     with pytest.raises(TarDamage, match="invalid tar header at byte 1536"):
         list(iter_tar(io.BytesIO(bytes(data))))
+
+
+def test_random_bytes_are_named_as_no_tar():
+    import numpy as np
+
+    junk = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    with pytest.raises(TarDamage, match="invalid tar header at byte 0"):
+        list(iter_tar(io.BytesIO(junk)))
