@@ -205,8 +205,9 @@ def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:
     dataset = ShardStream(spec)
     if workers == 0:
         return iter(dataset)
+    # Pinned batches let to_training_tensor's non_blocking copy overlap with compute on a GPU.
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True,
-                        prefetch_factor=4)
+                        prefetch_factor=4, pin_memory=torch.cuda.is_available())
     return iter(loader)
 
 
