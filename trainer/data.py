@@ -16,6 +16,7 @@ and batches. See docs/DATA.md.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 from dataclasses import dataclass
@@ -209,6 +210,17 @@ def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True,
                         prefetch_factor=4, pin_memory=torch.cuda.is_available())
     return iter(loader)
+
+
+def loader_at(spec: StreamSpec, workers: int, *, batch: int, resolution: int | None = None) -> Iterator[Batch]:
+    """The same stream from global batch `batch` on, optionally at another resolution.
+
+    Progressive growing changes the training resolution mid-run: replacing the loader here keeps
+    the sample order of the unbroken stream (the stream does not depend on the resolution), so
+    only the resizing changes. Worker processes of the old loader end when it is dropped.
+    """
+    changes = {"start_batch": batch} if resolution is None else {"start_batch": batch, "resolution": resolution}
+    return make_loader(dataclasses.replace(spec, **changes), workers)
 
 
 def to_training_tensor(images: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
