@@ -104,6 +104,9 @@ def _remote_manifest(url: str, timeout: float) -> list[str]:
 def _directory(path: Path) -> list[str]:
     if (path / MANIFEST_NAME).is_file():
         return _local_manifest(path / MANIFEST_NAME)
+    if (path / ".progress").is_dir():  # the shard writer's records, but no manifest: interrupted
+        raise DataError(f"{path} holds shards from an unfinished `hiresgan shards` run (no manifest.json yet); "
+                        "rerun it with the same flags to finish them")
     tars = sorted(str(p) for p in path.glob("*.tar") if p.is_file())
     if not tars:
         raise DataError(f"directory {path} holds no manifest.json and no *.tar shards; write shards into it "

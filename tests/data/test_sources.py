@@ -75,6 +75,9 @@ def test_writer_folder_to_shards_to_loader_gives_back_every_image_and_label(tmp_
                  for img, lab in zip(batch.images, batch.labels))
     assert got == sorted(wanted)
     assert find_manifest(str(tmp_path / "out"))["class_names"] == ["cat", "dog"]
+    (tmp_path / "out" / "manifest.json").unlink()  # as if the writer had been interrupted
+    with pytest.raises(DataError, match="unfinished `hiresgan shards` run"):
+        resolve_urls(str(tmp_path / "out"))
 
 
 def test_digits_manifest_and_bad_manifests(tmp_path, digit_shards):
