@@ -49,3 +49,6 @@ def test_a_short_training_run_streams_its_shards_over_http(tmp_path, serve, digi
     assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in records)
     assert any(path.startswith("/shard-") for path in server.requests)
     assert (tmp_path / "http" / "export" / "generator.safetensors").is_file()
+    # the class names come from the manifest read over HTTP
+    exported = json.loads((tmp_path / "http" / "export" / "generator.json").read_text())
+    assert exported["class_names"] == [str(d) for d in range(10)]
