@@ -30,7 +30,9 @@ class RunConfig:
 
 @dataclass
 class DataConfig:
-    urls: str = ""  # shards: local brace pattern, folder, manifest.json, http(s)://, pipe:CMD, s3://, gs:// ('::'-separated; docs/DATA.md)
+    # shards: local brace pattern, folder, manifest.json, http(s)://, pipe:CMD, s3://, gs://
+    # (several joined with '::'; see docs/DATA.md)
+    urls: str = ""
     prepare: str = "none"  # "digits": write the embedded scikit-learn digits to `urls`' folder first if missing
     resolution: int = 32  # training resolution (a power of two); images are resized to it on load
     channels: int = 3  # image channels (1 grayscale, 3 RGB)
@@ -38,7 +40,8 @@ class DataConfig:
     xflip: bool = False  # random horizontal flips (not for digits: a flipped 2 is no 2)
     workers: int = 1  # loader worker processes per rank (0: load in the training process)
     shuffle_buffer: int = 512  # samples held for shuffling within each worker's stream
-    on_error: str = "skip"  # unreadable shard/image/label: "skip" (counted, logged once per shard) or "fail" (stop, naming shard and key)
+    # unreadable shard/image/label: "skip" (counted, logged once per shard) or "fail" (stop, naming shard and key)
+    on_error: str = "skip"
     retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off mid-read
     timeout: float = 60.0  # seconds an http(s) shard read may stall before it counts as broken
 

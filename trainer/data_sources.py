@@ -150,7 +150,8 @@ def resolve_urls(spec: str, *, timeout: float = 60.0) -> list[str]:
 def find_manifest(spec: str, *, timeout: float = 60.0) -> dict | None:
     """The manifest describing a spec's shards (class names, labels), or None if there is none."""
     items = split_spec(spec)
-    if items and items[0].startswith(("http://", "https://")) and urllib.parse.urlsplit(items[0]).path.endswith(".json"):
+    remote_json = items and items[0].startswith(("http://", "https://")) and items[0].split("?")[0].endswith(".json")
+    if remote_json:
         try:
             with urllib.request.urlopen(items[0], timeout=timeout) as response:
                 data = json.loads(response.read().decode("utf-8"))
