@@ -52,3 +52,15 @@ def test_a_short_training_run_streams_its_shards_over_http(tmp_path, serve, digi
     # the class names come from the manifest read over HTTP
     exported = json.loads((tmp_path / "http" / "export" / "generator.json").read_text())
     assert exported["class_names"] == [str(d) for d in range(10)]
+
+
+def test_a_worker_process_that_hits_bad_data_fails_with_the_shard_named(tmp_path):
+    from trainer.data_sources import DataError
+
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"not a tar at all" * 100)
+    spec = StreamSpec(urls=(str(junk),), seed=0, rank=0, world_size=1, batch_size=2, resolution=8, channels=1,
+                      labeled=False, xflip=False, shuffle_buffer=1, on_error="fail")
+    with pytest.raises(DataError, match=r"(?s)DataLoader worker process 0.*shard .*junk.tar: unreadable: "
+                                        r"TarDamage: invalid tar header at byte 0"):
+        next(make_loader(spec, 1))
