@@ -186,3 +186,11 @@ def test_a_label_outside_num_classes_is_caught_naming_the_sample(tmp_path):
     with pytest.raises(DataError, match=r"s.tar, sample 'k1': .*label 12 is outside \[0, data.num_classes=10\)"):
         one_pass([str(shard)], 2, num_classes=10, on_error="fail")
     assert one_pass([str(shard)], 2, num_classes=10).skipped == 1
+
+
+def test_prepare_digits_into_a_folder_spec(tmp_path):
+    from launch.preflight import prepare_data
+
+    cfg = load_config("configs/digits.yaml", [f"data.urls={tmp_path / 'digits'}", "data.prepare=digits"])
+    prepare_data(cfg)
+    assert resolve_urls(cfg.data.urls) == [str(tmp_path / "digits" / f"shard-{i:06d}.tar") for i in range(8)]
