@@ -46,5 +46,9 @@ bench: $(STAMP)
 bench-kernels: $(STAMP)
 	$(PY) -m kernels.bench --out bench/kernels.json $(ARGS)
 
+## Loader throughput (images/s, workers 0/1/2, local vs HTTP, vs raw PIL decode), saved to bench/data.json.
+bench-data: $(STAMP)
+	$(PY) -m trainer.data_bench --out bench/data.json $(ARGS)
+
 clean:
 	rm -rf runs bench .pytest_cache

@@ -10,12 +10,8 @@ from typing import Optional
 
 from trainer import checkpoint
 from trainer.config import Config, ConfigError
-from trainer.data import expand_urls
+from trainer.data_sources import DataError, expand_urls, find_manifest, resolve_urls
 from trainer.digits import ensure_digit_shards
-
-
-def is_remote(url: str) -> bool:
-    return url.startswith(("http://", "https://", "pipe:", "s3://", "gs://"))
 
 
 def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300) -> None:
@@ -24,18 +20,34 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
     if not urls:
         raise ConfigError(f"config key 'data.urls': '{cfg.data.urls}' names no shard")
     if cfg.data.prepare == "digits":
-        folder = Path(urls[0]).parent
+        # data.urls may name the shards (or the manifest) or the folder they go in.
+        folder = Path(urls[0]).parent if urls[0].endswith((".tar", ".json")) else Path(urls[0])
         if is_main:
             ensure_digit_shards(folder)
         else:  # another rank of an external launch writes them; wait for its manifest
             deadline = time.monotonic() + wait_seconds
             while not (folder / "manifest.json").is_file() and time.monotonic() < deadline:
                 time.sleep(0.5)
-    missing = [u for u in urls if not is_remote(u) and not Path(u).is_file()]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ConfigError(f"config key 'data.urls': {len(missing)} of {len(urls)} shard(s) not found: {shown}; "
-                          "write shards with `hiresgan shards SRC OUT` or fix the pattern")
+    try:  # local files, folders and manifests are checked here; remote shards when they are read
+        resolve_urls(cfg.data.urls, timeout=cfg.data.timeout)
+    except DataError as exc:
+        raise ConfigError(f"config key 'data.urls': {exc}") from None
+    check_against_manifest(cfg)
+
+
+def check_against_manifest(cfg: Config) -> None:
+    """Labels and channels the config expects vs. what a local manifest says the shards hold."""
+    manifest = find_manifest(cfg.data.urls)
+    if not manifest:
+        return
+    labelled = manifest.get("labelled", bool(manifest.get("num_classes")))
+    classes = manifest.get("num_classes")
+    if cfg.data.num_classes > 0 and not labelled:
+        raise ConfigError(f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards carry no labels "
+                          "(their manifest.json says so); set data.num_classes=0 or write the shards with --labels")
+    if cfg.data.num_classes > 0 and isinstance(classes, int) and classes > cfg.data.num_classes:
+        raise ConfigError(f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards hold {classes} "
+                          f"classes; set data.num_classes={classes}")
 
 
 def check_resume(cfg: Config) -> Optional[Path]:

@@ -30,7 +30,9 @@ class RunConfig:
 
 @dataclass
 class DataConfig:
-    urls: str = ""  # WebDataset shard URLs: local brace pattern, http(s)://..., or pipe:CMD
+    # shards: local brace pattern, folder, manifest.json, http(s)://, pipe:CMD, s3://, gs://
+    # (several joined with '::'; see docs/DATA.md)
+    urls: str = ""
     prepare: str = "none"  # "digits": write the embedded scikit-learn digits to `urls`' folder first if missing
     resolution: int = 32  # training resolution (a power of two); images are resized to it on load
     channels: int = 3  # image channels (1 grayscale, 3 RGB)
@@ -38,6 +40,10 @@ class DataConfig:
     xflip: bool = False  # random horizontal flips (not for digits: a flipped 2 is no 2)
     workers: int = 1  # loader worker processes per rank (0: load in the training process)
     shuffle_buffer: int = 512  # samples held for shuffling within each worker's stream
+    # unreadable shard/image/label: "skip" (counted, logged once per shard) or "fail" (stop, naming shard and key)
+    on_error: str = "skip"
+    retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off mid-read
+    timeout: float = 60.0  # seconds an http(s) shard read may stall before it counts as broken
 
 
 @dataclass
@@ -130,6 +136,7 @@ class Config:
 # Fields whose value must come from a fixed set.
 CHOICES = {
     "data.prepare": ("none", "digits"),
+    "data.on_error": ("skip", "fail"),
     "train.precision": ("fp32", "bf16"),
     "train.zero_stage": (0, 1, 2),
     "launch.backend": ("auto", "gloo", "nccl"),
@@ -173,12 +180,13 @@ def validate(cfg: Config) -> Config:
         "model.channel_max": cfg.model.channel_max, "optim.g_lr": cfg.optim.g_lr,
         "optim.d_lr": cfg.optim.d_lr, "loss.pl_batch_shrink": cfg.loss.pl_batch_shrink,
         "model.mbstd_group": cfg.model.mbstd_group, "data.shuffle_buffer": cfg.data.shuffle_buffer,
+        "data.timeout": cfg.data.timeout,
     }
     for key, value in positive.items():
         if not value > 0:
             _fail(key, f"got {value}; must be > 0")
     non_negative = {
-        "data.num_classes": cfg.data.num_classes, "data.workers": cfg.data.workers,
+        "data.num_classes": cfg.data.num_classes, "data.workers": cfg.data.workers, "data.retries": cfg.data.retries,
         "loss.r1_gamma": cfg.loss.r1_gamma, "loss.d_reg_interval": cfg.loss.d_reg_interval,
         "loss.g_reg_interval": cfg.loss.g_reg_interval, "loss.pl_weight": cfg.loss.pl_weight,
         "launch.max_restarts": cfg.launch.max_restarts, "train.threads": cfg.train.threads,

@@ -8,24 +8,27 @@ shards < ranks x workers). The stream is infinite (epochs are counted in images,
 
 Exact resume: the stream is a pure function of (seed, slot), so a restart at batch b skips the
 first b batches of raw samples *before* decoding them, which costs reading bytes only.
+
+Where the shards come from (`data.urls` kinds) is `trainer.data_sources`; reading one shard with
+retries and the skip/fail policy is `trainer.data_reader`; this module shards, shuffles, decodes
+and batches. See docs/DATA.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
-import logging
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
-import braceexpand
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
-log = logging.getLogger(__name__)
+from trainer.data_reader import ErrorPolicy, read_shard
+from trainer.data_sources import DataError, expand_urls, resolve_urls  # noqa: F401 (re-exported)
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "ppm", "bmp")
 
@@ -34,6 +37,7 @@ class Batch(NamedTuple):
     images: torch.Tensor  # uint8 [B, C, H, W]
     labels: torch.Tensor  # int64 [B] (zeros when unlabeled)
     skipped: int  # corrupt samples skipped while assembling this batch
+    keys: tuple[str, ...] = ()  # "shard-url#key" of each sample, for tracing and tests
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,10 @@ class StreamSpec:
     xflip: bool
     shuffle_buffer: int
     start_batch: int = 0  # batches this rank already consumed (resume)
-
-
-def expand_urls(pattern: str) -> list[str]:
-    """Expand brace patterns in a whitespace- or '::'-separated list of URLs."""
-    urls: list[str] = []
-    for part in pattern.replace("::", " ").split():
-        urls.extend(braceexpand.braceexpand(part))
-    return urls
+    on_error: str = "skip"  # unreadable shard/sample: "skip" (counted, logged once per shard) or "fail"
+    retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off
+    timeout: float = 60.0  # seconds an http(s) read may stall before it counts as broken
+    num_classes: int = 0  # > 0: labels must lie in [0, num_classes)
 
 
 def _slot_shards(spec: StreamSpec, slot: int, slots: int, epoch: int) -> tuple[list[str], int, int]:
@@ -70,21 +70,11 @@ def _slot_shards(spec: StreamSpec, slot: int, slots: int, epoch: int) -> tuple[l
     return shuffled, slots, slot
 
 
-def _raw_samples(urls: list[str], counter: list[int]) -> Iterator[dict]:
-    """Undecoded samples {'__key__', 'png', 'cls', ...} from the tars, skipping broken entries."""
-    warned: set[str] = set()
-
-    def skip(exc: Exception) -> bool:
-        counter[0] += 1
-        url = getattr(exc, "args", [None])
-        name = str(url[-1]) if url else "?"
-        if name not in warned:  # once per shard, not once per sample
-            warned.add(name)
-            log.warning("skipping unreadable data in %s: %s", name, exc)
-        return True
-
-    streams = url_opener(({"url": u} for u in urls), handler=skip)
-    yield from group_by_keys(tar_file_expander(streams, handler=skip), handler=skip)
+def _raw_samples(urls: list[str], policy: ErrorPolicy, spec: StreamSpec | None = None) -> Iterator[dict]:
+    """Undecoded samples {'__key__', '__url__', 'png', 'cls', ...} from the shards, in order."""
+    retries, timeout = (spec.retries, spec.timeout) if spec is not None else (3, 60.0)
+    for url in urls:
+        yield from read_shard(url, policy, retries=retries, timeout=timeout)
 
 
 def _shuffled(samples: Iterator[dict], buffer_size: int, rng: np.random.Generator) -> Iterator[dict]:
@@ -106,8 +96,15 @@ def decode_image(sample: dict, resolution: int, channels: int) -> np.ndarray:
     if ext is None:
         raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no image "
                          f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+    mode = "L" if channels == 1 else "RGB"
     with Image.open(io.BytesIO(sample[ext])) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
+        if img.format == "JPEG" and img.size[0] >= 2 * resolution:
+            # Progressive growing trains far below the stored size: let libjpeg scale down by
+            # 1/2, 1/4 or 1/8 in the DCT domain (much faster than decoding every pixel); the
+            # box filter below takes it the rest of the way.
+            img.draft(mode, (resolution, resolution))
+        if img.mode != mode:
+            img = img.convert(mode)  # convert() also copies when the mode already matches
         if img.size != (resolution, resolution):
             # Progressive growing trains below the stored resolution; the box filter is the
             # area average, the right low-pass for integer factors.
@@ -119,11 +116,20 @@ def decode_image(sample: dict, resolution: int, channels: int) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def decode_label(sample: dict) -> int:
+def decode_label(sample: dict, num_classes: int = 0) -> int:
     if "cls" not in sample:
         raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')} has no 'cls' label; "
                          "set data.num_classes=0 for unlabeled data")
-    return int(sample["cls"].decode().strip())
+    try:
+        label = int(sample["cls"].decode().strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: 'cls' is "
+                         f"{sample['cls'][:20]!r}, not an integer label") from None
+    if label < 0 or 0 < num_classes <= label:
+        allowed = f"[0, data.num_classes={num_classes})" if num_classes else "[0, ...)"
+        raise ValueError(f"sample {sample.get('__key__')} in {sample.get('__url__')}: label {label} is outside "
+                         f"{allowed}; set data.num_classes to the dataset's class count")
+    return label
 
 
 class ShardStream(IterableDataset):
@@ -132,28 +138,29 @@ class ShardStream(IterableDataset):
     def __init__(self, spec: StreamSpec):
         super().__init__()
         if not spec.urls:
-            raise ValueError("data.urls expands to no shards")
+            raise DataError("data.urls expands to no shards")
+        ErrorPolicy(spec.on_error)  # validate now, in the training process, not in a worker
         self.spec = spec
 
     def _worker(self) -> tuple[int, int]:
         info = get_worker_info()
         return (0, 1) if info is None else (info.id, info.num_workers)
 
-    def raw_stream(self, slot: int, slots: int) -> Iterator[dict]:
+    def raw_stream(self, slot: int, slots: int, policy: ErrorPolicy | None = None) -> Iterator[dict]:
         """This slot's undecoded samples, epoch after epoch, in their final (shuffled) order."""
-        counter = [0]
+        policy = policy if policy is not None else ErrorPolicy(self.spec.on_error)
         for epoch in itertools.count():
             urls, stride, offset = _slot_shards(self.spec, slot, slots, epoch)
-            samples = itertools.islice(_raw_samples(urls, counter), offset, None, stride)
+            samples = itertools.islice(_raw_samples(urls, policy, self.spec), offset, None, stride)
             rng = np.random.default_rng([self.spec.seed, epoch, slot, 0x5348])
             produced = 0
             for sample in _shuffled(samples, self.spec.shuffle_buffer, rng):
-                sample["__skipped__"], counter[0] = counter[0], 0
                 produced += 1
                 yield sample
             if produced == 0:
-                raise RuntimeError(f"data slot {slot} read no samples from {len(urls)} shard(s) "
-                                   f"(first: {urls[0] if urls else None}); are the shards empty or unreadable?")
+                shown = ", ".join(urls[:3]) + (f" and {len(urls) - 3} more" if len(urls) > 3 else "")
+                raise DataError(f"data slot {slot} of {slots} read no samples from {len(urls)} shard(s) ({shown}); "
+                                "are the shards empty or unreadable? (see the warnings above)")
 
     def __iter__(self) -> Iterator[Batch]:
         spec = self.spec
@@ -164,26 +171,34 @@ class ShardStream(IterableDataset):
         worker = (loader_worker + spec.start_batch) % workers
         slot, slots = spec.rank * workers + worker, spec.world_size * workers
         done = len(range(worker, spec.start_batch, workers))
-        raw = itertools.islice(self.raw_stream(slot, slots), done * spec.batch_size, None)
+        policy = ErrorPolicy(spec.on_error)
+        raw = itertools.islice(self.raw_stream(slot, slots, policy), done * spec.batch_size, None)
         for local_batch in itertools.count(done):
             # Seeded per batch, so a resumed stream makes the same flips as an unbroken one.
-            flip_rng = np.random.default_rng([spec.seed, slot, local_batch, 0x464C])
-            images, labels, skipped = [], [], 0
-            while len(images) < spec.batch_size:
-                sample = next(raw)
-                skipped += sample["__skipped__"]
-                try:
-                    image = decode_image(sample, spec.resolution, spec.channels)
-                    label = decode_label(sample) if spec.labeled else 0
-                except Exception as exc:  # a truncated or corrupt image: skip it, keep training
-                    skipped += 1
-                    log.warning("skipping sample %s from %s: %s", sample.get("__key__"), sample.get("__url__"), exc)
-                    continue
-                if spec.xflip and flip_rng.random() < 0.5:
-                    image = image[:, :, ::-1]
-                images.append(np.ascontiguousarray(image))
-                labels.append(label)
-            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), skipped)
+            flips = np.random.default_rng([spec.seed, slot, local_batch, 0x464C]).random(spec.batch_size) < 0.5
+            # Every batch takes exactly batch_size stream samples, so the resume skip above stays
+            # exact even when some were unreadable: a skipped sample's place goes to a copy of a
+            # readable one of the same batch. Only a batch with none readable reads further.
+            decoded = [self._decode(next(raw), policy) for _ in range(spec.batch_size)]
+            while not any(decoded):
+                decoded = [self._decode(next(raw), policy) for _ in range(spec.batch_size)]
+            good = [d for d in decoded if d is not None]
+            filled = [d if d is not None else good[i % len(good)] for i, d in enumerate(decoded)]
+            images = [np.ascontiguousarray(image[:, :, ::-1] if spec.xflip and flip else image)
+                      for (image, _, _), flip in zip(filled, flips)]
+            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor([f[1] for f in filled], dtype=torch.int64),
+                        policy.take(), tuple(f[2] for f in filled))
+
+    def _decode(self, sample: dict, policy: ErrorPolicy) -> tuple[np.ndarray, int, str] | None:
+        """(image, label, 'url#key'), or None after the policy let an unreadable sample pass."""
+        spec = self.spec
+        try:
+            image = decode_image(sample, spec.resolution, spec.channels)
+            label = decode_label(sample, spec.num_classes) if spec.labeled else 0
+        except Exception as exc:  # truncated/corrupt image or bad label: the policy decides
+            policy(sample["__url__"], sample["__key__"], f"{type(exc).__name__}: {exc}")
+            return None
+        return image, label, f"{sample['__url__']}#{sample['__key__']}"
 
 
 def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:
@@ -191,9 +206,21 @@ def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:
     dataset = ShardStream(spec)
     if workers == 0:
         return iter(dataset)
+    # Pinned batches let to_training_tensor's non_blocking copy overlap with compute on a GPU.
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True,
-                        prefetch_factor=4)
+                        prefetch_factor=4, pin_memory=torch.cuda.is_available())
     return iter(loader)
+
+
+def loader_at(spec: StreamSpec, workers: int, *, batch: int, resolution: int | None = None) -> Iterator[Batch]:
+    """The same stream from global batch `batch` on, optionally at another resolution.
+
+    Progressive growing changes the training resolution mid-run: replacing the loader here keeps
+    the sample order of the unbroken stream (the stream does not depend on the resolution), so
+    only the resizing changes. Worker processes of the old loader end when it is dropped.
+    """
+    changes = {"start_batch": batch} if resolution is None else {"start_batch": batch, "resolution": resolution}
+    return make_loader(dataclasses.replace(spec, **changes), workers)
 
 
 def to_training_tensor(images: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -8,7 +8,6 @@ bookkeeping that is due. Host syncs (`.item()`) happen only on log steps.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -21,7 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from trainer import checkpoint, distributed, losses
 from trainer.config import Config
-from trainer.data import StreamSpec, expand_urls, make_loader, to_training_tensor
+from trainer.data import StreamSpec, make_loader, to_training_tensor
+from trainer.data_sources import find_manifest, resolve_urls
 from trainer.distributed import DistEnv
 from trainer.ema import ema_beta, update_ema
 from trainer.export import export_generator
@@ -76,10 +76,11 @@ class Trainer:
                 log.info("resumed from %s at %.1f kimg", resume_from, self.progress.kimg)
 
         self.data = make_loader(StreamSpec(
-            urls=tuple(expand_urls(cfg.data.urls)), seed=cfg.run.seed, rank=env.rank, world_size=env.world_size,
-            batch_size=self.batch, resolution=cfg.data.resolution, channels=cfg.data.channels,
-            labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip, shuffle_buffer=cfg.data.shuffle_buffer,
-            start_batch=self.progress.step), cfg.data.workers)
+            urls=tuple(resolve_urls(cfg.data.urls, timeout=cfg.data.timeout)), seed=cfg.run.seed, rank=env.rank,
+            world_size=env.world_size, batch_size=self.batch, resolution=cfg.data.resolution,
+            channels=cfg.data.channels, labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip,
+            shuffle_buffer=cfg.data.shuffle_buffer, start_batch=self.progress.step, on_error=cfg.data.on_error,
+            retries=cfg.data.retries, timeout=cfg.data.timeout, num_classes=cfg.data.num_classes), cfg.data.workers)
         self.metrics = TrainingMetrics(registry, identity=self._identity()) if registry is not None else None
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
@@ -185,7 +186,7 @@ class Trainer:
         before = self.progress.images_seen - self.cfg.train.batch_size
         return math.floor(self.progress.images_seen / interval) > math.floor(before / interval)
 
-    def _log(self, bar: ProgressBar, steps: int, seconds: float) -> dict:
+    def _log(self, bar: ProgressBar, steps: int, seconds: float, data_wait: float = 0.0) -> dict:
         """Average the loss terms over the interval and across ranks: the one host sync."""
         keys = sorted(self._sums)
         means = torch.stack([self._sums[k] / self._counts[k] for k in keys]) if keys else torch.zeros(0)
@@ -197,6 +198,8 @@ class Trainer:
         record = {"step": self.progress.step, "kimg": round(self.progress.kimg, 3), "time": time.time(),
                   "images_per_second": images / max(seconds, 1e-9),
                   "sec_per_kimg": seconds / max(images / 1000, 1e-9), "ema_beta": self.last_ema_beta,
+                  # share of the interval rank 0 waited for batches: > a few % means data-starved
+                  "data_wait_fraction": round(data_wait / max(seconds, 1e-9), 4),
                   "losses": losses_now}
         self.jsonl.write(record)
         if self.metrics is not None:
@@ -231,10 +234,7 @@ class Trainer:
         if not self.env.is_main:
             return None
         training = {"run": self.cfg.run.name, "kimg": self.progress.kimg, "step": self.progress.step}
-        class_names = None
-        manifest = Path(expand_urls(self.cfg.data.urls)[0]).parent / "manifest.json"
-        if manifest.is_file():
-            class_names = json.loads(manifest.read_text()).get("class_names")
+        class_names = (find_manifest(self.cfg.data.urls) or {}).get("class_names")
         return export_generator(self.G_ema, self.run_dir / "export", class_names=class_names, training=training)
 
     # ----------------------------------------------------------------------------- loop
@@ -245,7 +245,7 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg)
         bar = ProgressBar(total_kimg=cfg.train.kimg, start_kimg=self.progress.kimg, enabled=env.is_main)
-        last_log, steps_since_log = time.perf_counter(), 0
+        last_log, steps_since_log, waited_since_log = time.perf_counter(), 0, 0.0
         saved_at = self.progress.step if self.progress.step else None
         self.last_ema_beta = 0.0
         while self.progress.images_seen < target:
@@ -254,14 +254,15 @@ class Trainer:
             waited = time.perf_counter() - t0
             self.train_step(batch.images, batch.labels)
             steps_since_log += 1
+            waited_since_log += waited
             if self.metrics is not None:
                 self.metrics.observe_step(images=self.batch, step_seconds=time.perf_counter() - t0,
                                           data_wait_seconds=waited, skipped=batch.skipped)
             done = self.progress.images_seen >= target
             if done or self.progress.step % cfg.train.log_every == 0:
                 now = time.perf_counter()
-                self._log(bar, steps_since_log, now - last_log)
-                last_log, steps_since_log = now, 0
+                self._log(bar, steps_since_log, now - last_log, data_wait=waited_since_log)
+                last_log, steps_since_log, waited_since_log = now, 0, 0.0
             if not done and self._crossed(cfg.train.sample_kimg):
                 self.save_grid()
             if not done and self._crossed(cfg.train.checkpoint_kimg):

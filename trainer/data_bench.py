@@ -1,0 +1,200 @@
+"""Loader throughput alone: images/s of `make_loader` with 0, 1, 2 workers, from local files and
+over HTTP, next to the raw PIL decode rate of the same JPEGs in a plain loop (the ceiling).
+
+    python -m trainer.data_bench [--resolutions 256 1024] [--workers 0 1 2] [--out bench/data.json]
+
+The shards are synthetic JPEGs (quality 95, 4:4:4, as `hiresgan shards --format jpg` writes
+them) of smooth colour fields plus texture, sized like photo datasets. HTTP shards come from a
+`python -m http.server` child process on 127.0.0.1, so serving does not share the loader's GIL.
+Every rate is measured after a warm-up batch per worker (process start and first reads excluded);
+the raw decode rate is measured again right before each loader run, as its ceiling.
+The load average is recorded too: on a shared machine other work lowers every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from trainer.bench import device_name
+from trainer.data import StreamSpec, make_loader
+
+
+def synthetic_jpegs(resolution: int, count: int, seed: int = 0) -> list[bytes]:
+    """Smooth colour fields + texture at three scales + slight noise: about 35 KiB at 256x256 and
+    500 KiB at 1024x1024 at quality 95, in the range of photo datasets (pure noise would make
+    entropy decoding dominate and overstate the decode cost)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
+    out = []
+    for _ in range(count):
+        a, b, c = rng.uniform(0, 6.3, 3)
+        field = np.stack([np.sin(a * 3 * xx + b), np.cos(b * 3 * yy + c), np.sin(c * 2 * (xx + yy) + a)], -1)
+        texture = sum(np.kron(rng.normal(0, 8, (resolution // s, resolution // s)), np.ones((s, s)))
+                      for s in (2, 8, 32) if resolution >= s)
+        noise = rng.normal(0, 2, (resolution, resolution, 3))
+        array = np.clip(127.5 + 100 * field + texture[..., None] + noise, 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, format="JPEG", quality=95, subsampling=0)
+        out.append(buf.getvalue())
+    return out
+
+
+def write_shards(folder: Path, jpegs: list[bytes], shards: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for s, chunk in enumerate(np.array_split(np.arange(len(jpegs)), shards)):
+        path = folder / f"shard-{s:06d}.tar"
+        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i in chunk:
+                for ext, payload in (("jpg", jpegs[i]), ("cls", b"0")):
+                    info = tarfile.TarInfo(f"{int(i):08d}.{ext}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        paths.append(str(path))
+    return paths
+
+
+def raw_decode_rate(jpegs: list[bytes], seconds: float) -> float:
+    """PIL decode to a uint8 array in a plain loop, repeated for at least `seconds`."""
+    done, start = 0, time.perf_counter()
+    while True:
+        for data in jpegs:
+            with Image.open(io.BytesIO(data)) as img:
+                np.asarray(img.convert("RGB"))
+            done += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+def loader_rate(urls: list[str], *, resolution: int, workers: int, batch: int, batches: int) -> float:
+    spec = StreamSpec(urls=tuple(urls), seed=0, rank=0, world_size=1, batch_size=batch, resolution=resolution,
+                      channels=3, labeled=True, xflip=True, shuffle_buffer=64)
+    loader = make_loader(spec, workers)
+    for _ in range(max(workers, 1)):  # warm-up: worker start and the first shard reads
+        next(loader)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    rate = batches * batch / (time.perf_counter() - start)
+    del loader  # stops the DataLoader's worker processes
+    return rate
+
+
+class HttpServer:
+    """`python -m http.server` in a child process, serving a folder on 127.0.0.1."""
+
+    def __init__(self, folder: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                                     cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("bench-data: the local HTTP server did not start within 30 s")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def bench_resolution(resolution: int, images: int, args, scratch: Path) -> list[dict]:
+    jpegs = synthetic_jpegs(resolution, images)
+    folder = scratch / f"jpg{resolution}"
+    paths = write_shards(folder, jpegs, shards=args.shards)
+    raw = raw_decode_rate(jpegs, args.seconds)
+    print(f"{resolution}px: raw PIL decode {raw:.1f} images/s "
+          f"({len(jpegs)} JPEGs, {sum(map(len, jpegs)) / len(jpegs) / 1024:.0f} KiB each)", flush=True)
+    batch = args.batch
+    batches = max(2, images // batch)
+    rows = []
+    server = HttpServer(folder) if "http" in args.sources else None
+    try:
+        for source in args.sources:
+            urls = paths if source == "local" else [f"{server.base}/{Path(p).name}" for p in paths]
+            for workers in args.workers:
+                # The ceiling is re-measured next to each run: on a shared machine the load drifts.
+                raw = raw_decode_rate(jpegs, args.seconds)
+                rate = loader_rate(urls, resolution=resolution, workers=workers, batch=batch, batches=batches)
+                per_worker = rate / max(workers, 1)
+                rows.append({"resolution": resolution, "train_resolution": resolution, "source": source,
+                             "workers": workers, "batch": batch,
+                             "images_timed": batches * batch, "images_per_second": round(rate, 1),
+                             "images_per_second_per_worker": round(per_worker, 1),
+                             "raw_decode_images_per_second": round(raw, 1),
+                             "per_worker_vs_raw_decode": round(per_worker / raw, 3)})
+                print(f"  {source:5s} workers={workers}: {rate:7.1f} images/s "
+                      f"({per_worker:.1f} per worker = {per_worker / raw:.0%} of raw decode {raw:.1f})", flush=True)
+        if resolution >= 512:  # progressive growing / low-res training from high-res shards: JPEG draft decode
+            small = resolution // 4
+            raw = raw_decode_rate(jpegs, args.seconds)
+            rate = loader_rate(paths, resolution=small, workers=0, batch=batch, batches=batches)
+            rows.append({"resolution": resolution, "train_resolution": small, "source": "local", "workers": 0,
+                         "batch": batch, "images_timed": batches * batch, "images_per_second": round(rate, 1),
+                         "images_per_second_per_worker": round(rate, 1), "raw_decode_images_per_second": round(raw, 1),
+                         "per_worker_vs_raw_decode": round(rate / raw, 3)})
+            print(f"  local workers=0 at {small}px: {rate:7.1f} images/s ({rate / raw:.0%} of the full-size "
+                  f"raw decode {raw:.1f}: draft decoding)", flush=True)
+    finally:
+        if server is not None:
+            server.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.data_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--images", type=int, nargs="+", default=[256, 48],
+                        help="synthetic images per resolution (one number, or one per resolution)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sources", nargs="+", choices=("local", "http"), default=["local", "http"])
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum duration of each raw decode loop")
+    parser.add_argument("--out", type=Path, default=Path("bench/data.json"))
+    args = parser.parse_args(argv)
+    counts = args.images if len(args.images) == len(args.resolutions) else args.images[:1] * len(args.resolutions)
+    scratch = Path(tempfile.mkdtemp(prefix="hiresgan-bench-data-"))
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    load_before = os.getloadavg()
+    try:
+        rows = [row for res, n in zip(args.resolutions, counts) for row in bench_resolution(res, n, args, scratch)]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = {"date": started, "device": device_name(), "cpu_count": os.cpu_count(),
+              "load_average_before": [round(x, 2) for x in load_before],
+              "load_average_after": [round(x, 2) for x in os.getloadavg()],
+              "python": sys.version.split()[0], "pillow": Image.__version__,
+              "command": "python -m trainer.data_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "results": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"bench-data: saved to {args.out} (load average before {load_before[0]:.1f}, "
+          f"after {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
