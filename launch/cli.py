@@ -115,7 +115,7 @@ def _shards(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from trainer.bench import run_bench
+    from launch.bench import run_bench
 
     return run_bench(args.config, args.overrides, out=args.out, steps=args.steps, warmup=args.warmup)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainer.bench import device_name
+from trainer.device_info import device_name
 from trainer.data import StreamSpec, make_loader
 
 

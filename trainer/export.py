@@ -111,10 +111,9 @@ def export_checkpoint(checkpoint: Path, out_dir: Path) -> Path:
     G, _ = build_networks(cfg)
     G.load_state_dict(load_file(str(checkpoint / "ema.safetensors")))
     state = json.loads((checkpoint / "state.json").read_text())
-    from trainer.data import expand_urls
+    from trainer.data_sources import find_manifest
 
-    manifest = Path(expand_urls(cfg.data.urls)[0]).parent / "manifest.json"
-    class_names = json.loads(manifest.read_text()).get("class_names") if manifest.is_file() else None
+    class_names = (find_manifest(cfg.data.urls) or {}).get("class_names")
     training = {"run": cfg.run.name, "kimg": state.get("images_seen", 0) / 1000, "step": state.get("step"),
                 "checkpoint": checkpoint.name}
     return export_generator(G.eval(), out_dir, class_names=class_names, training=training)

@@ -9,28 +9,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"CPU: {cpu} ({os.cpu_count()} cores)"
+from trainer.device_info import device_name
 
 
 def measure(records: list[dict], *, warmup: int, batch: int) -> dict:
