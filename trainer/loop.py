@@ -11,7 +11,6 @@ import copy
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,7 +25,7 @@ from trainer.distributed import DistEnv
 from trainer.ema import ema_beta, update_ema
 from trainer.export import export_generator
 from trainer.images import save_grid
-from trainer.metrics import JsonlLog, TrainingMetrics
+from trainer.metrics import JsonlLog, TrainingMetrics, engine_stats, gpu_label, grad_norm, rank_identity
 from trainer.models import build_networks
 from trainer.progress import ProgressBar
 from trainer.sample import latent
@@ -80,7 +79,9 @@ class Trainer:
             batch_size=self.batch, resolution=cfg.data.resolution, channels=cfg.data.channels,
             labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip, shuffle_buffer=cfg.data.shuffle_buffer,
             start_batch=self.progress.step), cfg.data.workers)
-        self.metrics = TrainingMetrics(registry, identity=self._identity()) if registry is not None else None
+        self.metrics = (TrainingMetrics(registry, identity=self._identity(), gpu=gpu_label(env.local_rank))
+                        if registry is not None else None)
+        self._grad_norms: dict[str, torch.Tensor] = {}  # filled on log steps only (device tensors)
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
         self._sums: dict[str, torch.Tensor] = {}
@@ -105,9 +106,8 @@ class Trainer:
         return distributed.build_engine(module, config)
 
     def _identity(self) -> dict[str, str]:
-        return {"job": self.cfg.metrics.job or self.cfg.run.name, "rank": str(self.env.rank),
-                "local_rank": str(self.env.local_rank), "node": self.env.node,
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
+        return rank_identity(job=self.cfg.metrics.job or self.cfg.run.name, rank=self.env.rank,
+                             local_rank=self.env.local_rank, node=self.env.node)
 
     def _grid_inputs(self) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
         """Fixed latents for sample grids: one row per class (conditional) or four rows."""
@@ -140,8 +140,11 @@ class Trainer:
         frozen.module.requires_grad_(False)
         result = compute()
         engine.backward(result.total)
-        engine.step()
         network = "G" if engine is self.G_engine else "D"
+        logs_next = (self.progress.step + 1) % self.cfg.train.log_every == 0
+        if self.metrics is not None and name.endswith("_main") and logs_next:
+            self._grad_norms[network] = grad_norm(engine.module)  # read on the coming log step
+        engine.step()
         for term, value in result.terms.items():
             key = f"{network}/{term}"
             self._sums[key] = self._sums.get(key, 0) + value.float()
@@ -201,7 +204,10 @@ class Trainer:
         self.jsonl.write(record)
         if self.metrics is not None:
             lrs = {"G": self.G_engine.get_lr()[0], "D": self.D_engine.get_lr()[0]}
-            self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta)
+            engines = engine_stats({"G": self.G_engine, "D": self.D_engine}, measured=self._grad_norms)
+            self._grad_norms.clear()
+            self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta,
+                                     **engines)
         bar.update(self.progress.kimg, record)
         return record
 
@@ -243,7 +249,8 @@ class Trainer:
         cfg, env = self.cfg, self.env
         target = int(cfg.train.kimg * 1000)
         if self.metrics is not None:
-            self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg)
+            self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg,
+                                    resolution=cfg.data.resolution)
         bar = ProgressBar(total_kimg=cfg.train.kimg, start_kimg=self.progress.kimg, enabled=env.is_main)
         last_log, steps_since_log = time.perf_counter(), 0
         saved_at = self.progress.step if self.progress.step else None
