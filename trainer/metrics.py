@@ -102,7 +102,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _c("corrupt_samples", "samples", "Unreadable data samples skipped"),
     _g("checkpoint_duration_seconds", "seconds", "Wall time of the last checkpoint write"),
     _g("last_checkpoint_timestamp_seconds", "seconds",
-       "Unix time of the last complete checkpoint (of the start of training before the first one)"),
+       "Unix time of the last complete checkpoint (or of the start of training before the first one)"),
     _g("process_resident_memory_bytes", "bytes", "Resident memory of the training process"),
     _g("cuda_memory_allocated_bytes", "bytes", "CUDA memory held by tensors (GPU runs only)"),
     _g("cuda_memory_reserved_bytes", "bytes", "CUDA memory reserved by the caching allocator (GPU runs only)"),
