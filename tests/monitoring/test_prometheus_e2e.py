@@ -64,7 +64,7 @@ def healthy_run(tmp_path_factory, digit_shards, start_prometheus):
     prom = start_prometheus(tmp / "prometheus", sd_files=[str(targets / "*.json")], rule_files=[RULES])
     start = time.time()
     result = subprocess.run(train_argv(tmp / "runs", "mon", digit_shards[1], free_port_pair(),
-                                       "launch.nproc_per_node=2", "train.kimg=0.192"),
+                                       "launch.nproc_per_node=2", "train.kimg=0.128"),
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     end = time.time()
     assert result.returncode == 0, result.stderr[-5000:]
@@ -80,11 +80,11 @@ def test_both_ranks_are_discovered_and_scraped_with_their_identity(healthy_run):
     ups = prom.query('up{job="mon"}', at=last)
     assert sorted(u["metric"]["rank"] for u in ups) == ["0", "1"]
     assert all(u["value"][1] == "1" and u["metric"]["node"] and u["metric"]["local_rank"] for u in ups)
-    # Counters add up over the whole run: 0.192 kimg = 24 steps of 8 images, 4 per rank.
+    # Counters add up over the whole run: 0.128 kimg = 16 steps of 8 images, 4 per rank.
     images = prom.query('sum(max_over_time(hiresgan_images_seen_total{job="mon"}[10m]))', at=end)
     steps = prom.query('max_over_time(hiresgan_steps_total{job="mon"}[10m])', at=end)
-    assert float(images[0]["value"][1]) == 192
-    assert [float(s["value"][1]) for s in steps] == [24, 24]
+    assert float(images[0]["value"][1]) == 128
+    assert [float(s["value"][1]) for s in steps] == [16, 16]
     # Labels that let dashboards join the DCGM exporter: Hostname is the node label.
     info = prom.query('hiresgan_rank_info{job="mon"}', at=last)
     assert {i["metric"]["Hostname"] for i in info} == {u["metric"]["node"] for u in ups}
