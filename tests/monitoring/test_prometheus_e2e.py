@@ -145,7 +145,7 @@ def test_a_hung_data_source_fires_the_stall_alert_and_a_killed_rank_the_rank_dow
     targets.mkdir(parents=True)
     prom = start_prometheus(tmp_path / "prometheus", sd_files=[str(targets / "*.json")],
                             rule_files=[_fast_rules(tmp_path / "fast-rules.yml")])
-    log, started = open(tmp_path / "train.log", "w"), set()
+    log, started = open(tmp_path / "train.log", "w"), {}
     proc = subprocess.Popen(train_argv(tmp_path / "runs", "stall", f"pipe:{source}", free_port_pair(),
                                        "launch.nproc_per_node=1", "train.kimg=10", "data.shuffle_buffer=4"),
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -161,7 +161,7 @@ def test_a_hung_data_source_fires_the_stall_alert_and_a_killed_rank_the_rank_dow
         assert 1 <= steps <= 5
         assert prom.query('up{job="stall"}')[0]["value"][1] == "1"
         assert proc.poll() is None
-        started.update(_descendants(proc.pid))  # the hung source too: it outlives its rank
+        started.update({p: _cmdline(p) for p in _descendants(proc.pid)})  # the hung source outlives its rank
         os.kill(_rank_process(proc.pid), signal.SIGKILL)  # the rank dies (the agent then gives up)
         assert list(targets.glob("*.json")), "a killed rank's target must stay for the rank-down alert"
         prom.wait_for('ALERTS{alertname="HiresganRankDown", alertstate="firing", job="stall", rank="0"}',
@@ -200,9 +200,18 @@ def _rank_process(launcher: int) -> int:
     return min(ranks)
 
 
-def _kill_tree(proc: subprocess.Popen, known: set[int]) -> None:
-    """Kill the launcher and everything it started (ranks run in their own process groups)."""
-    for pid in [proc.pid, *_descendants(proc.pid), *known]:
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _kill_tree(proc: subprocess.Popen, known: dict[int, bytes]) -> None:
+    """Kill the launcher and everything it started (ranks run in their own process groups);
+    `known` processes only if they are still the ones recorded (no reused pids)."""
+    pids = [proc.pid, *_descendants(proc.pid)] + [p for p, cmd in known.items() if cmd and _cmdline(p) == cmd]
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
