@@ -250,7 +250,8 @@ class Trainer:
         target = int(cfg.train.kimg * 1000)
         if self.metrics is not None:
             self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg,
-                                    resolution=cfg.data.resolution)
+                                    resolution=cfg.data.resolution,
+                                    skipped_steps={"G": self.G_engine.skipped_steps, "D": self.D_engine.skipped_steps})
         bar = ProgressBar(total_kimg=cfg.train.kimg, start_kimg=self.progress.kimg, enabled=env.is_main)
         last_log, steps_since_log = time.perf_counter(), 0
         saved_at = self.progress.step if self.progress.step else None

@@ -110,7 +110,6 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("rank_info", "", "Always 1; labels gpu and Hostname join a rank to NVIDIA DCGM exporter series",
        ("gpu", "Hostname")),
 )
-SPECS = {spec.key: spec for spec in CATALOG}
 # Loss terms that are not losses: routed to their own gauges by observe_log.
 _SCORE_INPUTS = {"real_score": "real", "fake_score": "fake"}
 
@@ -143,9 +142,11 @@ class TrainingMetrics:
         return self._m[key].labels(**self.identity, **extra)
 
     def set_static(self, *, world_size: int, target_kimg: float, resolution: int, fade_in_alpha: float = 1.0,
-                   augment_probability: float = 0.0) -> None:
-        """Once at the start of training; start time doubles as the first 'last step/checkpoint'."""
+                   augment_probability: float = 0.0, skipped_steps: Optional[Mapping[str, int]] = None) -> None:
+        """Once at the start of training; start time doubles as the first 'last step/checkpoint'.
+        `skipped_steps`: the engines' counts restored by a resume (not news of this process)."""
         now = time.time()
+        self._skipped_seen.update(skipped_steps or {})
         self._l("world_size").set(world_size)
         self._l("target_kimg").set(target_kimg)
         self._l("resolution_pixels").set(resolution)

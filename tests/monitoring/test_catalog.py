@@ -108,6 +108,16 @@ def test_nonfinite_losses_are_counted_and_skipped_steps_add_only_news():
     assert v[("hiresgan_skipped_steps_total", frozenset({("network", "D")}))] == 5
 
 
+def test_skipped_steps_restored_by_a_resume_are_not_counted_again():
+    registry = CollectorRegistry()
+    m = metrics.TrainingMetrics(registry, identity=IDENTITY)
+    m.set_static(world_size=1, target_kimg=1, resolution=32, skipped_steps={"G": 0, "D": 7})
+    m.observe_log(kimg=0.1, losses={}, lrs={}, ema_beta=0.9, skipped_steps={"G": 1, "D": 9})
+    v, _ = samples(registry)
+    assert v[("hiresgan_skipped_steps_total", frozenset({("network", "D")}))] == 2
+    assert v[("hiresgan_skipped_steps_total", frozenset({("network", "G")}))] == 1
+
+
 def test_grad_norm_is_the_l2_norm_of_all_gradients():
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
     assert metrics.grad_norm(net) is None
