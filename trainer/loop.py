@@ -25,7 +25,8 @@ from trainer.distributed import DistEnv
 from trainer.ema import ema_beta, update_ema
 from trainer.export import export_generator
 from trainer.images import save_grid
-from trainer.metrics import JsonlLog, TrainingMetrics, engine_stats, gpu_label, grad_norm, rank_identity
+from trainer.metrics import (DiversityProbe, JsonlLog, TrainingMetrics, engine_stats, gpu_label, grad_norm,
+                             rank_identity)
 from trainer.models import build_networks
 from trainer.progress import ProgressBar
 from trainer.sample import latent
@@ -82,6 +83,7 @@ class Trainer:
         self.metrics = (TrainingMetrics(registry, identity=self._identity(), gpu=gpu_label(env.local_rank))
                         if registry is not None else None)
         self._grad_norms: dict[str, torch.Tensor] = {}  # filled on log steps only (device tensors)
+        self._probe = DiversityProbe(batch=self.batch, z_dim=self.G.z_dim, seed=cfg.run.seed)
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
         self._sums: dict[str, torch.Tensor] = {}
@@ -156,6 +158,7 @@ class Trainer:
         cfg, step = self.cfg, self.progress.step
         real = to_training_tensor(real_images, self.env.device, self.dtype)
         real_c = self._labels(real_labels)
+        self._last_real = (real, real_c)  # for the diversity probe on log steps (a reference, no copy)
         mix = cfg.loss.style_mixing
 
         self._run_phase("G_main", self.G_engine, self.D_engine, lambda: losses.generator_main(
@@ -206,8 +209,9 @@ class Trainer:
             lrs = {"G": self.G_engine.get_lr()[0], "D": self.D_engine.get_lr()[0]}
             engines = engine_stats({"G": self.G_engine, "D": self.D_engine}, measured=self._grad_norms)
             self._grad_norms.clear()
+            diversity = self._probe.ratio(self.G_ema, self.D, *self._last_real) if self._probe.due() else None
             self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta,
-                                     **engines)
+                                     diversity_ratio=None if diversity is None else float(diversity), **engines)
         bar.update(self.progress.kimg, record)
         return record
 

@@ -89,6 +89,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     _c("skipped_steps", "steps", "Optimizer steps DeepSpeed skipped for non-finite gradients (fp16 overflow)",
        ("network",)),
     _c("nonfinite_loss_logs", "logs", "Log intervals whose averaged loss was NaN or infinite", ("network",)),
+    _g("sample_diversity_ratio", "ratio",
+       "Mode-collapse signal: pairwise distance of D features of fixed-latent G_ema samples over that of a real "
+       "batch (about 1 healthy; falling toward 0: collapse)"),
     # Augmentation and discriminator overfitting
     _g("augment_probability", "ratio", "Augmentation probability p (0 when the family has no ADA)"),
     _g("ada_rt", "ratio", "ADA overfitting signal r_t = E[sign(D(real))], -1..1; ADA targets 0.6"),
@@ -181,7 +184,7 @@ class TrainingMetrics:
                     grad_norms: Optional[Mapping[str, float]] = None,
                     skipped_steps: Optional[Mapping[str, int]] = None,
                     loss_scales: Optional[Mapping[str, float]] = None,
-                    augment_probability: Optional[float] = None) -> None:
+                    augment_probability: Optional[float] = None, diversity_ratio: Optional[float] = None) -> None:
         """On log steps, with values already on the host. `losses` maps 'network/term' to the
         interval mean; `skipped_steps` are the engines' cumulative counts."""
         self._l("progress_kimg").set(kimg)
@@ -214,6 +217,8 @@ class TrainingMetrics:
             self._l("loss_scale", network=network).set(scale)
         if augment_probability is not None:
             self._l("augment_probability").set(augment_probability)
+        if diversity_ratio is not None:
+            self._l("sample_diversity_ratio").set(diversity_ratio)
         self._l("ema_beta").set(ema_beta)
         self.observe_memory()
 
@@ -271,6 +276,47 @@ def gpu_label(local_rank: int) -> str:
     if local_rank < len(visible):
         return visible[local_rank]
     return str(local_rank)
+
+
+class DiversityProbe:
+    """A live mode-collapse signal, measured on every `every`-th log step.
+
+    The mean pairwise distance between D's penultimate features (the input of its logit layer) of
+    G_ema samples from fixed latents, divided by the same for the real images of the current
+    batch, generated with the real batch's labels so classes match. A healthy generator is about
+    as diverse as the data (near 1, noisy with small batches); a generator collapsing onto a few
+    modes drives it toward 0 while the losses can look fine. Costs one G_ema and two D forwards of
+    one per-rank batch per measurement. Needs D to have `epilogue.fc` (StyleGAN2's D); for other
+    families `ratio` returns None."""
+
+    def __init__(self, *, batch: int, z_dim: int, every: int = 5, seed: int = 0x5EED):
+        self.every, self._logs = every, 0
+        self.z = torch.randn([batch, z_dim], generator=torch.Generator().manual_seed(seed))
+
+    def due(self) -> bool:
+        """Call once per log step; True on every `every`-th one (the first included)."""
+        self._logs += 1
+        return (self._logs - 1) % self.every == 0
+
+    @torch.no_grad()
+    def ratio(self, G_ema, D, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        layer = getattr(getattr(D, "epilogue", None), "fc", None)
+        if layer is None or len(real) < 2:
+            return None
+        n = min(len(real), len(self.z))
+        z = self.z[:n].to(real.device)
+        c = None if real_c is None else real_c[:n].float()
+        fake = G_ema(z, c, noise_mode="const")
+        spreads = []
+        for images in (fake, real[:n]):
+            captured = []
+            hook = layer.register_forward_hook(lambda _m, _i, out: captured.append(out.float().flatten(1)))
+            try:
+                D(images, None if real_c is None else real_c[:n])
+            finally:
+                hook.remove()
+            spreads.append(torch.pdist(captured[0]).mean())
+        return spreads[0] / spreads[1].clamp_min(1e-12)
 
 
 def _rss_bytes() -> int:

@@ -32,7 +32,7 @@ def populated(**log_overrides) -> tuple[CollectorRegistry, metrics.TrainingMetri
     m.observe_phase("D_reg", 0.07)
     kwargs = dict(kimg=0.096, losses=LOSSES, lrs={"G": 0.002, "D": 0.0019}, ema_beta=0.99,
                   grad_norms={"G": 1.5, "D": 2.5}, skipped_steps={"G": 0, "D": 2}, loss_scales={"G": 1.0, "D": 1.0},
-                  augment_probability=0.1)
+                  augment_probability=0.1, diversity_ratio=0.9)
     kwargs.update(log_overrides)
     m.observe_log(**kwargs)
     m.observe_checkpoint(1.25)
@@ -90,6 +90,7 @@ def test_values_follow_the_calls():
     assert v[("hiresgan_nonfinite_loss_logs_total", frozenset({("network", "G")}))] == 0
     assert v[("hiresgan_world_size", no)] == 4 and v[("hiresgan_resolution_pixels", no)] == 32
     assert v[("hiresgan_augment_probability", no)] == pytest.approx(0.1)
+    assert v[("hiresgan_sample_diversity_ratio", no)] == pytest.approx(0.9)
     assert v[("hiresgan_process_resident_memory_bytes", no)] > 10 * 2**20
     assert v[("hiresgan_rank_info", frozenset({("gpu", ""), ("Hostname", "host-a")}))] == 1
     assert v[("hiresgan_checkpoint_duration_seconds", no)] == 1.25
@@ -158,3 +159,30 @@ def test_a_taken_port_is_one_clear_error_and_publishes_no_target(tmp_path):
             metrics.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
                                  identity=IDENTITY)
     assert not (tmp_path / "prometheus-targets").exists()
+
+
+def tiny_networks():
+    from trainer.config import load_config
+    from trainer.models import build_networks
+
+    cfg = load_config("configs/digits.yaml", ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16",
+                                               "model.w_dim=16", "model.mapping_layers=1"])
+    torch.manual_seed(0)
+    G, D = build_networks(cfg)
+    return G.eval(), D, cfg
+
+
+def test_diversity_probe_reads_near_zero_for_a_collapsed_generator():
+    G, D, cfg = tiny_networks()
+    real = torch.rand(8, cfg.data.channels, cfg.data.resolution, cfg.data.resolution) * 2 - 1
+    real_c = torch.nn.functional.one_hot(torch.arange(8) % cfg.data.num_classes, cfg.data.num_classes).float()
+    probe = metrics.DiversityProbe(batch=8, z_dim=G.z_dim)
+    assert [probe.due() for _ in range(7)] == [True, False, False, False, False, True, False]
+    healthy = probe.ratio(G, D, real, real_c)
+    assert healthy is not None and torch.isfinite(healthy) and healthy > 0.01
+    # Every probe latent the same and every label the same: one image repeated -> no spread at all.
+    probe.z = probe.z[:1].repeat(8, 1)
+    collapsed = probe.ratio(G, D, real, real_c[:1].repeat(8, 1))
+    assert collapsed < 1e-3 * healthy
+    # A discriminator without StyleGAN2's epilogue gives no reading rather than a wrong one.
+    assert probe.ratio(G, torch.nn.Identity(), real, real_c) is None
