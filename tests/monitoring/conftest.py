@@ -1,10 +1,17 @@
 """Fixtures of the monitoring tests (helpers live in promkit.py, importable by name)."""
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
-from promkit import PrometheusServer
+
+# --import-mode=importlib does not put test folders on sys.path; the test modules here import
+# promkit by name (pyproject's `pythonpath` would do the same for every test folder at once).
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from promkit import PrometheusServer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
