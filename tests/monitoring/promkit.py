@@ -85,12 +85,15 @@ class PrometheusServer:
         return self._get("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}",
                          step=str(step))["result"]
 
-    def wait_for(self, expr: str, timeout: float, what: str) -> list[dict]:
+    def wait_for(self, expr: str, timeout: float, what: str, alive: subprocess.Popen | None = None) -> list[dict]:
+        """Poll until `expr` returns data; give up early when the process `alive` has exited."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             result = self.query(expr)
             if result:
                 return result
+            if alive is not None and alive.poll() is not None:
+                raise AssertionError(f"the run exited (code {alive.returncode}) before {what}")
             time.sleep(0.5)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} ({expr})")
 

@@ -9,6 +9,7 @@
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,17 +38,21 @@ NO_DATA_HERE = {
 
 
 def free_port_pair() -> int:
-    """A base port whose successor is free too (local ranks 0 and 1)."""
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            base = a.getsockname()[1]
-            try:
+    """A base port whose successor is free too (local ranks 0 and 1). Drawn below the kernel's
+    ephemeral range: a port the OS hands out for bind(0) or outgoing connections can be taken again
+    by another process between this check and the rank's bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(max(1024, low - 12000), low - 2)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", base))
                 b.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no two consecutive free ports")
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no two consecutive free ports below the ephemeral range")
 
 
 def train_argv(out_dir: Path, name: str, urls: str, port: int, *overrides) -> list[str]:
@@ -152,9 +157,9 @@ def test_a_hung_data_source_fires_the_stall_alert_and_a_killed_rank_the_rank_dow
     try:
         try:
             firing = prom.wait_for('ALERTS{alertname="HiresganTrainingStalled", alertstate="firing", job="stall"}',
-                                   timeout=150, what="the stall alert")
-        except AssertionError:
-            raise AssertionError((tmp_path / "train.log").read_text()[-3000:]) from None
+                                   timeout=150, what="the stall alert", alive=proc)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{(tmp_path / 'train.log').read_text()[-3000:]}") from None
         assert firing[0]["metric"]["rank"] == "0"
         # It trained before it stalled, and the rank is still up: a stall, not a crash.
         steps = float(prom.query('hiresgan_steps_total{job="stall"}')[0]["value"][1])
