@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,7 +25,8 @@ from trainer.distributed import DistEnv
 from trainer.ema import ema_beta, update_ema
 from trainer.export import export_generator
 from trainer.images import save_grid
-from trainer.metrics import JsonlLog, TrainingMetrics
+from trainer.metrics import (DiversityProbe, JsonlLog, TrainingMetrics, engine_stats, gpu_label, grad_norm,
+                             rank_identity)
 from trainer.models import build_networks
 from trainer.progress import ProgressBar
 from trainer.sample import latent
@@ -81,7 +81,10 @@ class Trainer:
             channels=cfg.data.channels, labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip,
             shuffle_buffer=cfg.data.shuffle_buffer, start_batch=self.progress.step, on_error=cfg.data.on_error,
             retries=cfg.data.retries, timeout=cfg.data.timeout, num_classes=cfg.data.num_classes), cfg.data.workers)
-        self.metrics = TrainingMetrics(registry, identity=self._identity()) if registry is not None else None
+        self.metrics = (TrainingMetrics(registry, identity=self._identity(), gpu=gpu_label(env.local_rank))
+                        if registry is not None else None)
+        self._grad_norms: dict[str, torch.Tensor] = {}  # filled on log steps only (device tensors)
+        self._probe = DiversityProbe(batch=self.batch, z_dim=self.G.z_dim, seed=cfg.run.seed)
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
         self._sums: dict[str, torch.Tensor] = {}
@@ -106,9 +109,8 @@ class Trainer:
         return distributed.build_engine(module, config)
 
     def _identity(self) -> dict[str, str]:
-        return {"job": self.cfg.metrics.job or self.cfg.run.name, "rank": str(self.env.rank),
-                "local_rank": str(self.env.local_rank), "node": self.env.node,
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
+        return rank_identity(job=self.cfg.metrics.job or self.cfg.run.name, rank=self.env.rank,
+                             local_rank=self.env.local_rank, node=self.env.node)
 
     def _grid_inputs(self) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
         """Fixed latents for sample grids: one row per class (conditional) or four rows."""
@@ -141,8 +143,11 @@ class Trainer:
         frozen.module.requires_grad_(False)
         result = compute()
         engine.backward(result.total)
-        engine.step()
         network = "G" if engine is self.G_engine else "D"
+        logs_next = (self.progress.step + 1) % self.cfg.train.log_every == 0
+        if self.metrics is not None and name.endswith("_main") and logs_next:
+            self._grad_norms[network] = grad_norm(engine.module)  # read on the coming log step
+        engine.step()
         for term, value in result.terms.items():
             key = f"{network}/{term}"
             self._sums[key] = self._sums.get(key, 0) + value.float()
@@ -154,6 +159,7 @@ class Trainer:
         cfg, step = self.cfg, self.progress.step
         real = to_training_tensor(real_images, self.env.device, self.dtype)
         real_c = self._labels(real_labels)
+        self._last_real = (real, real_c)  # for the diversity probe on log steps (a reference, no copy)
         mix = cfg.loss.style_mixing
 
         self._run_phase("G_main", self.G_engine, self.D_engine, lambda: losses.generator_main(
@@ -204,7 +210,11 @@ class Trainer:
         self.jsonl.write(record)
         if self.metrics is not None:
             lrs = {"G": self.G_engine.get_lr()[0], "D": self.D_engine.get_lr()[0]}
-            self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta)
+            engines = engine_stats({"G": self.G_engine, "D": self.D_engine}, measured=self._grad_norms)
+            self._grad_norms.clear()
+            diversity = self._probe.ratio(self.G_ema, self.D, *self._last_real) if self._probe.due() else None
+            self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta,
+                                     diversity_ratio=None if diversity is None else float(diversity), **engines)
         bar.update(self.progress.kimg, record)
         return record
 
@@ -243,7 +253,9 @@ class Trainer:
         cfg, env = self.cfg, self.env
         target = int(cfg.train.kimg * 1000)
         if self.metrics is not None:
-            self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg)
+            self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg,
+                                    resolution=cfg.data.resolution,
+                                    skipped_steps={"G": self.G_engine.skipped_steps, "D": self.D_engine.skipped_steps})
         bar = ProgressBar(total_kimg=cfg.train.kimg, start_kimg=self.progress.kimg, enabled=env.is_main)
         last_log, steps_since_log, waited_since_log = time.perf_counter(), 0, 0.0
         saved_at = self.progress.step if self.progress.step else None

@@ -37,8 +37,12 @@ def run_worker(run_dir: Path) -> int:
         torch.use_deterministic_algorithms(True)
 
     registry = CollectorRegistry()
-    if cfg.metrics.port:
-        metrics.serve(registry, port=cfg.metrics.port + env.local_rank, bind=cfg.metrics.bind)
+    endpoint = None
+    if cfg.metrics.port:  # /metrics on port + local rank, and a file_sd entry under the run dir
+        identity = metrics.rank_identity(job=cfg.metrics.job or cfg.run.name, rank=env.rank,
+                                         local_rank=env.local_rank, node=env.node)
+        endpoint = metrics.RankEndpoint(registry, run_dir=cfg.run_dir, port=cfg.metrics.port + env.local_rank,
+                                        bind=cfg.metrics.bind, identity=identity)
 
     # Rank 0 picks the checkpoint (verifying checksums once) and tells the others.
     resume_from = None
@@ -55,6 +59,8 @@ def run_worker(run_dir: Path) -> int:
         trainer.close()
     distributed.barrier()
     distributed.shutdown()
+    if endpoint is not None:
+        endpoint.close()  # a clean finish withdraws the target (a crash leaves it: rank-down alert)
     return 0
 
 
@@ -62,7 +68,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="hiresgan training worker (one rank)")
     parser.add_argument("run_dir", type=Path, help="run directory holding config.json")
     args = parser.parse_args(argv)
-    return run_worker(args.run_dir)
+    from trainer.metrics import MetricsError
+
+    try:
+        return run_worker(args.run_dir)
+    except MetricsError as exc:  # e.g. a taken port: one line that names the key, no traceback
+        print(f"hiresgan: error: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":
