@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/digits.yaml
 ARGS ?=
 
-.PHONY: venv train test test-fast eval-digits bench bench-kernels bench-data clean
+.PHONY: venv train test test-fast eval-digits bench bench-kernels bench-data bench-metrics clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-kernels: $(STAMP)
 ## Loader throughput (images/s, workers 0/1/2, local vs HTTP, vs raw PIL decode), saved to bench/data.json.
 bench-data: $(STAMP)
 	$(PY) -m trainer.data_bench --out bench/data.json $(ARGS)
+
+## Cost of the Prometheus metrics per step, per log step and per scrape.
+bench-metrics: $(STAMP)
+	$(PY) -m trainer.metrics_bench
 
 clean:
 	rm -rf runs bench .pytest_cache

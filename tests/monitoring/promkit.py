@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-MONITORING = ROOT / "monitoring"
+MONITORING = ROOT / "configs" / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "hiresgan.json"
 RULES = MONITORING / "alerts.yml"
 

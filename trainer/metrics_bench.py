@@ -1,21 +1,17 @@
 """Cost of the Prometheus metrics per training step, per log step and per scrape, on this machine.
 
-    python monitoring/overhead_bench.py      (from the repository root)
+    python -m trainer.metrics_bench      (or `make bench-metrics`)
 
 Times the exact calls the loop makes (observe_step + one observe_phase per phase every step;
 observe_log on log steps) and one scrape (`generate_latest`, run by the endpoint's thread), each
 the best of 5 repeats. Compare per-step cost with the step time of `hiresgan bench`.
 """
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from prometheus_client import CollectorRegistry, generate_latest
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-
-from trainer.metrics import TrainingMetrics  # noqa: E402
+from trainer.metrics import TrainingMetrics
 
 LOSSES = {"G/adversarial": .7, "G/fake_score": .1, "G/path_length": .1, "G/pl_mean": 1., "D/adversarial": 1.,
           "D/real_score": .1, "D/fake_score": .1, "D/real_sign": .2, "D/r1": .01}
