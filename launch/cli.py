@@ -20,6 +20,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         overrides.append(f"run.resume={args.resume}")
     cfg = load_config(args.config, overrides)
+    from launch.slurm import adopt_srun_step
+
+    adopt_srun_step()  # one task of a multi-task srun step: become that rank
     external = preflight.launched_externally()
     is_main = os.environ.get("RANK", "0") == "0"
     preflight.prepare_data(cfg, is_main=is_main)
@@ -57,6 +60,12 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(args.config, args.overrides, out=args.out, steps=args.steps, warmup=args.warmup)
 
 
+def _slurm(args: argparse.Namespace) -> int:
+    from launch import slurm_cli
+
+    return slurm_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiresgan", description="Distributed training of high-resolution GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     shards = sub.add_parser("shards", help="write an image dataset (folder, zip, IDX, npz) as WebDataset shards")
     shards_cli.add_arguments(shards)
     shards.set_defaults(func=_shards)
+
+    from launch import slurm_cli
+
+    slurm = sub.add_parser("slurm", help="render (and submit) the sbatch script of a multi-node run")
+    slurm_cli.add_arguments(slurm)
+    slurm.set_defaults(func=_slurm)
 
     bench = sub.add_parser("bench", help="measure training throughput of a config on this machine")
     bench.add_argument("config", type=Path)
