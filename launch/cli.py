@@ -66,6 +66,12 @@ def _slurm(args: argparse.Namespace) -> int:
     return slurm_cli.run(args)
 
 
+def _hostfile(args: argparse.Namespace) -> int:
+    from launch import hostfile_cli
+
+    return hostfile_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiresgan", description="Distributed training of high-resolution GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     slurm = sub.add_parser("slurm", help="render (and submit) the sbatch script of a multi-node run")
     slurm_cli.add_arguments(slurm)
     slurm.set_defaults(func=_slurm)
+
+    from launch import hostfile_cli
+
+    hostfile = sub.add_parser("hostfile", help="print (or run) the deepspeed --hostfile command of a multi-node run")
+    hostfile_cli.add_arguments(hostfile)
+    hostfile.set_defaults(func=_hostfile)
 
     bench = sub.add_parser("bench", help="measure training throughput of a config on this machine")
     bench.add_argument("config", type=Path)
