@@ -21,17 +21,23 @@ COMMON = ["launch.nproc_per_node=2", "train.deterministic=true", "train.kimg=0.1
 def _preempt(proc, run_dir, pid_of, sig, after_step=4):
     wait_for_step(run_dir, after_step, proc)
     t0 = time.monotonic()
-
     os.kill(pid_of(proc), sig)
     code = proc.wait(timeout=300)
     return code, time.monotonic() - t0
 
 
-def test_signal_to_one_rank_stops_all_ranks_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path, digit_shards):
-    _, pattern = digit_shards
-    straight = hiresgan(*train_args(pattern, tmp_path, "straight", *COMMON))
-    assert straight.returncode == 0, straight.stderr[-3000:]
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, digit_shards):
+    """The uninterrupted reference run."""
+    out = tmp_path_factory.mktemp("straight")
+    result = hiresgan(*train_args(digit_shards[1], out, "straight", *COMMON))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "straight"
 
+
+def test_signal_to_one_rank_stops_all_ranks_and_the_resumed_run_matches_an_uninterrupted_one(
+        tmp_path, digit_shards, straight):
+    _, pattern = digit_shards
     args = train_args(pattern, tmp_path, "split", *COMMON)
     proc = start(*args, log=tmp_path / "split-1.log")
     # SIGUSR1 to rank 1 only: rank 0 learns of it through the per-step agreement.
@@ -49,7 +55,7 @@ def test_signal_to_one_rank_stops_all_ranks_and_the_resumed_run_matches_an_unint
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {marker['checkpoint']}" in resumed.stderr
     assert read_marker(tmp_path / "split") is None  # cleared once the run carried on
-    assert_same_final_state(tmp_path / "straight", tmp_path / "split")
+    assert_same_final_state(straight, tmp_path / "split")
 
 
 def test_sigterm_to_the_launcher_checkpoints_within_a_minute(tmp_path, digit_shards):
@@ -64,3 +70,20 @@ def test_sigterm_to_the_launcher_checkpoints_within_a_minute(tmp_path, digit_sha
     print(f"\nSIGTERM to the launcher -> checkpoint in {marker['seconds_signal_to_checkpoint']:.1f} s, "
           f"exit {code} after {seconds:.1f} s")
     assert seconds < 60
+
+
+def test_a_killed_rank_is_restarted_and_the_run_ends_like_an_uninterrupted_one(tmp_path, digit_shards, straight):
+    """SIGKILL (an out-of-memory kill, a crash): the elastic agent restarts the ranks
+    (launch.max_restarts) and they resume from the newest complete checkpoint."""
+    _, pattern = digit_shards
+    args = train_args(pattern, tmp_path, "crash", *COMMON, "train.checkpoint_kimg=0.032", "launch.max_restarts=1")
+    proc = start(*args, log=tmp_path / "crash.log")
+    killed_at = wait_for_step(tmp_path / "crash", 6, proc)
+    os.kill(rank_pids(proc.pid)[1], signal.SIGKILL)
+    assert proc.wait(timeout=600) == 0, (tmp_path / "crash.log").read_text()[-3000:]
+    log = (tmp_path / "crash.log").read_text()
+    resumed = int(log.split("resumed from ")[1].split("step-")[1][:8])
+    # Work lost to the crash is at most one checkpoint interval (4 steps here).
+    assert killed_at - 4 <= resumed <= killed_at, (killed_at, resumed)
+    print(f"\nSIGKILL of rank 1 at step >= {killed_at}: restarted from step {resumed}")
+    assert_same_final_state(straight, tmp_path / "crash")
