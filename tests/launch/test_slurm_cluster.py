@@ -80,3 +80,17 @@ def test_usr1_checkpoints_requeues_and_the_requeued_job_finishes_like_an_undistu
     assert "preempted (SIGUSR1) at step" in log and "requeued SLURM job" in log
     assert f"job {job_id} restart 1 on node[1-2]" in log and "resumed from" in log
     assert_same_final_state(undisturbed[0], run_dir)
+
+
+def test_a_plain_srun_step_runs_each_task_as_a_rank(cluster, tmp_path, digit_shards):
+    """`srun -N 2 -n 2 hiresgan train ...`: no torchrun; the tasks take RANK etc. from SLURM."""
+    from launchkit import train_args
+
+    args = train_args(digit_shards[1], tmp_path, "plain", "train.kimg=0.032", "train.checkpoint_kimg=10",
+                      "train.sample_kimg=10", "launch.nproc_per_node=2")
+    result = cluster.run("srun", "-N", "2", "-n", "2", "--chdir", str(ROOT), sys.executable, "-m", "launch", *args,
+                         check=False, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    state = json.loads(sorted((tmp_path / "plain" / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text())
+    # 2 tasks = 2 ranks (not 2 x nproc_per_node spawned ones), 8 images a step.
+    assert state["world_size"] == 2 and state["step"] == 4
