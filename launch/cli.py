@@ -27,6 +27,10 @@ def _train(args: argparse.Namespace) -> int:
     is_main = os.environ.get("RANK", "0") == "0"
     preflight.prepare_data(cfg, is_main=is_main)
     preflight.check_resume(cfg)
+    if not external and cfg.launch.master_port:  # before anything is written
+        from launch.local import check_rendezvous
+
+        check_rendezvous(cfg.launch.master_addr, cfg.launch.master_port)
     if is_main:
         save_config(cfg, cfg.run_dir)
     if external:

@@ -8,12 +8,13 @@ write their preemption checkpoint (trainer/preemption.py) before it kills them.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from trainer.config import Config
+from trainer.config import Config, ConfigError
 from trainer.distributed import free_port
 from trainer.preemption import PREEMPTED_EXIT, read_marker
 
@@ -44,6 +45,17 @@ def report_preemption(run_dir: Path, started: float) -> int | None:
           f"{marker['checkpoint']} is complete; run the same command again to resume "
           f"(exit code {PREEMPTED_EXIT})", file=sys.stderr)
     return PREEMPTED_EXIT
+
+
+def check_rendezvous(host: str, port: int) -> None:
+    """The local agent hosts the rendezvous: fail now, naming the key, if it cannot listen there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            key = "launch.master_port" if exc.errno == 98 else "launch.master_addr"
+            raise ConfigError(f"config key '{key}': cannot listen on {host}:{port} ({exc.strerror}); "
+                              "use launch.master_port=0 for a free port and an address of this machine") from None
 
 
 def run_local(cfg: Config) -> int:

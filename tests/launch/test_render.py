@@ -1,6 +1,7 @@
 """Pure pieces of the launchers, no processes: sbatch rendering for many shapes, SLURM environment
 to rendezvous, hostfile parsing and the deepspeed command, and the CLI's bad-input messages."""
 
+import socket
 import subprocess
 import sys
 
@@ -112,10 +113,17 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, digit_shards):
         (["slurm", *common, "--nodes", "2", "--gpus-per-node", "2", "--procs-per-node", "4"], "--procs-per-node 4"),
         (["hostfile", *common, "--hostfile", tmp_path / "none"], "--hostfile"),
     ]
-    for args, needle in cases:
-        result = _cli(*args)
-        lines = [line for line in result.stderr.splitlines() if line.strip() and "WARNING" not in line]
-        assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        cases += [(["train", *common, f"launch.master_port={taken}"], "'launch.master_port': cannot listen on"),
+                  (["train", *common, "launch.master_addr=10.255.255.1", "launch.master_port=29999"],
+                   "'launch.master_addr': cannot listen on 10.255.255.1")]
+        for args, needle in cases:
+            result = _cli(*args)
+            lines = [line for line in result.stderr.splitlines() if line.strip() and "WARNING" not in line]
+            assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr
     assert list(tmp_path.iterdir()) == []
     dry = _cli("slurm", *common, "--nodes", "2", "--gpus-per-node", "8", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.startswith("#!/bin/bash") and "--nproc-per-node=8" in dry.stdout
