@@ -136,7 +136,8 @@ def render_sbatch(job: SlurmJob) -> str:
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         'head_addr=$(scontrol show node "$head_node" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
         'head_addr=${head_addr:-$head_node}',
-        f"rdzv_port=$(( {job.rdzv_port_base} + SLURM_JOB_ID % 1000 ))",
+        "# A new port after each requeue: the last run's store socket may linger on the first node.",
+        f"rdzv_port=$(( {job.rdzv_port_base} + (SLURM_JOB_ID + 97 * ${{SLURM_RESTART_COUNT:-0}}) % 1000 ))",
         'echo "hiresgan: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST,'
         ' rendezvous $head_addr:$rdzv_port"',
         "rc=0",

@@ -128,6 +128,8 @@ def requeue_slurm_job() -> bool:
     """Ask SLURM to put this job back in the queue; SLURM then ends the running allocation, so call
     it only after the checkpoint is complete. False (with the reason logged) when it fails."""
     job_id = os.environ["SLURM_JOB_ID"]
+    # Said first: SLURM may end this process (SIGTERM) before `scontrol` returns.
+    log.warning("requeueing SLURM job %s; it resumes from the checkpoint when it starts again", job_id)
     try:
         result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -137,5 +139,4 @@ def requeue_slurm_job() -> bool:
         log.error("`scontrol requeue %s` failed: %s; is the job submitted with --requeue?",
                   job_id, result.stderr.strip())
         return False
-    log.warning("requeued SLURM job %s; it resumes from the checkpoint when it starts again", job_id)
     return True

@@ -77,7 +77,7 @@ def test_usr1_checkpoints_requeues_and_the_requeued_job_finishes_like_an_undistu
     info = cluster.wait_job(job_id)
     log = job_log(run_dir, job_id)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", log[-3000:]
-    assert "preempted (SIGUSR1) at step" in log and "requeued SLURM job" in log
+    assert "preempted (SIGUSR1) at step" in log and f"requeueing SLURM job {job_id}" in log
     assert f"job {job_id} restart 1 on node[1-2]" in log and "resumed from" in log
     assert_same_final_state(undisturbed[0], run_dir)
 
