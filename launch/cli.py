@@ -14,14 +14,13 @@ USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
 def _train(args: argparse.Namespace) -> int:
     from launch import preflight
     from launch.local import run_local
+    from launch.slurm import adopt_srun_step
     from trainer.config import load_config, save_config
 
     overrides = list(args.overrides)
     if args.resume:
         overrides.append(f"run.resume={args.resume}")
     cfg = load_config(args.config, overrides)
-    from launch.slurm import adopt_srun_step
-
     adopt_srun_step()  # one task of a multi-task srun step: become that rank
     external = preflight.launched_externally()
     is_main = os.environ.get("RANK", "0") == "0"
