@@ -83,8 +83,12 @@ def run_local(cfg: Config) -> int:
         return code
     except ChildFailedError as exc:
         codes = {failure.exitcode for failure in exc.failures.values()}
-        if codes == {PREEMPTED_EXIT}:  # only the ranks were signalled (not this agent)
-            return report_preemption(cfg.run_dir, started) or PREEMPTED_EXIT
+        if PREEMPTED_EXIT in codes:
+            # Only ranks were signalled (not this agent): the first rank to exit 75 fails the group
+            # and the agent stops the others, which had finished the checkpoint already.
+            code = report_preemption(cfg.run_dir, started)
+            if code is not None:
+                return code
         first = next(iter(exc.failures.values()), None)
         detail = f" (exit code {first.exitcode})" if first is not None else ""
         print(f"hiresgan: training failed: a rank exited with an error{detail}; see its traceback above",
