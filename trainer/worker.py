@@ -79,7 +79,8 @@ def _after_preemption(cfg, env, trainer, watcher) -> int:
         preemption.write_marker(cfg.run_dir, step=trainer.progress.step, kimg=trainer.progress.kimg,
                                 signal_name=watcher.signal_name, checkpoint=newest[0] if newest else None,
                                 requeued=requeued, seconds_to_checkpoint=seconds)
-        print(f"hiresgan: preempted ({watcher.signal_name}) at step {trainer.progress.step} "
+        why = watcher.signal_name if watcher.received else "a signal to another rank"
+        print(f"hiresgan: preempted ({why}) at step {trainer.progress.step} "
               f"({trainer.progress.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
               f"{seconds if seconds is not None else float('nan'):.1f} s after the signal", flush=True)
         if requeued:
