@@ -29,11 +29,17 @@ def worker_argv(run_dir: Path) -> list[str]:
     return ["-m", "trainer.worker", str(run_dir)]
 
 
+# A fresh c10d store for every restart of the worker group. With torch 2.13's default (the agent's
+# rendezvous store shared with the workers) the keys of the failed attempt stay in the store, and a
+# restarted rank can read the dead rank 0's gloo address and fail with "Connection refused".
+FRESH_STORE_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
 def worker_env() -> dict[str, str]:
     """Workers import this source tree, whatever their working directory."""
     path = os.environ.get("PYTHONPATH", "")
     parts = [str(PROJECT_ROOT)] + [p for p in path.split(os.pathsep) if p and p != str(PROJECT_ROOT)]
-    return {"PYTHONPATH": os.pathsep.join(parts)}
+    return {"PYTHONPATH": os.pathsep.join(parts), **FRESH_STORE_ENV}
 
 
 def report_preemption(run_dir: Path, started: float) -> int | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from launch.local import SHUTDOWN_TIMEOUT, SIGNALS_TO_HANDLE
+from launch.local import FRESH_STORE_ENV, SHUTDOWN_TIMEOUT, SIGNALS_TO_HANDLE
 from trainer.preemption import PREEMPTED_EXIT, REQUEUE_ENV
 
 SCRIPT_NAME = "job.sbatch"
@@ -112,7 +112,8 @@ def render_sbatch(job: SlurmJob) -> str:
                 f"--max-restarts={job.max_restarts} --shutdown-timeout={job.shutdown_timeout}",
                 f"--signals-to-handle={SIGNALS_TO_HANDLE}",
                 f"-m launch train {q(str(config))}"]
-    env = {"PYTHONPATH": f"{job.project_root}${{PYTHONPATH:+:$PYTHONPATH}}", REQUEUE_ENV: "1", **job.extra_env}
+    env = {"PYTHONPATH": f"{job.project_root}${{PYTHONPATH:+:$PYTHONPATH}}", REQUEUE_ENV: "1", **FRESH_STORE_ENV,
+           **job.extra_env}
     gpu_check = []
     if job.gpus_per_node:
         gpu_check = [
