@@ -19,8 +19,9 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -48,8 +49,7 @@ class PreemptionWatcher:
         self._pending: Optional[tuple[object, torch.Tensor]] = None
 
     def install(self) -> "PreemptionWatcher":
-        """Call on every rank, after the process group exists and before data loader workers fork
-        (forked loader workers inherit the harmless flag-setting handler instead of dying)."""
+        """Call on every rank, after the process group exists (the side group is collective)."""
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._on_signal)
         if dist.is_initialized() and dist.get_world_size() > 1:
@@ -91,6 +91,19 @@ class PreemptionWatcher:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+@contextmanager
+def signals_blocked(signals: tuple[signal.Signals, ...] = DEFAULT_SIGNALS) -> Iterator[None]:
+    """Hold the preemption signals back while child processes (data-loader workers) start: they
+    inherit the blocked mask, across exec too, so SLURM's signal to every process of the step does
+    not kill them mid-batch. A signal arriving meanwhile stays pending and reaches the handler at
+    the end of the block."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def write_marker(run_dir: Path, *, step: int, kimg: float, signal_name: str, checkpoint: Optional[Path],

@@ -52,10 +52,10 @@ def run_worker(run_dir: Path) -> int:
         resume_from = str(found) if found else None
     resume_from = distributed.broadcast_object(resume_from)
 
-    # Before the Trainer builds the data loader, so forked loader workers inherit the handlers.
     watcher = preemption.PreemptionWatcher().install()
-    trainer = Trainer(cfg, env, registry=registry, resume_from=Path(resume_from) if resume_from else None,
-                      preemption=watcher)
+    with preemption.signals_blocked(watcher.signals):  # the loader workers started inside keep them blocked
+        trainer = Trainer(cfg, env, registry=registry, resume_from=Path(resume_from) if resume_from else None,
+                          preemption=watcher)
     try:
         trainer.run()
     finally:

@@ -67,6 +67,16 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants: what SLURM signals for a job step."""
+    found, todo = [pid], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def rank_pids(launcher_pid: int) -> dict[int, int]:
     """{rank: pid} of the training processes below a launcher (they carry RANK in their environment)."""
     found: dict[int, int] = {}

@@ -7,7 +7,8 @@ import signal
 import time
 
 import pytest
-from launchkit import assert_same_final_state, hiresgan, rank_pids, read_marker, start, train_args, wait_for_step
+from launchkit import (assert_same_final_state, hiresgan, process_tree, rank_pids, read_marker, start, train_args,
+                       wait_for_step)
 
 from trainer.preemption import PREEMPTED_EXIT
 
@@ -21,7 +22,11 @@ COMMON = ["launch.nproc_per_node=2", "train.deterministic=true", "train.kimg=0.1
 def _preempt(proc, run_dir, pid_of, sig, after_step=4):
     wait_for_step(run_dir, after_step, proc)
     t0 = time.monotonic()
-    os.kill(pid_of(proc), sig)
+    for pid in pid_of(proc):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
     code = proc.wait(timeout=300)
     return code, time.monotonic() - t0
 
@@ -41,7 +46,7 @@ def test_signal_to_one_rank_stops_all_ranks_and_the_resumed_run_matches_an_unint
     args = train_args(pattern, tmp_path, "split", *COMMON)
     proc = start(*args, log=tmp_path / "split-1.log")
     # SIGUSR1 to rank 1 only: rank 0 learns of it through the per-step agreement.
-    code, seconds = _preempt(proc, tmp_path / "split", lambda p: rank_pids(p.pid)[1], signal.SIGUSR1)
+    code, seconds = _preempt(proc, tmp_path / "split", lambda p: [rank_pids(p.pid)[1]], signal.SIGUSR1)
     log = (tmp_path / "split-1.log").read_text()
     assert code == PREEMPTED_EXIT, log[-3000:]
     marker = read_marker(tmp_path / "split")
@@ -58,16 +63,17 @@ def test_signal_to_one_rank_stops_all_ranks_and_the_resumed_run_matches_an_unint
     assert_same_final_state(straight, tmp_path / "split")
 
 
-def test_sigterm_to_the_launcher_checkpoints_within_a_minute(tmp_path, digit_shards):
+def test_sigterm_to_every_process_checkpoints_within_a_minute(tmp_path, digit_shards):
+    """As SLURM does it: the launcher, the ranks and their data-loader workers all get SIGTERM."""
     _, pattern = digit_shards
-    proc = start(*train_args(pattern, tmp_path, "term", *COMMON), log=tmp_path / "term.log")
-    code, seconds = _preempt(proc, tmp_path / "term", lambda p: p.pid, signal.SIGTERM)
+    proc = start(*train_args(pattern, tmp_path, "term", *COMMON, "data.workers=1"), log=tmp_path / "term.log")
+    code, seconds = _preempt(proc, tmp_path / "term", lambda p: process_tree(p.pid), signal.SIGTERM)
     log = (tmp_path / "term.log").read_text()
     assert code == PREEMPTED_EXIT, log[-3000:]
     marker = read_marker(tmp_path / "term")
     assert marker["signal"] == "SIGTERM" and marker["seconds_signal_to_checkpoint"] < 60, marker
     assert (tmp_path / "term" / "checkpoints" / f"step-{marker['step']:08d}" / "MANIFEST.json").is_file()
-    print(f"\nSIGTERM to the launcher -> checkpoint in {marker['seconds_signal_to_checkpoint']:.1f} s, "
+    print(f"\nSIGTERM to all processes -> checkpoint in {marker['seconds_signal_to_checkpoint']:.1f} s, "
           f"exit {code} after {seconds:.1f} s")
     assert seconds < 60
 

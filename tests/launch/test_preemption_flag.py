@@ -31,3 +31,28 @@ def test_marker_round_trip_and_staleness(tmp_path):
     assert read_marker(tmp_path, newer_than=time.time() + 10) is None  # from an earlier launch
     clear_marker(tmp_path)
     assert not (tmp_path / MARKER).exists() and read_marker(tmp_path) is None
+
+
+def test_a_signal_while_blocked_waits_and_children_inherit_the_block():
+    import subprocess
+    import sys
+
+    from trainer.preemption import signals_blocked
+
+    watcher = PreemptionWatcher().install()
+    try:
+        with signals_blocked(watcher.signals):
+            # A child started now (like a data-loader worker) survives SIGTERM: it inherited the block.
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert watcher.received is None  # held back
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert child.poll() is None
+            child.kill()
+            child.wait()
+        time.sleep(0.05)
+        assert watcher.signal_name == "SIGTERM"  # delivered at the end of the block
+    finally:
+        watcher.close()

@@ -128,3 +128,13 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, digit_shards):
     dry = _cli("slurm", *common, "--nodes", "2", "--gpus-per-node", "8", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.startswith("#!/bin/bash") and "--nproc-per-node=8" in dry.stdout
     assert list(tmp_path.iterdir()) == []  # --dry-run writes nothing
+
+
+def test_the_script_refuses_an_allocation_with_fewer_gpus_than_asked(tmp_path):
+    script = tmp_path / "job.sbatch"
+    script.write_text(render_sbatch(job(tmp_path, nodes=2, procs_per_node=4, gpus_per_node=4)))
+    env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n[1-2]", "SLURM_GPUS_ON_NODE": "2"}
+    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("hiresgan: error: --gpus-per-node 4 but SLURM allocated 2 GPU(s) per node; "
+                                     "fix the partition or the flag")
