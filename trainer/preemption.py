@@ -97,8 +97,8 @@ class PreemptionWatcher:
 def signals_blocked(signals: tuple[signal.Signals, ...] = DEFAULT_SIGNALS) -> Iterator[None]:
     """Hold the preemption signals back while child processes (data-loader workers) start: they
     inherit the blocked mask, across exec too, so SLURM's signal to every process of the step does
-    not kill them mid-batch. A signal arriving meanwhile stays pending and reaches the handler at
-    the end of the block."""
+    not kill them mid-batch. The mask is per thread: a signal arriving meanwhile is handled through
+    another thread of the process, or stays pending until the end of the block; it is not lost."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         yield
