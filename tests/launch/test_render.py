@@ -138,3 +138,14 @@ def test_the_script_refuses_an_allocation_with_fewer_gpus_than_asked(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("hiresgan: error: --gpus-per-node 4 but SLURM allocated 2 GPU(s) per node; "
                                      "fix the partition or the flag")
+
+
+def test_the_shipped_example_is_what_the_renderer_writes():
+    from pathlib import Path
+
+    example = (ROOT / "launch" / "examples" / "ffhq256-4x8.sbatch").read_text().splitlines()
+    rendered = render_sbatch(SlurmJob(
+        run_dir=Path("/shared/runs/ffhq256"), project_root=Path("/opt/hiresgan"),
+        python="/opt/hiresgan/.venv/bin/python", job_name="ffhq256", nodes=4, procs_per_node=8, gpus_per_node=8,
+        partition="gpu", time="2-00:00:00", account="mylab")).splitlines()
+    assert example[0] == rendered[0] and example[5:] == rendered[1:], "re-render launch/examples/ffhq256-4x8.sbatch"
