@@ -103,6 +103,7 @@ def _cli(*args):
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # seven CLI processes (each imports torch and DeepSpeed)
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, digit_shards):
     _, pattern = digit_shards
     common = ["configs/digits.yaml", f"data.urls={pattern}", "data.prepare=none", f"run.out_dir={tmp_path}",
