@@ -10,6 +10,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/digits.yaml
 ARGS ?=
+# DeepSpeed JIT-builds its CPU shared-memory op on first use; keep it with this venv so two venvs
+# (e.g. CI and a checkout) do not rebuild it in turn under one lock in ~/.cache/torch_extensions.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
 
 .PHONY: venv train test test-fast eval-digits bench bench-kernels bench-data bench-metrics clean
 

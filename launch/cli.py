@@ -14,16 +14,22 @@ USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
 def _train(args: argparse.Namespace) -> int:
     from launch import preflight
     from launch.local import run_local
+    from launch.slurm import adopt_srun_step
     from trainer.config import load_config, save_config
 
     overrides = list(args.overrides)
     if args.resume:
         overrides.append(f"run.resume={args.resume}")
     cfg = load_config(args.config, overrides)
+    adopt_srun_step()  # one task of a multi-task srun step: become that rank
     external = preflight.launched_externally()
     is_main = os.environ.get("RANK", "0") == "0"
     preflight.prepare_data(cfg, is_main=is_main)
     preflight.check_resume(cfg)
+    if not external and cfg.launch.master_port:  # before anything is written
+        from launch.local import check_rendezvous
+
+        check_rendezvous(cfg.launch.master_addr, cfg.launch.master_port)
     if is_main:
         save_config(cfg, cfg.run_dir)
     if external:
@@ -120,6 +126,18 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(args.config, args.overrides, out=args.out, steps=args.steps, warmup=args.warmup)
 
 
+def _slurm(args: argparse.Namespace) -> int:
+    from launch import slurm_cli
+
+    return slurm_cli.run(args)
+
+
+def _hostfile(args: argparse.Namespace) -> int:
+    from launch import hostfile_cli
+
+    return hostfile_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiresgan", description="Distributed training of high-resolution GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     shards = sub.add_parser("shards", help="write an image dataset (folder, zip, IDX, npz) as WebDataset shards")
     shards_cli.add_arguments(shards)
     shards.set_defaults(func=_shards)
+
+    from launch import slurm_cli
+
+    slurm = sub.add_parser("slurm", help="render (and submit) the sbatch script of a multi-node run")
+    slurm_cli.add_arguments(slurm)
+    slurm.set_defaults(func=_slurm)
+
+    from launch import hostfile_cli
+
+    hostfile = sub.add_parser("hostfile", help="print (or run) the deepspeed --hostfile command of a multi-node run")
+    hostfile_cli.add_arguments(hostfile)
+    hostfile.set_defaults(func=_hostfile)
 
     bench = sub.add_parser("bench", help="measure training throughput of a config on this machine")
     bench.add_argument("config", type=Path)

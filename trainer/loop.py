@@ -47,8 +47,10 @@ def lazy_adam(lr: float, beta1: float, beta2: float, interval: int) -> tuple[flo
 
 class Trainer:
     def __init__(self, cfg: Config, env: DistEnv, *, registry: Optional[CollectorRegistry] = None,
-                 resume_from: Optional[Path] = None):
+                 resume_from: Optional[Path] = None, preemption=None):
         self.cfg, self.env = cfg, env
+        # A trainer.preemption.PreemptionWatcher (or None): asked once per step whether to stop.
+        self.preemption, self.preempted = preemption, False
         self.run_dir = cfg.run_dir
         if cfg.train.batch_size % env.world_size:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} does not divide by the world size "
@@ -280,6 +282,13 @@ class Trainer:
             if not done and self._crossed(cfg.train.checkpoint_kimg):
                 self.save_checkpoint()
                 saved_at = self.progress.step
+            if not done and self.preemption is not None and self.preemption.should_stop():
+                # Preempted: checkpoint this step boundary and return; the worker exits and requeues.
+                if saved_at != self.progress.step:
+                    self.save_checkpoint()
+                self.preempted = True
+                bar.close()
+                return
         bar.close()
         if saved_at != self.progress.step:
             self.save_checkpoint()

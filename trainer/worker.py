@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ def _threads(cfg, local_world_size: int) -> int:
 def run_worker(run_dir: Path) -> int:
     from prometheus_client import CollectorRegistry
 
-    from trainer import checkpoint, distributed, metrics
+    from trainer import checkpoint, distributed, metrics, preemption
     from trainer.config import load_run_config
     from trainer.loop import Trainer
 
@@ -44,6 +45,9 @@ def run_worker(run_dir: Path) -> int:
         endpoint = metrics.RankEndpoint(registry, run_dir=cfg.run_dir, port=cfg.metrics.port + env.local_rank,
                                         bind=cfg.metrics.bind, identity=identity)
 
+    if env.is_main:
+        preemption.clear_marker(cfg.run_dir)  # a marker from an earlier, resumed interruption
+
     # Rank 0 picks the checkpoint (verifying checksums once) and tells the others.
     resume_from = None
     if env.is_main and cfg.run.resume != "none":
@@ -52,16 +56,42 @@ def run_worker(run_dir: Path) -> int:
         resume_from = str(found) if found else None
     resume_from = distributed.broadcast_object(resume_from)
 
-    trainer = Trainer(cfg, env, registry=registry, resume_from=Path(resume_from) if resume_from else None)
+    watcher = preemption.PreemptionWatcher().install()
+    with preemption.signals_blocked(watcher.signals):  # the loader workers started inside keep them blocked
+        trainer = Trainer(cfg, env, registry=registry, resume_from=Path(resume_from) if resume_from else None,
+                          preemption=watcher)
     try:
         trainer.run()
     finally:
         trainer.close()
+    watcher.close()
+    code = _after_preemption(cfg, env, trainer, watcher) if trainer.preempted else 0
     distributed.barrier()
     distributed.shutdown()
     if endpoint is not None:
-        endpoint.close()  # a clean finish withdraws the target (a crash leaves it: rank-down alert)
-    return 0
+        endpoint.close()  # a clean finish or a preemption withdraws the target (a crash leaves it: rank-down alert)
+    return code
+
+
+def _after_preemption(cfg, env, trainer, watcher) -> int:
+    """The checkpoint is complete on every rank: rank 0 records it and, under SLURM, requeues."""
+    from trainer import checkpoint, preemption
+
+    if env.is_main:
+        newest = checkpoint.list_checkpoints(cfg.run_dir)
+        seconds = time.monotonic() - watcher.received_at if watcher.received_at else None
+        requeued = preemption.requeue_wanted()
+        # Marker first: once SLURM has the requeue it may end this allocation at any moment.
+        preemption.write_marker(cfg.run_dir, step=trainer.progress.step, kimg=trainer.progress.kimg,
+                                signal_name=watcher.signal_name, checkpoint=newest[0] if newest else None,
+                                requeued=requeued, seconds_to_checkpoint=seconds)
+        why = watcher.signal_name if watcher.received else "a signal to another rank"
+        print(f"hiresgan: preempted ({why}) at step {trainer.progress.step} "
+              f"({trainer.progress.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
+              f"{seconds if seconds is not None else float('nan'):.1f} s after the signal", flush=True)
+        if requeued:
+            preemption.requeue_slurm_job()
+    return preemption.PREEMPTED_EXIT
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,96 @@
+"""On a real two-node SLURM cluster started for this module (tests/launch/slurm_cluster.py):
+`hiresgan slurm --submit` trains across both nodes; `scancel --signal=USR1` mid-run makes the
+ranks checkpoint, rank 0 requeue the job, and the requeued job resume and end exactly where an
+undisturbed job ends; a plain multi-task `srun` of `hiresgan train` runs its tasks as the ranks."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import slurm_cluster
+from launchkit import ROOT, TINY, assert_same_final_state, logged_step
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(slurm_cluster.missing_reason() is not None,
+                                 reason=str(slurm_cluster.missing_reason()))]
+
+# 16 steps of 8 images on 2 nodes x 1 rank.
+RUN = ["train.deterministic=true", "train.kimg=0.128", "train.checkpoint_kimg=10", "train.sample_kimg=10"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    started = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    yield started
+    started.stop()
+
+
+def submit(cluster, out_dir, name, pattern, *extra):
+    cmd = [sys.executable, "-m", "launch", "slurm", "configs/digits.yaml", *TINY, *RUN, f"data.urls={pattern}",
+           f"run.out_dir={out_dir}", f"run.name={name}", *extra, "--nodes", "2", "--gpus-per-node", "0", "--submit"]
+    result = subprocess.run(cmd, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("submitted job ")[1].split(";")[0]
+
+
+def job_log(run_dir, job_id):
+    return (run_dir / "slurm" / f"{run_dir.name}-{job_id}.out").read_text()
+
+
+@pytest.fixture(scope="module")
+def undisturbed(cluster, tmp_path_factory, digit_shards):
+    out = tmp_path_factory.mktemp("runs")
+    t0 = time.monotonic()
+    job_id = submit(cluster, out, "calm", digit_shards[1])
+    info = cluster.wait_job(job_id)
+    print(f"\nundisturbed 2-node job: {time.monotonic() - t0:.0f} s")
+    assert info["JobState"] == "COMPLETED", job_log(out / "calm", job_id)[-3000:]
+    return out / "calm", job_id
+
+
+def test_submitted_job_trains_on_both_nodes_and_exports(undisturbed):
+    run_dir, job_id = undisturbed
+    log = job_log(run_dir, job_id)
+    assert "on node[1-2], rendezvous 127.0.0.1:" in log
+    assert (run_dir / "export" / "generator.safetensors").is_file()
+    state = json.loads(sorted((run_dir / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text())
+    assert state["world_size"] == 2 and state["step"] == 16
+    assert "#SBATCH --signal=USR1@120" in (run_dir / "slurm" / "job.sbatch").read_text()
+
+
+def test_usr1_checkpoints_requeues_and_the_requeued_job_finishes_like_an_undisturbed_one(
+        cluster, undisturbed, tmp_path, digit_shards):
+    job_id = submit(cluster, tmp_path, "preempted", digit_shards[1])
+    run_dir = tmp_path / "preempted"
+    deadline = time.monotonic() + 300
+    while logged_step(run_dir) < 4:
+        assert time.monotonic() < deadline and cluster.job(job_id)["JobState"] in ("PENDING", "RUNNING")
+        time.sleep(0.3)
+    t0 = time.monotonic()
+    cluster.run("scancel", "--signal=USR1", job_id)  # what SLURM does --signal seconds before the limit
+    while int(cluster.job(job_id).get("Restarts", 0)) < 1:
+        assert time.monotonic() - t0 < 120, "the job was not requeued within 120 s of SIGUSR1"
+        time.sleep(0.3)
+    print(f"\nscancel --signal=USR1 -> checkpoint + requeue in {time.monotonic() - t0:.1f} s")
+    info = cluster.wait_job(job_id)
+    log = job_log(run_dir, job_id)
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", log[-3000:]
+    assert "preempted (SIGUSR1) at step" in log and f"requeueing SLURM job {job_id}" in log
+    assert f"job {job_id} restart 1 on node[1-2]" in log and "resumed from" in log
+    assert_same_final_state(undisturbed[0], run_dir)
+
+
+def test_a_plain_srun_step_runs_each_task_as_a_rank(cluster, tmp_path, digit_shards):
+    """`srun -N 2 -n 2 hiresgan train ...`: no torchrun; the tasks take RANK etc. from SLURM."""
+    from launchkit import train_args
+
+    args = train_args(digit_shards[1], tmp_path, "plain", "train.kimg=0.032", "train.checkpoint_kimg=10",
+                      "train.sample_kimg=10", "launch.nproc_per_node=2")
+    result = cluster.run("srun", "-N", "2", "-n", "2", "--chdir", str(ROOT), sys.executable, "-m", "launch", *args,
+                         check=False, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    state = json.loads(sorted((tmp_path / "plain" / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text())
+    # 2 tasks = 2 ranks (not 2 x nproc_per_node spawned ones), 8 images a step.
+    assert state["world_size"] == 2 and state["step"] == 4
