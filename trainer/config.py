@@ -52,17 +52,21 @@ class ModelConfig:
     mbstd_group: int = 4  # minibatch-stddev group size in D
     conv_clamp: Optional[float] = 256.0  # clamp conv outputs to +-this (None: no clamp)
     mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
+    mlp_hidden: int = 512  # family mlp: width of the hidden layers of G and D
+    mlp_layers: int = 3  # family mlp: hidden layers in G and in D
 
 
 @dataclass
 class LossConfig:
+    kind: str = "logistic"  # adversarial loss: logistic (non-saturating), hinge, or wgan_gp (every family)
+    gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (loss.kind=wgan_gp only)
     r1_gamma: float = 10.0  # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2)
     d_reg_interval: int = 16  # lazy R1: every N steps (0 disables R1)
     g_reg_interval: int = 4  # lazy path length: every N steps (0 disables)
-    pl_weight: float = 2.0  # path-length weight (0 disables)
+    pl_weight: float = 2.0  # path-length weight (0 disables; stylegan2 only)
     pl_batch_shrink: int = 2  # path length runs on batch // this
     pl_decay: float = 0.01  # decay of the running path-length mean
-    style_mixing: float = 0.9  # probability of mixing two latents per sample
+    style_mixing: float = 0.9  # probability of mixing two latents per sample (stylegan2 only)
 
 
 @dataclass
@@ -133,7 +137,12 @@ CHOICES = {
     "train.precision": ("fp32", "bf16"),
     "train.zero_stage": (0, 1, 2),
     "launch.backend": ("auto", "gloo", "nccl"),
+    "loss.kind": ("logistic", "hinge", "wgan_gp"),
 }
+
+# Keys that only the StyleGAN2 family reads: other families refuse non-zero values rather than
+# ignore them, so a config never claims a regularizer that is not applied.
+STYLEGAN2_ONLY = ("loss.pl_weight", "loss.style_mixing")
 
 
 def _fail(key: str, message: str) -> None:
@@ -158,6 +167,14 @@ def validate(cfg: Config) -> Config:
             _fail(key, f"got {value!r}; valid choices: {', '.join(map(str, allowed))}")
     if cfg.model.family not in FAMILIES:
         _fail("model.family", f"got {cfg.model.family!r}; valid choices: {', '.join(sorted(FAMILIES))}")
+    if cfg.model.family != "stylegan2":
+        for key in STYLEGAN2_ONLY:
+            section, name = key.split(".")
+            if getattr(getattr(cfg, section), name) != 0:
+                _fail(key, f"is {getattr(getattr(cfg, section), name)} but only model.family=stylegan2 uses it; "
+                      f"set {key}=0 for model.family={cfg.model.family}")
+    if cfg.loss.kind == "wgan_gp" and not cfg.loss.gp_weight > 0:
+        _fail("loss.gp_weight", f"got {cfg.loss.gp_weight}; loss.kind=wgan_gp needs a positive penalty weight (e.g. 10)")
     if not _is_power_of_two(cfg.data.resolution):
         _fail("data.resolution", f"got {cfg.data.resolution}; must be a power of two >= 4 (e.g. 32, 256, 1024)")
     if cfg.data.channels not in (1, 3):
@@ -173,6 +190,7 @@ def validate(cfg: Config) -> Config:
         "model.channel_max": cfg.model.channel_max, "optim.g_lr": cfg.optim.g_lr,
         "optim.d_lr": cfg.optim.d_lr, "loss.pl_batch_shrink": cfg.loss.pl_batch_shrink,
         "model.mbstd_group": cfg.model.mbstd_group, "data.shuffle_buffer": cfg.data.shuffle_buffer,
+        "model.mlp_hidden": cfg.model.mlp_hidden, "model.mlp_layers": cfg.model.mlp_layers,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -182,7 +200,7 @@ def validate(cfg: Config) -> Config:
         "loss.r1_gamma": cfg.loss.r1_gamma, "loss.d_reg_interval": cfg.loss.d_reg_interval,
         "loss.g_reg_interval": cfg.loss.g_reg_interval, "loss.pl_weight": cfg.loss.pl_weight,
         "launch.max_restarts": cfg.launch.max_restarts, "train.threads": cfg.train.threads,
-        "model.mapping_layers": cfg.model.mapping_layers,
+        "model.mapping_layers": cfg.model.mapping_layers, "loss.gp_weight": cfg.loss.gp_weight,
     }
     for key, value in non_negative.items():
         if value < 0:

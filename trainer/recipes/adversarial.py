@@ -1,0 +1,48 @@
+"""The step of single-generator, single-discriminator families without a mapping network
+(DCGAN, MLP GAN): G main, D main (any `loss.kind`; WGAN-GP's penalty rides in D main), and an
+optional lazy R1 phase (`loss.r1_gamma > 0`)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from trainer import losses
+
+
+def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str) -> losses.PhaseLosses:
+    logits = D(G(z, c), c)
+    loss = losses.g_adversarial(kind, logits)
+    return losses.PhaseLosses(loss, {"adversarial": loss.detach(), "fake_score": logits.detach().mean()})
+
+
+def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor], z: torch.Tensor,
+                       gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float) -> losses.PhaseLosses:
+    with torch.no_grad():
+        fake = G(z, gen_c)
+    return losses.discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight)
+
+
+class AdversarialRecipe:
+    def __init__(self, cfg, *, device: torch.device):
+        self.cfg = cfg
+        self.g_reg_interval = 0
+        self.d_reg_interval = cfg.loss.d_reg_interval if cfg.loss.r1_gamma > 0 else 0
+
+    def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
+        loss, batch = self.cfg.loss, t.batch
+        t._run_phase("G_main", t.G_engine, t.D_engine, lambda: generator_main(
+            t.G, t.D, t._z(batch), t._random_labels(batch), kind=loss.kind))
+        t._run_phase("D_main", t.D_engine, t.G_engine, lambda: discriminator_main(
+            t.G, t.D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight))
+        d_int = self.d_reg_interval
+        if d_int and t.progress.step % d_int == 0:
+            t._run_phase("D_reg", t.D_engine, t.G_engine, lambda: losses.discriminator_r1(
+                t.D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
+
+    def rank_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
