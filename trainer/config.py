@@ -54,12 +54,15 @@ class ModelConfig:
     mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
     mlp_hidden: int = 512  # family mlp: width of the hidden layers of G and D
     mlp_layers: int = 3  # family mlp: hidden layers in G and in D
+    class_embed_dim: int = 32  # family biggan: size of the shared class embedding fed to G's batch norms
+    attention_res: int = 16  # family biggan: resolution of the self-attention block in G and D (0: none)
 
 
 @dataclass
 class LossConfig:
     kind: str = "logistic"  # adversarial loss: logistic (non-saturating), hinge, or wgan_gp (every family)
     gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (loss.kind=wgan_gp only)
+    ortho_weight: float = 0.0  # BigGAN orthogonal regularization of G's weights (0: off; BigGAN uses 1e-4); not stylegan2
     r1_gamma: float = 10.0  # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2)
     d_reg_interval: int = 16  # lazy R1: every N steps (0 disables R1)
     g_reg_interval: int = 4  # lazy path length: every N steps (0 disables)
@@ -173,6 +176,12 @@ def validate(cfg: Config) -> Config:
             if getattr(getattr(cfg, section), name) != 0:
                 _fail(key, f"is {getattr(getattr(cfg, section), name)} but only model.family=stylegan2 uses it; "
                       f"set {key}=0 for model.family={cfg.model.family}")
+    if cfg.model.family == "stylegan2" and cfg.loss.ortho_weight != 0:
+        _fail("loss.ortho_weight", "orthogonal regularization is not applied by model.family=stylegan2; set it to 0 "
+              "or pick model.family=biggan, dcgan or mlp")
+    a = cfg.model.attention_res
+    if a != 0 and not (_is_power_of_two(a) and 8 <= a <= cfg.data.resolution):
+        _fail("model.attention_res", f"got {a}; must be 0 (none) or a power of two in 8..data.resolution={cfg.data.resolution}")
     if cfg.loss.kind == "wgan_gp" and not cfg.loss.gp_weight > 0:
         _fail("loss.gp_weight", f"got {cfg.loss.gp_weight}; loss.kind=wgan_gp needs a positive penalty weight (e.g. 10)")
     if not _is_power_of_two(cfg.data.resolution):
@@ -191,6 +200,7 @@ def validate(cfg: Config) -> Config:
         "optim.d_lr": cfg.optim.d_lr, "loss.pl_batch_shrink": cfg.loss.pl_batch_shrink,
         "model.mbstd_group": cfg.model.mbstd_group, "data.shuffle_buffer": cfg.data.shuffle_buffer,
         "model.mlp_hidden": cfg.model.mlp_hidden, "model.mlp_layers": cfg.model.mlp_layers,
+        "model.class_embed_dim": cfg.model.class_embed_dim,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -201,6 +211,7 @@ def validate(cfg: Config) -> Config:
         "loss.g_reg_interval": cfg.loss.g_reg_interval, "loss.pl_weight": cfg.loss.pl_weight,
         "launch.max_restarts": cfg.launch.max_restarts, "train.threads": cfg.train.threads,
         "model.mapping_layers": cfg.model.mapping_layers, "loss.gp_weight": cfg.loss.gp_weight,
+        "loss.ortho_weight": cfg.loss.ortho_weight,
     }
     for key, value in non_negative.items():
         if value < 0:

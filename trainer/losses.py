@@ -141,3 +141,17 @@ def discriminator_r1(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Te
     # parameters, whatever the penalty's graph looks like.
     total = penalty * (gamma / 2) * interval + logits.float().mean() * 0
     return PhaseLosses(total, {"r1": penalty.detach()})
+
+
+def orthogonal_penalty(module: nn.Module) -> torch.Tensor:
+    """BigGAN's orthogonal regularization: sum over weight matrices W (rows = output units) of
+    |W W^T * (1 - I)|_F^2. Only off-diagonal terms, so filters are pushed towards orthogonality
+    without constraining their norms (spectral norm already does)."""
+    total = torch.zeros([], device=next(module.parameters()).device)
+    for name, p in module.named_parameters():
+        if p.ndim < 2 or not p.requires_grad or name.startswith("embed."):
+            continue
+        w = p.float().flatten(1)
+        gram = w @ w.t()
+        total = total + (gram * (1 - torch.eye(gram.shape[0], device=gram.device))).square().sum()
+    return total

@@ -20,6 +20,7 @@ TINY = {
     "dcgan_conditional": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8"],
     "mlp": ["model.mlp_hidden=16", "model.mlp_layers=2", "model.z_dim=8"],
     "mlp_conditional": ["model.mlp_hidden=16", "model.mlp_layers=2", "model.z_dim=8"],
+    "biggan": ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.class_embed_dim=4"],
 }
 
 
@@ -105,12 +106,13 @@ def test_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():
 
 
 @pytest.mark.parametrize("kind", losses.LOSS_KINDS)
-@pytest.mark.parametrize("name", ["dcgan_conditional", "mlp"])
+@pytest.mark.parametrize("name", ["dcgan_conditional", "mlp", "biggan"])
 def test_every_loss_kind_backpropagates_through_each_family(name, kind):
     cfg = tiny(name, f"loss.kind={kind}")
     G, D = build_networks(cfg)
     c = torch.eye(10)[:4] if cfg.c_dim else None
-    g = adversarial.generator_main(G, D, torch.randn(4, 8), c, kind=kind)
+    g = adversarial.generator_main(G, D, torch.randn(4, 8), c, kind=kind, ortho_weight=cfg.loss.ortho_weight)
+    assert ("orthogonal" in g.terms) == (cfg.loss.ortho_weight > 0)
     g.total.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in G.parameters())
     d = adversarial.discriminator_main(G, D, torch.rand(4, 1, 32, 32) * 2 - 1, c, torch.randn(4, 8), c,
@@ -145,3 +147,28 @@ def test_bad_family_settings_name_the_key(override, words):
         load_config(ROOT / "configs/dcgan.yaml", override)
     for word in words:
         assert word in str(info.value)
+
+
+def test_orthogonal_penalty_vanishes_only_for_orthogonal_rows():
+    layer = torch.nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.linalg.qr(torch.randn(4, 4))[0] * 3)  # orthogonal rows, any norm
+    assert losses.orthogonal_penalty(layer) < 1e-8
+    with torch.no_grad():
+        layer.weight[1] = layer.weight[0]  # two equal rows of norm 3: off-diagonal 9 twice
+    torch.testing.assert_close(losses.orthogonal_penalty(layer), torch.tensor(162.0))
+
+
+def test_biggan_has_spectral_norm_attention_and_conditional_batch_norm():
+    from trainer.models.biggan import ConditionalBatchNorm, SelfAttention
+
+    G, D = build_networks(tiny("biggan"))
+    for net in (G, D):
+        assert any(isinstance(m, SelfAttention) for m in net.modules())
+        assert any(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in net.modules())
+    assert any(isinstance(m, ConditionalBatchNorm) for m in G.modules())
+    # Truncation at sampling: a small psi pulls images of different seeds together.
+    G.eval()
+    z, c = torch.randn(16, 8) * 2, torch.eye(10)[torch.arange(16) % 10]
+    spread = lambda psi: G(z, c, truncation_psi=psi).std(dim=0).mean()  # noqa: E731
+    assert spread(0.05) < spread(1.0)

@@ -18,6 +18,7 @@ COMMON = ["launch.nproc_per_node=2", "train.batch_size=8", "train.kimg=0.032", "
           "data.workers=0", "train.threads=1", "metrics.port=0", "data.prepare=none"]
 # family config -> tiny overrides; each run also exercises a different loss choice.
 CASES = {
+    "biggan": ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.class_embed_dim=4"],
     "dcgan_conditional": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8", "loss.kind=hinge"],
     "mlp": ["model.mlp_hidden=32", "model.mlp_layers=2", "model.z_dim=8", "loss.kind=wgan_gp",
             "loss.r1_gamma=1", "loss.d_reg_interval=2"],
@@ -29,6 +30,10 @@ pytestmark = pytest.mark.slow
 def hiresgan(*args):
     return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
+
+
+def cfg_kind(name):
+    return name.split("_")[0]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -45,6 +50,8 @@ def test_family_trains_on_two_ranks_exports_and_samples(name, digit_shards, tmp_
         assert all(torch.isfinite(torch.tensor(v)) for v in record["losses"].values()), record
         seen |= set(record["losses"])
     assert {"G/adversarial", "D/adversarial"} <= seen
+    if cfg_kind(name) == "biggan":
+        assert "G/orthogonal" in seen
     if "loss.kind=wgan_gp" in CASES[name]:
         assert {"D/gradient_penalty", "D/r1"} <= seen
     state = json.loads(next((run_dir / "checkpoints").glob("step-*/state.json")).read_text())

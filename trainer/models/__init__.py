@@ -67,12 +67,31 @@ def _mlp_generator(**kwargs) -> nn.Module:
     return MLPGenerator(**kwargs)
 
 
+def _build_biggan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.biggan import BigGANDiscriminator, BigGANGenerator
+
+    m, d = cfg.model, cfg.data
+    G = BigGANGenerator(z_dim=m.z_dim, c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                        channel_base=m.channel_base, channel_max=m.channel_max, embed_dim=m.class_embed_dim,
+                        attention_res=m.attention_res)
+    D = BigGANDiscriminator(c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                            channel_base=m.channel_base, channel_max=m.channel_max, attention_res=m.attention_res)
+    return G, D
+
+
+def _biggan_generator(**kwargs) -> nn.Module:
+    from trainer.models.biggan import BigGANGenerator
+
+    return BigGANGenerator(**kwargs)
+
+
 # family -> builder of (G, D) from a Config
-FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp}
+FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
+                                 "biggan": _build_biggan}
 
 # family -> generator constructor from its saved init kwargs (used by exports)
 GENERATORS: dict[str, Callable[..., nn.Module]] = {"stylegan2": _stylegan2_generator, "dcgan": _dcgan_generator,
-                                                   "mlp": _mlp_generator}
+                                                   "mlp": _mlp_generator, "biggan": _biggan_generator}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:

@@ -44,7 +44,8 @@ def _adversarial(cfg, device) -> Recipe:
 
 
 # family -> recipe factory; every family in trainer.models.FAMILIES has one (a test checks).
-RECIPES: dict[str, Callable[..., Recipe]] = {"stylegan2": _stylegan2, "dcgan": _adversarial, "mlp": _adversarial}
+RECIPES: dict[str, Callable[..., Recipe]] = {"stylegan2": _stylegan2, "dcgan": _adversarial, "mlp": _adversarial,
+                                             "biggan": _adversarial}
 
 
 def build_recipe(cfg, *, device: torch.device) -> Recipe:

@@ -1,5 +1,6 @@
 """The step of single-generator, single-discriminator families without a mapping network
-(DCGAN, MLP GAN): G main, D main (any `loss.kind`; WGAN-GP's penalty rides in D main), and an
+(DCGAN, MLP GAN, BigGAN-style): G main (plus orthogonal regularization when
+`loss.ortho_weight > 0`), D main (any `loss.kind`; WGAN-GP's penalty rides in D main), and an
 optional lazy R1 phase (`loss.r1_gamma > 0`)."""
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ import torch
 from trainer import losses
 
 
-def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str) -> losses.PhaseLosses:
+def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str,
+                   ortho_weight: float = 0.0) -> losses.PhaseLosses:
     logits = D(G(z, c), c)
     loss = losses.g_adversarial(kind, logits)
-    return losses.PhaseLosses(loss, {"adversarial": loss.detach(), "fake_score": logits.detach().mean()})
+    terms = {"adversarial": loss.detach(), "fake_score": logits.detach().mean()}
+    if ortho_weight > 0:
+        ortho = losses.orthogonal_penalty(G)
+        terms["orthogonal"] = ortho.detach()
+        loss = loss + ortho_weight * ortho
+    return losses.PhaseLosses(loss, terms)
 
 
 def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor], z: torch.Tensor,
@@ -33,7 +40,7 @@ class AdversarialRecipe:
     def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
         loss, batch = self.cfg.loss, t.batch
         t._run_phase("G_main", t.G_engine, t.D_engine, lambda: generator_main(
-            t.G, t.D, t._z(batch), t._random_labels(batch), kind=loss.kind))
+            t.G, t.D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight))
         t._run_phase("D_main", t.D_engine, t.G_engine, lambda: discriminator_main(
             t.G, t.D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight))
         d_int = self.d_reg_interval
