@@ -73,6 +73,16 @@ class LossConfig:
 
 
 @dataclass
+class AugmentConfig:
+    kind: str = "none"  # augmentation of everything D sees (any family): none, diffaugment, ada
+    policy: str = "color,translation,cutout"  # diffaugment: comma-separated ops from color, translation, cutout
+    ada_p: float = 0.0  # ada: initial augmentation probability
+    ada_target: float = 0.6  # ada: target of r_t = E[sign(D(real))]; above it p rises
+    ada_interval: int = 4  # ada: steps between p updates
+    ada_kimg: float = 500.0  # ada: p can move from 0 to 1 in this many kimg
+
+
+@dataclass
 class OptimConfig:
     g_lr: float = 0.002
     d_lr: float = 0.002
@@ -119,6 +129,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
@@ -141,6 +152,7 @@ CHOICES = {
     "train.zero_stage": (0, 1, 2),
     "launch.backend": ("auto", "gloo", "nccl"),
     "loss.kind": ("logistic", "hinge", "wgan_gp"),
+    "augment.kind": ("none", "diffaugment", "ada"),
 }
 
 # Keys that only the StyleGAN2 family reads: other families refuse non-zero values rather than
@@ -182,6 +194,14 @@ def validate(cfg: Config) -> Config:
     a = cfg.model.attention_res
     if a != 0 and not (_is_power_of_two(a) and 8 <= a <= cfg.data.resolution):
         _fail("model.attention_res", f"got {a}; must be 0 (none) or a power of two in 8..data.resolution={cfg.data.resolution}")
+    ops = [op.strip() for op in cfg.augment.policy.split(",") if op.strip()]
+    bad_ops = [op for op in ops if op not in ("color", "translation", "cutout")]
+    if bad_ops or (cfg.augment.kind == "diffaugment" and not ops):
+        _fail("augment.policy", f"got {cfg.augment.policy!r}; a comma-separated list of: color, translation, cutout")
+    if not 0.0 <= cfg.augment.ada_p <= 1.0:
+        _fail("augment.ada_p", f"got {cfg.augment.ada_p}; must be a probability in [0, 1]")
+    if not -1.0 < cfg.augment.ada_target < 1.0:
+        _fail("augment.ada_target", f"got {cfg.augment.ada_target}; r_t lies in [-1, 1], so the target must be in (-1, 1)")
     if cfg.loss.kind == "wgan_gp" and not cfg.loss.gp_weight > 0:
         _fail("loss.gp_weight", f"got {cfg.loss.gp_weight}; loss.kind=wgan_gp needs a positive penalty weight (e.g. 10)")
     if not _is_power_of_two(cfg.data.resolution):
@@ -200,7 +220,8 @@ def validate(cfg: Config) -> Config:
         "optim.d_lr": cfg.optim.d_lr, "loss.pl_batch_shrink": cfg.loss.pl_batch_shrink,
         "model.mbstd_group": cfg.model.mbstd_group, "data.shuffle_buffer": cfg.data.shuffle_buffer,
         "model.mlp_hidden": cfg.model.mlp_hidden, "model.mlp_layers": cfg.model.mlp_layers,
-        "model.class_embed_dim": cfg.model.class_embed_dim,
+        "model.class_embed_dim": cfg.model.class_embed_dim, "augment.ada_interval": cfg.augment.ada_interval,
+        "augment.ada_kimg": cfg.augment.ada_kimg,
     }
     for key, value in positive.items():
         if not value > 0:

@@ -18,8 +18,10 @@ COMMON = ["launch.nproc_per_node=2", "train.batch_size=8", "train.kimg=0.032", "
           "data.workers=0", "train.threads=1", "metrics.port=0", "data.prepare=none"]
 # family config -> tiny overrides; each run also exercises a different loss choice.
 CASES = {
-    "biggan": ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.class_embed_dim=4"],
-    "dcgan_conditional": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8", "loss.kind=hinge"],
+    "biggan": ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.class_embed_dim=4",
+               "augment.kind=diffaugment"],
+    "dcgan_conditional": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8", "loss.kind=hinge",
+                          "augment.kind=ada", "augment.ada_interval=2", "augment.ada_p=0.2"],
     "mlp": ["model.mlp_hidden=32", "model.mlp_layers=2", "model.z_dim=8", "loss.kind=wgan_gp",
             "loss.r1_gamma=1", "loss.d_reg_interval=2"],
 }
@@ -54,8 +56,11 @@ def test_family_trains_on_two_ranks_exports_and_samples(name, digit_shards, tmp_
         assert "G/orthogonal" in seen
     if "loss.kind=wgan_gp" in CASES[name]:
         assert {"D/gradient_penalty", "D/r1"} <= seen
-    state = json.loads(next((run_dir / "checkpoints").glob("step-*/state.json")).read_text())
-    assert state["world_size"] == 2
+    checkpoint = next((run_dir / "checkpoints").glob("step-*"))
+    assert json.loads((checkpoint / "state.json").read_text())["world_size"] == 2
+    if "augment.kind=ada" in CASES[name]:  # ADA's p is checkpointed, equal on both ranks
+        p = [load_file(str(checkpoint / f"rank-{r}.safetensors"))["ada_p"] for r in (0, 1)]
+        assert torch.equal(p[0], p[1]) and 0 <= p[0] <= 1
 
     # Weights moved: the export differs from the networks' seeded initialisation.
     cfg = load_run_config(run_dir)

@@ -31,6 +31,40 @@ class Recipe(Protocol):
         """Restore what `rank_tensors` returned."""
 
 
+class Augmented:
+    """Mixed into recipes: D as the losses see it (augmented when `augment.kind` is set), ADA's
+    r_t feed and p update, and the augmentation's checkpointed tensors."""
+
+    augment = None
+
+    def critic(self, t):
+        from trainer.augment import AugmentedCritic
+
+        return t.D if self.augment is None else AugmentedCritic(t.D, self.augment)
+
+    def observed(self, compute):
+        """Wrap a D main phase so ADA sees its mean sign(D(real))."""
+        if not hasattr(self.augment, "observe"):
+            return compute
+
+        def run():
+            result = compute()
+            self.augment.observe(result.terms["real_sign"])
+            return result
+        return run
+
+    def after_step(self, t) -> None:
+        if hasattr(self.augment, "update"):
+            self.augment.update(t.progress.step + 1)
+
+    def augment_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.augment is None else self.augment.rank_tensors()
+
+    def load_augment_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.augment is not None:
+            self.augment.load_rank_tensors(tensors)
+
+
 def _stylegan2(cfg, device) -> Recipe:
     from trainer.recipes.stylegan2 import StyleGAN2Recipe
 

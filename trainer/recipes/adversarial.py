@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 
 from trainer import losses
+from trainer.augment import build_augment
+from trainer.recipes import Augmented
 
 
 def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str,
@@ -31,25 +33,27 @@ def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor],
     return losses.discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight)
 
 
-class AdversarialRecipe:
+class AdversarialRecipe(Augmented):
     def __init__(self, cfg, *, device: torch.device):
         self.cfg = cfg
         self.g_reg_interval = 0
         self.d_reg_interval = cfg.loss.d_reg_interval if cfg.loss.r1_gamma > 0 else 0
+        self.augment = build_augment(cfg, device=device)
 
     def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
-        loss, batch = self.cfg.loss, t.batch
+        loss, batch, D = self.cfg.loss, t.batch, self.critic(t)
         t._run_phase("G_main", t.G_engine, t.D_engine, lambda: generator_main(
-            t.G, t.D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight))
-        t._run_phase("D_main", t.D_engine, t.G_engine, lambda: discriminator_main(
-            t.G, t.D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight))
+            t.G, D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight))
+        t._run_phase("D_main", t.D_engine, t.G_engine, self.observed(lambda: discriminator_main(
+            t.G, D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight)))
         d_int = self.d_reg_interval
         if d_int and t.progress.step % d_int == 0:
             t._run_phase("D_reg", t.D_engine, t.G_engine, lambda: losses.discriminator_r1(
-                t.D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
+                D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
+        self.after_step(t)
 
     def rank_tensors(self) -> dict[str, torch.Tensor]:
-        return {}
+        return self.augment_tensors()
 
     def load_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
+        self.load_augment_tensors(tensors)
