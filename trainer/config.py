@@ -83,6 +83,13 @@ class AugmentConfig:
 
 
 @dataclass
+class ProgressiveConfig:
+    start_resolution: int = 4  # progan: the resolution growth starts at (a power of two <= data.resolution)
+    stable_kimg: float = 600.0  # progan: kimg at each resolution at full strength (the paper: 600 / 800)
+    fade_kimg: float = 600.0  # progan: kimg of linear fade-in (alpha 0 -> 1) per new resolution (0: no fade)
+
+
+@dataclass
 class OptimConfig:
     g_lr: float = 0.002
     d_lr: float = 0.002
@@ -130,6 +137,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
@@ -202,6 +210,13 @@ def validate(cfg: Config) -> Config:
         _fail("augment.ada_p", f"got {cfg.augment.ada_p}; must be a probability in [0, 1]")
     if not -1.0 < cfg.augment.ada_target < 1.0:
         _fail("augment.ada_target", f"got {cfg.augment.ada_target}; r_t lies in [-1, 1], so the target must be in (-1, 1)")
+    start = cfg.progressive.start_resolution
+    if not (_is_power_of_two(start) and start <= cfg.data.resolution):
+        _fail("progressive.start_resolution", f"got {start}; must be a power of two in 4..data.resolution={cfg.data.resolution}")
+    if not cfg.progressive.stable_kimg > 0:
+        _fail("progressive.stable_kimg", f"got {cfg.progressive.stable_kimg}; must be > 0")
+    if cfg.progressive.fade_kimg < 0:
+        _fail("progressive.fade_kimg", f"got {cfg.progressive.fade_kimg}; must be >= 0")
     if cfg.loss.kind == "wgan_gp" and not cfg.loss.gp_weight > 0:
         _fail("loss.gp_weight", f"got {cfg.loss.gp_weight}; loss.kind=wgan_gp needs a positive penalty weight (e.g. 10)")
     if not _is_power_of_two(cfg.data.resolution):

@@ -85,13 +85,31 @@ def _biggan_generator(**kwargs) -> nn.Module:
     return BigGANGenerator(**kwargs)
 
 
+def _build_progan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.progan import ProGANDiscriminator, ProGANGenerator
+
+    m, d = cfg.model, cfg.data
+    G = ProGANGenerator(z_dim=m.z_dim, c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                        channel_base=m.channel_base, channel_max=m.channel_max)
+    D = ProGANDiscriminator(c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                            channel_base=m.channel_base, channel_max=m.channel_max, mbstd_group=m.mbstd_group)
+    return G, D
+
+
+def _progan_generator(**kwargs) -> nn.Module:
+    from trainer.models.progan import ProGANGenerator
+
+    return ProGANGenerator(**kwargs)
+
+
 # family -> builder of (G, D) from a Config
 FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
-                                 "biggan": _build_biggan}
+                                 "biggan": _build_biggan, "progan": _build_progan}
 
 # family -> generator constructor from its saved init kwargs (used by exports)
 GENERATORS: dict[str, Callable[..., nn.Module]] = {"stylegan2": _stylegan2_generator, "dcgan": _dcgan_generator,
-                                                   "mlp": _mlp_generator, "biggan": _biggan_generator}
+                                                   "mlp": _mlp_generator, "biggan": _biggan_generator,
+                                                   "progan": _progan_generator}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:

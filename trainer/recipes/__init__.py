@@ -77,9 +77,15 @@ def _adversarial(cfg, device) -> Recipe:
     return AdversarialRecipe(cfg, device=device)
 
 
+def _progan(cfg, device) -> Recipe:
+    from trainer.recipes.progan import ProGANRecipe
+
+    return ProGANRecipe(cfg, device=device)
+
+
 # family -> recipe factory; every family in trainer.models.FAMILIES has one (a test checks).
 RECIPES: dict[str, Callable[..., Recipe]] = {"stylegan2": _stylegan2, "dcgan": _adversarial, "mlp": _adversarial,
-                                             "biggan": _adversarial}
+                                             "biggan": _adversarial, "progan": _progan}
 
 
 def build_recipe(cfg, *, device: torch.device) -> Recipe:

@@ -15,10 +15,10 @@ from trainer.recipes import Augmented
 
 
 def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str,
-                   ortho_weight: float = 0.0) -> losses.PhaseLosses:
+                   ortho_weight: float = 0.0, extra_terms: Optional[dict] = None) -> losses.PhaseLosses:
     logits = D(G(z, c), c)
     loss = losses.g_adversarial(kind, logits)
-    terms = {"adversarial": loss.detach(), "fake_score": logits.detach().mean()}
+    terms = {"adversarial": loss.detach(), "fake_score": logits.detach().mean(), **(extra_terms or {})}
     if ortho_weight > 0:
         ortho = losses.orthogonal_penalty(G)
         terms["orthogonal"] = ortho.detach()
@@ -34,6 +34,8 @@ def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor],
 
 
 class AdversarialRecipe(Augmented):
+    stage_terms: dict = {}  # extra scalars logged with G main (ProGAN: level, alpha)
+
     def __init__(self, cfg, *, device: torch.device):
         self.cfg = cfg
         self.g_reg_interval = 0
@@ -43,7 +45,8 @@ class AdversarialRecipe(Augmented):
     def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
         loss, batch, D = self.cfg.loss, t.batch, self.critic(t)
         t._run_phase("G_main", t.G_engine, t.D_engine, lambda: generator_main(
-            t.G, D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight))
+            t.G, D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
+            extra_terms=self.stage_terms))
         t._run_phase("D_main", t.D_engine, t.G_engine, self.observed(lambda: discriminator_main(
             t.G, D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight)))
         d_int = self.d_reg_interval
