@@ -102,3 +102,8 @@ def test_resume_in_the_middle_of_a_fade_in_is_exact(tmp_path, digit_shards):
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
     assert a["stage"].tolist() == [3.0, 1.0]  # grown to 32x32 and fully faded in
+    out = tmp_path / "samples"
+    sampled = subprocess.run([sys.executable, "-m", "launch", "sample", tmp_path / "split" / "export", "--seeds", "0-1",
+                              "--out", out], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    assert len(list(out.glob("seed*.png"))) == 2
