@@ -37,7 +37,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from trainer.sample import parse_seeds, sample_to_folder
+    from trainer.sample import parse_seeds, sample_to_folder, translate_folder
+
+    if args.translate is not None:
+        paths = translate_folder(args.export, args.translate, args.out, direction=args.direction, device=args.device)
+        print(f"hiresgan: translated {len(paths)} image(s) ({args.direction}) to {args.out}")
+        return 0
 
     paths = sample_to_folder(args.export, parse_seeds(args.seeds), args.out, class_index=args.class_index,
                              truncation=args.truncation, device=args.device)
@@ -74,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none)")
     sample.add_argument("--out", type=Path, required=True, help="output folder for one PNG per seed")
     sample.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    sample.add_argument("--translate", type=Path, default=None,
+                        help="image-to-image exports (cyclegan): translate every image of this folder instead")
+    sample.add_argument("--direction", default="ab", help="with --translate: ab (domain A to B) or ba")
     sample.set_defaults(func=_sample)
 
     from trainer.shards import cli as shards_cli

@@ -38,6 +38,7 @@ class DataConfig:
     xflip: bool = False  # random horizontal flips (not for digits: a flipped 2 is no 2)
     workers: int = 1  # loader worker processes per rank (0: load in the training process)
     shuffle_buffer: int = 512  # samples held for shuffling within each worker's stream
+    urls_b: str = ""  # family cyclegan: shard URLs of domain B (`urls` is domain A)
 
 
 @dataclass
@@ -56,12 +57,18 @@ class ModelConfig:
     mlp_layers: int = 3  # family mlp: hidden layers in G and in D
     class_embed_dim: int = 32  # family biggan: size of the shared class embedding fed to G's batch norms
     attention_res: int = 16  # family biggan: resolution of the self-attention block in G and D (0: none)
+    resnet_filters: int = 64  # family cyclegan: filters of the first G conv and of the first PatchGAN conv
+    resnet_blocks: int = 6  # family cyclegan: residual blocks per generator (the paper: 6 at 128px, 9 at 256px)
+    patch_layers: int = 3  # family cyclegan: stride-2 convs in each PatchGAN discriminator
 
 
 @dataclass
 class LossConfig:
     kind: str = "logistic"  # adversarial loss: logistic (non-saturating), hinge, or wgan_gp (every family)
     gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (loss.kind=wgan_gp only)
+    cycle_weight: float = 10.0  # family cyclegan: weight of |G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1
+    identity_weight: float = 5.0  # family cyclegan: weight of |G_ab(b) - b|_1 + |G_ba(a) - a|_1 (0: off)
+    pool_size: int = 50  # family cyclegan: generated images kept per domain for D (0: no pool)
     ortho_weight: float = 0.0  # BigGAN orthogonal regularization of G's weights (0: off; BigGAN uses 1e-4); not stylegan2
     r1_gamma: float = 10.0  # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2)
     d_reg_interval: int = 16  # lazy R1: every N steps (0 disables R1)
@@ -210,6 +217,18 @@ def validate(cfg: Config) -> Config:
         _fail("augment.ada_p", f"got {cfg.augment.ada_p}; must be a probability in [0, 1]")
     if not -1.0 < cfg.augment.ada_target < 1.0:
         _fail("augment.ada_target", f"got {cfg.augment.ada_target}; r_t lies in [-1, 1], so the target must be in (-1, 1)")
+    if cfg.model.family == "cyclegan":
+        if not cfg.data.urls_b:
+            _fail("data.urls_b", "is empty; model.family=cyclegan translates between data.urls (domain A) and "
+                  "data.urls_b (domain B): set it to domain B's shard pattern")
+        if cfg.c_dim:
+            _fail("model.conditional", "is true; model.family=cyclegan translates images and takes no labels: "
+                  "set model.conditional=false")
+        if cfg.augment.kind != "none" or cfg.loss.r1_gamma > 0:
+            _fail("augment.kind" if cfg.augment.kind != "none" else "loss.r1_gamma",
+                  "is not supported with model.family=cyclegan; set augment.kind=none and loss.r1_gamma=0")
+        if cfg.data.resolution < 16:
+            _fail("data.resolution", f"got {cfg.data.resolution}; model.family=cyclegan needs at least 16")
     start = cfg.progressive.start_resolution
     if not (_is_power_of_two(start) and start <= cfg.data.resolution):
         _fail("progressive.start_resolution", f"got {start}; must be a power of two in 4..data.resolution={cfg.data.resolution}")
@@ -236,7 +255,8 @@ def validate(cfg: Config) -> Config:
         "model.mbstd_group": cfg.model.mbstd_group, "data.shuffle_buffer": cfg.data.shuffle_buffer,
         "model.mlp_hidden": cfg.model.mlp_hidden, "model.mlp_layers": cfg.model.mlp_layers,
         "model.class_embed_dim": cfg.model.class_embed_dim, "augment.ada_interval": cfg.augment.ada_interval,
-        "augment.ada_kimg": cfg.augment.ada_kimg,
+        "augment.ada_kimg": cfg.augment.ada_kimg, "model.resnet_filters": cfg.model.resnet_filters,
+        "model.patch_layers": cfg.model.patch_layers,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -247,6 +267,8 @@ def validate(cfg: Config) -> Config:
         "loss.g_reg_interval": cfg.loss.g_reg_interval, "loss.pl_weight": cfg.loss.pl_weight,
         "launch.max_restarts": cfg.launch.max_restarts, "train.threads": cfg.train.threads,
         "model.mapping_layers": cfg.model.mapping_layers, "loss.gp_weight": cfg.loss.gp_weight,
+        "loss.cycle_weight": cfg.loss.cycle_weight, "loss.identity_weight": cfg.loss.identity_weight,
+        "loss.pool_size": cfg.loss.pool_size, "model.resnet_blocks": cfg.model.resnet_blocks,
         "loss.ortho_weight": cfg.loss.ortho_weight,
     }
     for key, value in non_negative.items():

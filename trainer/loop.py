@@ -206,13 +206,19 @@ class Trainer:
     def save_grid(self) -> Optional[Path]:
         if not self.env.is_main:
             return None
+        if hasattr(self.recipe, "grid_images"):  # families that do not sample from latents (cyclegan)
+            images, rows = self.recipe.grid_images(self.G_ema)
+            return self._write_grid(images, rows)
         c = None if self.grid_c is None else self.grid_c.to(self.env.device)
         images = torch.cat([self.G_ema(z.to(self.env.device), None if c is None else c[i:i + GRID_COLUMNS],
                                        noise_mode="const")
                             for i, z in zip(range(0, len(self.grid_z), GRID_COLUMNS), self.grid_z.split(GRID_COLUMNS))])
+        return self._write_grid(images, self.grid_rows)
+
+    def _write_grid(self, images: torch.Tensor, rows: int) -> Path:
         path = self.run_dir / "samples" / f"grid-{self.progress.images_seen // 1000:06d}kimg.png"
-        save_grid(images, path, rows=self.grid_rows)
-        save_grid(images, self.run_dir / "samples" / "latest.png", rows=self.grid_rows)
+        save_grid(images, path, rows=rows)
+        save_grid(images, self.run_dir / "samples" / "latest.png", rows=rows)
         return path
 
     def export(self) -> Optional[Path]:

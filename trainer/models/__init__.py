@@ -102,14 +102,32 @@ def _progan_generator(**kwargs) -> nn.Module:
     return ProGANGenerator(**kwargs)
 
 
+def _build_cyclegan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.cyclegan import CycleDiscriminators, CycleGenerators
+
+    m, d = cfg.model, cfg.data
+    G = CycleGenerators(img_resolution=d.resolution, img_channels=d.channels, filters=m.resnet_filters,
+                        blocks=m.resnet_blocks)
+    D = CycleDiscriminators(img_resolution=d.resolution, img_channels=d.channels, filters=m.resnet_filters,
+                            layers=m.patch_layers)
+    return G, D
+
+
+def _cyclegan_generator(**kwargs) -> nn.Module:
+    from trainer.models.cyclegan import CycleGenerators
+
+    return CycleGenerators(**kwargs)
+
+
 # family -> builder of (G, D) from a Config
 FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
-                                 "biggan": _build_biggan, "progan": _build_progan}
+                                 "biggan": _build_biggan, "progan": _build_progan,
+                                 "cyclegan": _build_cyclegan}
 
 # family -> generator constructor from its saved init kwargs (used by exports)
 GENERATORS: dict[str, Callable[..., nn.Module]] = {"stylegan2": _stylegan2_generator, "dcgan": _dcgan_generator,
                                                    "mlp": _mlp_generator, "biggan": _biggan_generator,
-                                                   "progan": _progan_generator}
+                                                   "progan": _progan_generator, "cyclegan": _cyclegan_generator}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:

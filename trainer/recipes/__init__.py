@@ -83,9 +83,16 @@ def _progan(cfg, device) -> Recipe:
     return ProGANRecipe(cfg, device=device)
 
 
+def _cyclegan(cfg, device) -> Recipe:
+    from trainer.recipes.cyclegan import CycleGANRecipe
+
+    return CycleGANRecipe(cfg, device=device)
+
+
 # family -> recipe factory; every family in trainer.models.FAMILIES has one (a test checks).
 RECIPES: dict[str, Callable[..., Recipe]] = {"stylegan2": _stylegan2, "dcgan": _adversarial, "mlp": _adversarial,
-                                             "biggan": _adversarial, "progan": _progan}
+                                             "biggan": _adversarial, "progan": _progan,
+                                             "cyclegan": _cyclegan}
 
 
 def build_recipe(cfg, *, device: torch.device) -> Recipe:
