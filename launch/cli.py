@@ -43,7 +43,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from trainer.sample import parse_seeds, sample_to_folder
+    from trainer.sample import parse_seeds, sample_to_folder, translate_folder
+
+    if args.translate is not None:
+        paths = translate_folder(args.export, args.translate, args.out, direction=args.direction, device=args.device)
+        print(f"hiresgan: translated {len(paths)} image(s) ({args.direction}) to {args.out}")
+        return 0
 
     if args.grid or args.style_mix or args.video:
         return _sample_composite(args)
@@ -161,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--video", type=Path, help="interpolation loop through --seeds, written as this .gif")
     sample.add_argument("--frames", type=int, default=24, help="frames per seed-to-seed transition")
     sample.add_argument("--fps", type=int, default=24)
+    sample.add_argument("--translate", type=Path, default=None,
+                        help="image-to-image exports (cyclegan): translate every image of this folder instead")
+    sample.add_argument("--direction", default="ab", help="with --translate: ab (domain A to B) or ba")
     sample.set_defaults(func=_sample)
 
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")

@@ -44,6 +44,7 @@ class DataConfig:
     on_error: str = "skip"
     retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off mid-read
     timeout: float = 60.0  # seconds an http(s) shard read may stall before it counts as broken
+    urls_b: str = ""  # family cyclegan: shard URLs of domain B (`urls` is domain A)
 
 
 @dataclass
@@ -58,17 +59,47 @@ class ModelConfig:
     mbstd_group: int = 4  # minibatch-stddev group size in D
     conv_clamp: Optional[float] = 256.0  # clamp conv outputs to +-this (None: no clamp)
     mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
+    mlp_hidden: int = 512  # family mlp: width of the hidden layers of G and D
+    mlp_layers: int = 3  # family mlp: hidden layers in G and in D
+    class_embed_dim: int = 32  # family biggan: size of the shared class embedding fed to G's batch norms
+    attention_res: int = 16  # family biggan: resolution of the self-attention block in G and D (0: none)
+    resnet_filters: int = 64  # family cyclegan: filters of the first G conv and of the first PatchGAN conv
+    resnet_blocks: int = 6  # family cyclegan: residual blocks per generator (the paper: 6 at 128px, 9 at 256px)
+    patch_layers: int = 3  # family cyclegan: stride-2 convs in each PatchGAN discriminator
 
 
 @dataclass
 class LossConfig:
+    kind: str = "logistic"  # adversarial loss: logistic (non-saturating), hinge, or wgan_gp (every family)
+    gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (loss.kind=wgan_gp only)
+    cycle_weight: float = 10.0  # family cyclegan: weight of |G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1
+    identity_weight: float = 5.0  # family cyclegan: weight of |G_ab(b) - b|_1 + |G_ba(a) - a|_1 (0: off)
+    pool_size: int = 50  # family cyclegan: generated images kept per domain for D (0: no pool)
+    ortho_weight: float = 0.0  # BigGAN orthogonal regularization of G's weights (0: off; BigGAN uses 1e-4); not stylegan2
     r1_gamma: float = 10.0  # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2)
     d_reg_interval: int = 16  # lazy R1: every N steps (0 disables R1)
     g_reg_interval: int = 4  # lazy path length: every N steps (0 disables)
-    pl_weight: float = 2.0  # path-length weight (0 disables)
+    pl_weight: float = 2.0  # path-length weight (0 disables; stylegan2 only)
     pl_batch_shrink: int = 2  # path length runs on batch // this
     pl_decay: float = 0.01  # decay of the running path-length mean
-    style_mixing: float = 0.9  # probability of mixing two latents per sample
+    style_mixing: float = 0.9  # probability of mixing two latents per sample (stylegan2 only)
+
+
+@dataclass
+class AugmentConfig:
+    kind: str = "none"  # augmentation of everything D sees (any family): none, diffaugment, ada
+    policy: str = "color,translation,cutout"  # diffaugment: comma-separated ops from color, translation, cutout
+    ada_p: float = 0.0  # ada: initial augmentation probability
+    ada_target: float = 0.6  # ada: target of r_t = E[sign(D(real))]; above it p rises
+    ada_interval: int = 4  # ada: steps between p updates
+    ada_kimg: float = 500.0  # ada: p can move from 0 to 1 in this many kimg
+
+
+@dataclass
+class ProgressiveConfig:
+    start_resolution: int = 4  # progan: the resolution growth starts at (a power of two <= data.resolution)
+    stable_kimg: float = 600.0  # progan: kimg at each resolution at full strength (the paper: 600 / 800)
+    fade_kimg: float = 600.0  # progan: kimg of linear fade-in (alpha 0 -> 1) per new resolution (0: no fade)
 
 
 @dataclass
@@ -118,6 +149,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
@@ -140,7 +173,13 @@ CHOICES = {
     "train.precision": ("fp32", "bf16"),
     "train.zero_stage": (0, 1, 2),
     "launch.backend": ("auto", "gloo", "nccl"),
+    "loss.kind": ("logistic", "hinge", "wgan_gp"),
+    "augment.kind": ("none", "diffaugment", "ada"),
 }
+
+# Keys that only the StyleGAN2 family reads: other families refuse non-zero values rather than
+# ignore them, so a config never claims a regularizer that is not applied.
+STYLEGAN2_ONLY = ("loss.pl_weight", "loss.style_mixing")
 
 
 def _fail(key: str, message: str) -> None:
@@ -165,6 +204,47 @@ def validate(cfg: Config) -> Config:
             _fail(key, f"got {value!r}; valid choices: {', '.join(map(str, allowed))}")
     if cfg.model.family not in FAMILIES:
         _fail("model.family", f"got {cfg.model.family!r}; valid choices: {', '.join(sorted(FAMILIES))}")
+    if cfg.model.family != "stylegan2":
+        for key in STYLEGAN2_ONLY:
+            section, name = key.split(".")
+            if getattr(getattr(cfg, section), name) != 0:
+                _fail(key, f"is {getattr(getattr(cfg, section), name)} but only model.family=stylegan2 uses it; "
+                      f"set {key}=0 for model.family={cfg.model.family}")
+    if cfg.model.family == "stylegan2" and cfg.loss.ortho_weight != 0:
+        _fail("loss.ortho_weight", "orthogonal regularization is not applied by model.family=stylegan2; set it to 0 "
+              "or pick model.family=biggan, dcgan or mlp")
+    a = cfg.model.attention_res
+    if a != 0 and not (_is_power_of_two(a) and 8 <= a <= cfg.data.resolution):
+        _fail("model.attention_res", f"got {a}; must be 0 (none) or a power of two in 8..data.resolution={cfg.data.resolution}")
+    ops = [op.strip() for op in cfg.augment.policy.split(",") if op.strip()]
+    bad_ops = [op for op in ops if op not in ("color", "translation", "cutout")]
+    if bad_ops or (cfg.augment.kind == "diffaugment" and not ops):
+        _fail("augment.policy", f"got {cfg.augment.policy!r}; a comma-separated list of: color, translation, cutout")
+    if not 0.0 <= cfg.augment.ada_p <= 1.0:
+        _fail("augment.ada_p", f"got {cfg.augment.ada_p}; must be a probability in [0, 1]")
+    if not -1.0 < cfg.augment.ada_target < 1.0:
+        _fail("augment.ada_target", f"got {cfg.augment.ada_target}; r_t lies in [-1, 1], so the target must be in (-1, 1)")
+    if cfg.model.family == "cyclegan":
+        if not cfg.data.urls_b:
+            _fail("data.urls_b", "is empty; model.family=cyclegan translates between data.urls (domain A) and "
+                  "data.urls_b (domain B): set it to domain B's shard pattern")
+        if cfg.c_dim:
+            _fail("model.conditional", "is true; model.family=cyclegan translates images and takes no labels: "
+                  "set model.conditional=false")
+        if cfg.augment.kind != "none" or cfg.loss.r1_gamma > 0:
+            _fail("augment.kind" if cfg.augment.kind != "none" else "loss.r1_gamma",
+                  "is not supported with model.family=cyclegan; set augment.kind=none and loss.r1_gamma=0")
+        if cfg.data.resolution < 16:
+            _fail("data.resolution", f"got {cfg.data.resolution}; model.family=cyclegan needs at least 16")
+    start = cfg.progressive.start_resolution
+    if not (_is_power_of_two(start) and start <= cfg.data.resolution):
+        _fail("progressive.start_resolution", f"got {start}; must be a power of two in 4..data.resolution={cfg.data.resolution}")
+    if not cfg.progressive.stable_kimg > 0:
+        _fail("progressive.stable_kimg", f"got {cfg.progressive.stable_kimg}; must be > 0")
+    if cfg.progressive.fade_kimg < 0:
+        _fail("progressive.fade_kimg", f"got {cfg.progressive.fade_kimg}; must be >= 0")
+    if cfg.loss.kind == "wgan_gp" and not cfg.loss.gp_weight > 0:
+        _fail("loss.gp_weight", f"got {cfg.loss.gp_weight}; loss.kind=wgan_gp needs a positive penalty weight (e.g. 10)")
     if not _is_power_of_two(cfg.data.resolution):
         _fail("data.resolution", f"got {cfg.data.resolution}; must be a power of two >= 4 (e.g. 32, 256, 1024)")
     if cfg.data.channels not in (1, 3):
@@ -181,6 +261,10 @@ def validate(cfg: Config) -> Config:
         "optim.d_lr": cfg.optim.d_lr, "loss.pl_batch_shrink": cfg.loss.pl_batch_shrink,
         "model.mbstd_group": cfg.model.mbstd_group, "data.shuffle_buffer": cfg.data.shuffle_buffer,
         "data.timeout": cfg.data.timeout,
+        "model.mlp_hidden": cfg.model.mlp_hidden, "model.mlp_layers": cfg.model.mlp_layers,
+        "model.class_embed_dim": cfg.model.class_embed_dim, "augment.ada_interval": cfg.augment.ada_interval,
+        "augment.ada_kimg": cfg.augment.ada_kimg, "model.resnet_filters": cfg.model.resnet_filters,
+        "model.patch_layers": cfg.model.patch_layers,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -190,7 +274,10 @@ def validate(cfg: Config) -> Config:
         "loss.r1_gamma": cfg.loss.r1_gamma, "loss.d_reg_interval": cfg.loss.d_reg_interval,
         "loss.g_reg_interval": cfg.loss.g_reg_interval, "loss.pl_weight": cfg.loss.pl_weight,
         "launch.max_restarts": cfg.launch.max_restarts, "train.threads": cfg.train.threads,
-        "model.mapping_layers": cfg.model.mapping_layers,
+        "model.mapping_layers": cfg.model.mapping_layers, "loss.gp_weight": cfg.loss.gp_weight,
+        "loss.cycle_weight": cfg.loss.cycle_weight, "loss.identity_weight": cfg.loss.identity_weight,
+        "loss.pool_size": cfg.loss.pool_size, "model.resnet_blocks": cfg.model.resnet_blocks,
+        "loss.ortho_weight": cfg.loss.ortho_weight,
     }
     for key, value in non_negative.items():
         if value < 0:

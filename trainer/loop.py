@@ -1,8 +1,9 @@
-"""The training loop of one rank: G main, G reg, D main, D reg phases, EMA, logs, checkpoints.
+"""The training loop of one rank: the family's phases, EMA, logs, checkpoints.
 
 Reads like a table of contents: `Trainer.__init__` builds everything, `run` loops over steps,
-each step runs the phases (StyleGAN2-ADA's schedule with lazy regularization) and then the
-bookkeeping that is due. Host syncs (`.item()`) happen only on log steps.
+each step runs the phases of the model family's recipe (`trainer.recipes`; StyleGAN2-ADA's
+schedule with lazy regularization for stylegan2) and then the bookkeeping that is due. Host
+syncs (`.item()`) happen only on log steps.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from trainer.metrics import (DiversityProbe, JsonlLog, TrainingMetrics, engine_s
                              rank_identity)
 from trainer.models import build_networks
 from trainer.progress import ProgressBar
+from trainer.recipes import build_recipe
 from trainer.sample import latent
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class Trainer:
         self.dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
         self.c_dim = cfg.c_dim
 
+        self.recipe = build_recipe(cfg, device=env.device)
+
         # Identical initial weights on every rank, then per-rank random streams.
         torch.manual_seed(cfg.run.seed)
         G, D = build_networks(cfg)
@@ -68,12 +72,11 @@ class Trainer:
         self.G, self.D = self.G_engine.module, self.D_engine.module
         torch.manual_seed(cfg.run.seed * 1000 + 1 + env.rank)
 
-        self.pl_mean = torch.zeros([], device=env.device)
         self.progress = checkpoint.Progress(world_size=env.world_size)
         if resume_from is not None:
             self.progress, tensors = checkpoint.load(resume_from, G_engine=self.G_engine, D_engine=self.D_engine,
                                                      G_ema=self.G_ema, rank=env.rank, world_size=env.world_size)
-            self.pl_mean.copy_(tensors["pl_mean"])
+            self.recipe.load_rank_tensors(tensors)
             if env.is_main:
                 log.info("resumed from %s at %.1f kimg", resume_from, self.progress.kimg)
 
@@ -96,11 +99,11 @@ class Trainer:
 
     @property
     def _g_reg_interval(self) -> int:
-        return self.cfg.loss.g_reg_interval if self.cfg.loss.pl_weight > 0 else 0
+        return self.recipe.g_reg_interval
 
     @property
     def _d_reg_interval(self) -> int:
-        return self.cfg.loss.d_reg_interval if self.cfg.loss.r1_gamma > 0 else 0
+        return self.recipe.d_reg_interval
 
     def _engine(self, module: torch.nn.Module, lr: float, reg_interval: int):
         o = self.cfg.optim
@@ -158,26 +161,11 @@ class Trainer:
             self.metrics.observe_phase(name, time.perf_counter() - t0)
 
     def train_step(self, real_images: torch.Tensor, real_labels: torch.Tensor) -> None:
-        cfg, step = self.cfg, self.progress.step
+        cfg = self.cfg
         real = to_training_tensor(real_images, self.env.device, self.dtype)
         real_c = self._labels(real_labels)
         self._last_real = (real, real_c)  # for the diversity probe on log steps (a reference, no copy)
-        mix = cfg.loss.style_mixing
-
-        self._run_phase("G_main", self.G_engine, self.D_engine, lambda: losses.generator_main(
-            self.G, self.D, self._z(self.batch), self._random_labels(self.batch), style_mixing=mix))
-        g_int = self._g_reg_interval
-        if g_int and step % g_int == 0:
-            n = max(1, self.batch // cfg.loss.pl_batch_shrink)
-            self._run_phase("G_reg", self.G_engine, self.D_engine, lambda: losses.generator_path_length(
-                self.G, self._z(n), self._random_labels(n), self.pl_mean, style_mixing=mix,
-                weight=cfg.loss.pl_weight, decay=cfg.loss.pl_decay, interval=g_int))
-        self._run_phase("D_main", self.D_engine, self.G_engine, lambda: losses.discriminator_main(
-            self.G, self.D, real, real_c, self._z(self.batch), self._random_labels(self.batch), style_mixing=mix))
-        d_int = self._d_reg_interval
-        if d_int and step % d_int == 0:
-            self._run_phase("D_reg", self.D_engine, self.G_engine, lambda: losses.discriminator_r1(
-                self.D, real, real_c, gamma=cfg.loss.r1_gamma, interval=d_int))
+        self.recipe.train_phases(self, real, real_c)  # the family's phases, each via _run_phase
 
         self.progress.step += 1
         self.progress.images_seen += cfg.train.batch_size
@@ -223,7 +211,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         t0 = time.perf_counter()
         path = checkpoint.save(self.run_dir, G_engine=self.G_engine, D_engine=self.D_engine, G_ema=self.G_ema,
-                               progress=self.progress, rank_tensors={"pl_mean": self.pl_mean}, rank=self.env.rank,
+                               progress=self.progress, rank_tensors=self.recipe.rank_tensors(), rank=self.env.rank,
                                keep=self.cfg.train.keep_checkpoints)
         if self.metrics is not None:
             self.metrics.observe_checkpoint(time.perf_counter() - t0)
@@ -233,13 +221,19 @@ class Trainer:
     def save_grid(self) -> Optional[Path]:
         if not self.env.is_main:
             return None
+        if hasattr(self.recipe, "grid_images"):  # families that do not sample from latents (cyclegan)
+            images, rows = self.recipe.grid_images(self.G_ema)
+            return self._write_grid(images, rows)
         c = None if self.grid_c is None else self.grid_c.to(self.env.device)
         images = torch.cat([self.G_ema(z.to(self.env.device), None if c is None else c[i:i + GRID_COLUMNS],
                                        noise_mode="const")
                             for i, z in zip(range(0, len(self.grid_z), GRID_COLUMNS), self.grid_z.split(GRID_COLUMNS))])
+        return self._write_grid(images, self.grid_rows)
+
+    def _write_grid(self, images: torch.Tensor, rows: int) -> Path:
         path = self.run_dir / "samples" / f"grid-{self.progress.images_seen // 1000:06d}kimg.png"
-        save_grid(images, path, rows=self.grid_rows)
-        save_grid(images, self.run_dir / "samples" / "latest.png", rows=self.grid_rows)
+        save_grid(images, path, rows=rows)
+        save_grid(images, self.run_dir / "samples" / "latest.png", rows=rows)
         return path
 
     def export(self) -> Optional[Path]:

@@ -1,4 +1,8 @@
-"""StyleGAN2 loss terms, one function per training phase (Karras et al. 2020, appendix B).
+"""GAN loss terms, one function per training phase (StyleGAN2: Karras et al. 2020, appendix B).
+
+The adversarial objective is a choice (`loss.kind`) shared by every family: the non-saturating
+logistic loss, the hinge loss (Lim & Ye 2017, used by SAGAN/BigGAN) or the Wasserstein loss with
+a gradient penalty on real/fake interpolates (WGAN-GP, Gulrajani et al. 2017).
 
 Every function takes the plain nn.Modules (engine.module), never the DeepSpeed engine: its
 forward hooks break create_graph=True gradients (R1, path length), see DESIGN.md. The loop owns
@@ -24,6 +28,42 @@ class PhaseLosses:
     terms: dict[str, torch.Tensor]
 
 
+LOSS_KINDS = ("logistic", "hinge", "wgan_gp")
+
+
+def g_adversarial(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    """G's loss on D's scores of its images (hinge and WGAN share the linear form)."""
+    if kind == "logistic":
+        return F.softplus(-fake_logits).mean()
+    if kind in ("hinge", "wgan_gp"):
+        return -fake_logits.float().mean()
+    raise ValueError(f"loss.kind={kind!r}; valid choices: {', '.join(LOSS_KINDS)}")
+
+
+def d_adversarial(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """D's loss on its scores of real and generated images."""
+    if kind == "logistic":
+        return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    if kind == "wgan_gp":
+        return fake_logits.float().mean() - real_logits.float().mean()
+    raise ValueError(f"loss.kind={kind!r}; valid choices: {', '.join(LOSS_KINDS)}")
+
+
+def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+    """WGAN-GP: (|grad_x D(x)| - 1)^2 at random points between real and fake images.
+
+    The fake images pair with the real labels here, so the critic is 1-Lipschitz along each
+    class's own real/fake segments."""
+    eps = torch.rand([real.shape[0], 1, 1, 1], device=real.device, dtype=real.dtype)
+    mixed = (real.detach().lerp(fake.detach(), eps)).requires_grad_(True)
+    logits = D(mixed, c)
+    (grads,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
+    norms = grads.float().flatten(1).norm(dim=1)
+    return (norms - 1).square().mean() + logits.float().mean() * 0
+
+
 def run_generator(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *, style_mixing: float,
                   update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate images with style mixing regularization: with probability `style_mixing` a sample
@@ -40,11 +80,11 @@ def run_generator(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *, s
 
 
 def generator_main(G: nn.Module, D: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *,
-                   style_mixing: float) -> PhaseLosses:
-    """Non-saturating logistic loss: G wants D to call its images real."""
+                   style_mixing: float, kind: str = "logistic") -> PhaseLosses:
+    """G wants D to call its images real (non-saturating logistic by default)."""
     img, _ = run_generator(G, z, c, style_mixing=style_mixing, update_w_avg=True)
     logits = D(img, c)
-    loss = F.softplus(-logits).mean()
+    loss = g_adversarial(kind, logits)
     return PhaseLosses(loss, {"adversarial": loss.detach(), "fake_score": logits.detach().mean()})
 
 
@@ -66,18 +106,28 @@ def generator_path_length(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tenso
 
 
 def discriminator_main(G: nn.Module, D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor],
-                       z: torch.Tensor, gen_c: Optional[torch.Tensor], *, style_mixing: float) -> PhaseLosses:
-    """D calls real images real and G's images fake (logistic loss)."""
+                       z: torch.Tensor, gen_c: Optional[torch.Tensor], *, style_mixing: float,
+                       kind: str = "logistic", gp_weight: float = 0.0) -> PhaseLosses:
+    """D calls real images real and G's images fake (logistic loss by default)."""
     with torch.no_grad():
         fake, _ = run_generator(G, z, gen_c, style_mixing=style_mixing)
-    fake_logits = D(fake, gen_c)
+    return discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight)
+
+
+def discriminator_scores(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], fake: torch.Tensor,
+                         gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float = 0.0) -> PhaseLosses:
+    """D's main phase given already generated (detached) images; any family, any loss kind."""
+    fake_logits = D(fake.detach(), gen_c)
     real_logits = D(real, real_c)
-    loss_fake = F.softplus(fake_logits).mean()
-    loss_real = F.softplus(-real_logits).mean()
-    total = loss_fake + loss_real
-    return PhaseLosses(total, {"adversarial": total.detach(), "real_score": real_logits.detach().mean(),
-                               "fake_score": fake_logits.detach().mean(),
-                               "real_sign": real_logits.detach().sign().mean()})
+    adversarial = d_adversarial(kind, real_logits, fake_logits)
+    total = adversarial
+    terms = {"adversarial": adversarial.detach(), "real_score": real_logits.detach().mean(),
+             "fake_score": fake_logits.detach().mean(), "real_sign": real_logits.detach().sign().mean()}
+    if kind == "wgan_gp":
+        penalty = gradient_penalty(D, real, fake[:real.shape[0]], real_c)
+        total = total + gp_weight * penalty
+        terms["gradient_penalty"] = penalty.detach()
+    return PhaseLosses(total, terms)
 
 
 def discriminator_r1(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], *, gamma: float,
@@ -91,3 +141,17 @@ def discriminator_r1(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Te
     # parameters, whatever the penalty's graph looks like.
     total = penalty * (gamma / 2) * interval + logits.float().mean() * 0
     return PhaseLosses(total, {"r1": penalty.detach()})
+
+
+def orthogonal_penalty(module: nn.Module) -> torch.Tensor:
+    """BigGAN's orthogonal regularization: sum over weight matrices W (rows = output units) of
+    |W W^T * (1 - I)|_F^2. Only off-diagonal terms, so filters are pushed towards orthogonality
+    without constraining their norms (spectral norm already does)."""
+    total = torch.zeros([], device=next(module.parameters()).device)
+    for name, p in module.named_parameters():
+        if p.ndim < 2 or not p.requires_grad or name.startswith("embed."):
+            continue
+        w = p.float().flatten(1)
+        gram = w @ w.t()
+        total = total + (gram * (1 - torch.eye(gram.shape[0], device=gram.device))).square().sum()
+    return total

@@ -61,9 +61,53 @@ def generate(G: torch.nn.Module, seeds: list[int], class_index: Optional[int], *
     return torch.cat(out)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@torch.no_grad()
+def translate_folder(export: Path, folder: Path, out_dir: Path, *, direction: str = "ab", device: str = "cpu",
+                     batch: int = 32) -> list[Path]:
+    """Translate every image of `folder` with an image-to-image export (cyclegan): resized to the
+    export's resolution, written under the same name (as PNG) to out_dir."""
+    import numpy as np
+    from PIL import Image
+
+    G, description = load_generator(export, device)
+    if description["family"] != "cyclegan":
+        raise ValueError(f"--translate needs an image-to-image export (family cyclegan); '{export}' is "
+                         f"{description['family']}: use --seeds instead")
+    if direction not in ("ab", "ba"):
+        raise ValueError(f"--direction {direction!r}: valid choices: ab, ba")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--translate '{folder}' is not a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"--translate '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    res, mode = G.img_resolution, ("L" if G.img_channels == 1 else "RGB")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for start in range(0, len(files), batch):
+        chunk = files[start:start + batch]
+        arrays = []
+        for f in chunk:
+            with Image.open(f) as img:
+                pixels = np.asarray(img.convert(mode).resize((res, res), Image.LANCZOS), dtype=np.uint8)
+                arrays.append(torch.from_numpy(pixels.copy()))
+        x = torch.stack(arrays).reshape(len(chunk), res, res, -1).permute(0, 3, 1, 2).float() / 127.5 - 1
+        for f, pixels in zip(chunk, to_uint8(G(x.to(device), direction=direction).cpu())):
+            path = out_dir / f"{f.stem}.png"
+            save_png(pixels, path)
+            paths.append(path)
+    return paths
+
+
 def sample_to_folder(export: Path, seeds: list[int], out_dir: Path, *, class_index: Optional[int] = None,
                      truncation: float = 1.0, device: str = "cpu") -> list[Path]:
     G, description = load_generator(export, device)
+    if description["family"] == "cyclegan":
+        raise ValueError(f"'{export}' translates images (family cyclegan): pass --translate FOLDER instead of seeds")
     one_hot(class_index, G.c_dim, 1, class_names=description.get("class_names"))  # validate before work
     images = to_uint8(generate(G, seeds, class_index, truncation=truncation, device=device))
     out_dir = Path(out_dir)

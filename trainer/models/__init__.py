@@ -31,11 +31,103 @@ def _stylegan2_generator(**kwargs) -> nn.Module:
     return Generator(**kwargs)
 
 
+def _build_dcgan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    m, d = cfg.model, cfg.data
+    G = DCGANGenerator(z_dim=m.z_dim, c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                       channel_base=m.channel_base, channel_max=m.channel_max)
+    # Batch norm couples the samples of a batch, which breaks WGAN-GP's per-sample penalty.
+    D = DCGANDiscriminator(c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                           channel_base=m.channel_base, channel_max=m.channel_max,
+                           norm="none" if cfg.loss.kind == "wgan_gp" else "batch")
+    return G, D
+
+
+def _dcgan_generator(**kwargs) -> nn.Module:
+    from trainer.models.dcgan import DCGANGenerator
+
+    return DCGANGenerator(**kwargs)
+
+
+def _build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.mlp import MLPDiscriminator, MLPGenerator
+
+    m, d = cfg.model, cfg.data
+    G = MLPGenerator(z_dim=m.z_dim, c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                     hidden=m.mlp_hidden, layers=m.mlp_layers)
+    D = MLPDiscriminator(c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                         hidden=m.mlp_hidden, layers=m.mlp_layers)
+    return G, D
+
+
+def _mlp_generator(**kwargs) -> nn.Module:
+    from trainer.models.mlp import MLPGenerator
+
+    return MLPGenerator(**kwargs)
+
+
+def _build_biggan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.biggan import BigGANDiscriminator, BigGANGenerator
+
+    m, d = cfg.model, cfg.data
+    G = BigGANGenerator(z_dim=m.z_dim, c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                        channel_base=m.channel_base, channel_max=m.channel_max, embed_dim=m.class_embed_dim,
+                        attention_res=m.attention_res)
+    D = BigGANDiscriminator(c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                            channel_base=m.channel_base, channel_max=m.channel_max, attention_res=m.attention_res)
+    return G, D
+
+
+def _biggan_generator(**kwargs) -> nn.Module:
+    from trainer.models.biggan import BigGANGenerator
+
+    return BigGANGenerator(**kwargs)
+
+
+def _build_progan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.progan import ProGANDiscriminator, ProGANGenerator
+
+    m, d = cfg.model, cfg.data
+    G = ProGANGenerator(z_dim=m.z_dim, c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                        channel_base=m.channel_base, channel_max=m.channel_max)
+    D = ProGANDiscriminator(c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels,
+                            channel_base=m.channel_base, channel_max=m.channel_max, mbstd_group=m.mbstd_group)
+    return G, D
+
+
+def _progan_generator(**kwargs) -> nn.Module:
+    from trainer.models.progan import ProGANGenerator
+
+    return ProGANGenerator(**kwargs)
+
+
+def _build_cyclegan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.cyclegan import CycleDiscriminators, CycleGenerators
+
+    m, d = cfg.model, cfg.data
+    G = CycleGenerators(img_resolution=d.resolution, img_channels=d.channels, filters=m.resnet_filters,
+                        blocks=m.resnet_blocks)
+    D = CycleDiscriminators(img_resolution=d.resolution, img_channels=d.channels, filters=m.resnet_filters,
+                            layers=m.patch_layers)
+    return G, D
+
+
+def _cyclegan_generator(**kwargs) -> nn.Module:
+    from trainer.models.cyclegan import CycleGenerators
+
+    return CycleGenerators(**kwargs)
+
+
 # family -> builder of (G, D) from a Config
-FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2}
+FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
+                                 "biggan": _build_biggan, "progan": _build_progan,
+                                 "cyclegan": _build_cyclegan}
 
 # family -> generator constructor from its saved init kwargs (used by exports)
-GENERATORS: dict[str, Callable[..., nn.Module]] = {"stylegan2": _stylegan2_generator}
+GENERATORS: dict[str, Callable[..., nn.Module]] = {"stylegan2": _stylegan2_generator, "dcgan": _dcgan_generator,
+                                                   "mlp": _mlp_generator, "biggan": _biggan_generator,
+                                                   "progan": _progan_generator, "cyclegan": _cyclegan_generator}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:

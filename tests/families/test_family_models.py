@@ -1,0 +1,178 @@
+"""Model families without processes: shapes, conditioning, loss choices, exports, config errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer import losses
+from trainer.config import ConfigError, load_config
+from trainer.export import export_generator, load_generator
+from trainer.models import FAMILIES, GENERATORS, build_networks
+from trainer.models.common import truncate_latent
+from trainer.recipes import RECIPES
+from trainer.recipes import adversarial
+
+ROOT = Path(__file__).resolve().parents[2]
+# (config, tiny overrides) per family; the conditional variants are separate configs.
+TINY = {
+    "dcgan": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8"],
+    "dcgan_conditional": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8"],
+    "mlp": ["model.mlp_hidden=16", "model.mlp_layers=2", "model.z_dim=8"],
+    "mlp_conditional": ["model.mlp_hidden=16", "model.mlp_layers=2", "model.z_dim=8"],
+    "biggan": ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.class_embed_dim=4"],
+    "progan": ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8"],
+}
+
+
+def tiny(name, *extra):
+    return load_config(ROOT / f"configs/{name}.yaml", TINY[name] + list(extra))
+
+
+def test_every_family_has_a_recipe_a_generator_and_a_config():
+    assert set(FAMILIES) == set(RECIPES) == set(GENERATORS)
+    for family in FAMILIES:
+        assert any(load_config(p).model.family == family for p in (ROOT / "configs").glob("*.yaml")), family
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_shapes_and_conditioning(name):
+    cfg = tiny(name)
+    G, D = build_networks(cfg)
+    c = torch.eye(10)[:4] if cfg.c_dim else None
+    img = G(torch.randn(4, 8), c)
+    assert img.shape == (4, 1, 32, 32)
+    assert name == "progan" or img.abs().max() <= 1  # ProGAN's output layer is linear, as in the paper
+    assert D(img, c).shape == (4, 1)
+    if cfg.c_dim:
+        # The label reaches both networks: G's image and D's score change with it.
+        z = torch.randn(4, 8)
+        other = torch.eye(10)[4:8]
+        assert not torch.allclose(G(z, c), G(z, other))
+        assert not torch.allclose(D(img, c), D(img, other))
+    else:
+        assert G.c_dim == 0 and D.head.embed is None
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_export_rebuilds_the_same_generator_without_the_config(name, tmp_path):
+    G, _ = build_networks(tiny(name))
+    G.eval()
+    export_generator(G, tmp_path, class_names=[str(i) for i in range(10)])
+    G2, description = load_generator(tmp_path)
+    assert description["family"] == G.family
+    c = torch.eye(10)[:3] if G.c_dim else None
+    z = torch.randn(3, 8)
+    torch.testing.assert_close(G2(z, c), G(z, c))
+
+
+def test_dcgan_discriminator_drops_batch_norm_for_wgan_gp():
+    _, D = build_networks(tiny("dcgan"))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    _, D = build_networks(tiny("dcgan", "loss.kind=wgan_gp"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+
+
+def test_truncation_is_a_truncated_normal_map():
+    z = torch.randn(2000, 8)
+    assert torch.equal(truncate_latent(z, 1.0), z)
+    t = truncate_latent(z, 0.5)
+    assert t.abs().max() <= 0.5 + 1e-6
+    # Monotone per entry (order preserved), so nearby seeds stay nearby.
+    assert (t.flatten()[z.flatten().argsort()].diff() >= 0).all()
+    assert torch.equal(truncate_latent(z, 0.0), torch.zeros_like(z))
+
+
+def test_adversarial_losses_match_their_definitions():
+    real, fake = torch.tensor([[2.0], [-0.5]]), torch.tensor([[0.5], [-3.0]])
+    sp = torch.nn.functional.softplus
+    torch.testing.assert_close(losses.d_adversarial("logistic", real, fake), sp(fake).mean() + sp(-real).mean())
+    # hinge: relu(1 - real) = [0, 1.5] -> 0.75; relu(1 + fake) = [1.5, 0] -> 0.75
+    torch.testing.assert_close(losses.d_adversarial("hinge", real, fake), torch.tensor(1.5))
+    torch.testing.assert_close(losses.d_adversarial("wgan_gp", real, fake), torch.tensor(-1.25 - 0.75))
+    torch.testing.assert_close(losses.g_adversarial("hinge", fake), torch.tensor(1.25))
+    with pytest.raises(ValueError, match="logistic, hinge, wgan_gp"):
+        losses.g_adversarial("lsgan", fake)
+
+
+def test_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():
+    """D(x) = <w, x> has gradient w everywhere: the penalty is (|w| - 1)^2 at any point."""
+    w = torch.full([1, 1, 2, 2], 1.5)  # |w| = 3
+
+    class Linear(torch.nn.Module):
+        def forward(self, x, c):
+            return (x * w).sum(dim=[1, 2, 3])[:, None]
+
+    penalty = losses.gradient_penalty(Linear(), torch.randn(5, 1, 2, 2), torch.randn(5, 1, 2, 2), None)
+    torch.testing.assert_close(penalty, torch.tensor(4.0))
+
+
+@pytest.mark.parametrize("kind", losses.LOSS_KINDS)
+@pytest.mark.parametrize("name", ["dcgan_conditional", "mlp", "biggan", "progan"])
+def test_every_loss_kind_backpropagates_through_each_family(name, kind):
+    cfg = tiny(name, f"loss.kind={kind}")
+    G, D = build_networks(cfg)
+    c = torch.eye(10)[:4] if cfg.c_dim else None
+    g = adversarial.generator_main(G, D, torch.randn(4, 8), c, kind=kind, ortho_weight=cfg.loss.ortho_weight)
+    assert ("orthogonal" in g.terms) == (cfg.loss.ortho_weight > 0)
+    g.total.backward()
+    # ProGAN's toRGB layers of the levels below the last fade take no part: no gradient there.
+    grads = [p.grad for p in G.parameters() if p.grad is not None or name != "progan"]
+    assert len(grads) > 4 and all(g is not None and torch.isfinite(g).all() for g in grads)
+    d = adversarial.discriminator_main(G, D, torch.rand(4, 1, 32, 32) * 2 - 1, c, torch.randn(4, 8), c,
+                                       kind=kind, gp_weight=10.0)
+    assert torch.isfinite(d.total) and ("gradient_penalty" in d.terms) == (kind == "wgan_gp")
+    D.zero_grad()
+    d.total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in D.parameters() if p.grad is not None)
+
+
+def test_stylegan2_accepts_every_loss_kind():
+    cfg = load_config(ROOT / "configs/digits.yaml", ["model.channel_base=256", "model.channel_max=8", "model.z_dim=8",
+                                                     "model.w_dim=8", "model.mapping_layers=1", "loss.kind=wgan_gp"])
+    G, D = build_networks(cfg)
+    c = torch.eye(10)[:4]
+    d = losses.discriminator_main(G, D, torch.rand(4, 1, 32, 32) * 2 - 1, c, torch.randn(4, 8), c, style_mixing=0.9,
+                                  kind="wgan_gp", gp_weight=10.0)
+    d.total.backward()
+    assert d.terms["gradient_penalty"] > 0 and torch.isfinite(d.total)
+
+
+@pytest.mark.parametrize("override, words", [
+    (["loss.kind=lsgan"], ["loss.kind", "logistic", "hinge", "wgan_gp"]),
+    (["loss.pl_weight=2"], ["loss.pl_weight", "stylegan2", "dcgan"]),
+    (["loss.style_mixing=0.9"], ["loss.style_mixing", "stylegan2"]),
+    (["loss.kind=wgan_gp", "loss.gp_weight=0"], ["loss.gp_weight"]),
+    (["model.family=pix2pix"], ["model.family", "biggan", "cyclegan", "dcgan", "mlp", "progan", "stylegan2"]),
+    (["model.mlp_hidden=0"], ["model.mlp_hidden"]),
+])
+def test_bad_family_settings_name_the_key(override, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs/dcgan.yaml", override)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_orthogonal_penalty_vanishes_only_for_orthogonal_rows():
+    layer = torch.nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.linalg.qr(torch.randn(4, 4))[0] * 3)  # orthogonal rows, any norm
+    assert losses.orthogonal_penalty(layer) < 1e-8
+    with torch.no_grad():
+        layer.weight[1] = layer.weight[0]  # two equal rows of norm 3: off-diagonal 9 twice
+    torch.testing.assert_close(losses.orthogonal_penalty(layer), torch.tensor(162.0))
+
+
+def test_biggan_has_spectral_norm_attention_and_conditional_batch_norm():
+    from trainer.models.biggan import ConditionalBatchNorm, SelfAttention
+
+    G, D = build_networks(tiny("biggan"))
+    for net in (G, D):
+        assert any(isinstance(m, SelfAttention) for m in net.modules())
+        assert any(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in net.modules())
+    assert any(isinstance(m, ConditionalBatchNorm) for m in G.modules())
+    # Truncation at sampling: a small psi pulls images of different seeds together.
+    G.eval()
+    z, c = torch.randn(16, 8) * 2, torch.eye(10)[torch.arange(16) % 10]
+    spread = lambda psi: G(z, c, truncation_psi=psi).std(dim=0).mean()  # noqa: E731
+    assert spread(0.05) < spread(1.0)

@@ -1,0 +1,57 @@
+"""The plain MLP GAN of the original GAN paper's MNIST experiments (Goodfellow et al. 2014),
+with leaky ReLU instead of maxout: fully connected layers from z to pixels and back to a score."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from trainer.models.common import ProjectionHead, latent_input
+
+
+class MLPGenerator(nn.Module):
+    family = "mlp"
+
+    def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512,
+                 layers: int = 3):
+        super().__init__()
+        self.init_kwargs: dict[str, Any] = dict(z_dim=z_dim, c_dim=c_dim, img_resolution=img_resolution,
+                                                img_channels=img_channels, hidden=hidden, layers=layers)
+        self.z_dim, self.c_dim = z_dim, c_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        blocks: list[nn.Module] = []
+        width = z_dim + c_dim
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
+            width = hidden
+        blocks += [nn.Linear(width, img_channels * img_resolution ** 2), nn.Tanh()]
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], *, truncation_psi: float = 1.0,
+                noise_mode: str = "const") -> torch.Tensor:
+        x = latent_input(z, c, self.c_dim, self.z_dim, truncation_psi).to(self.net[0].weight.dtype)
+        return self.net(x).view(-1, self.img_channels, self.img_resolution, self.img_resolution)
+
+
+class MLPDiscriminator(nn.Module):
+    family = "mlp"
+
+    def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512, layers: int = 3):
+        super().__init__()
+        self.init_kwargs: dict[str, Any] = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
+                                                hidden=hidden, layers=layers)
+        self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
+        blocks: list[nn.Module] = []
+        width = img_channels * img_resolution ** 2
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
+            width = hidden
+        self.net = nn.Sequential(*blocks)
+        self.head = ProjectionHead(width, c_dim)
+
+    def forward(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), \
+            f"D expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], got {list(img.shape)}"
+        return self.head(self.net(img.flatten(1).to(self.head.linear.weight.dtype)), c)  # [N, 1]

@@ -1,0 +1,62 @@
+"""The step of single-generator, single-discriminator families without a mapping network
+(DCGAN, MLP GAN, BigGAN-style): G main (plus orthogonal regularization when
+`loss.ortho_weight > 0`), D main (any `loss.kind`; WGAN-GP's penalty rides in D main), and an
+optional lazy R1 phase (`loss.r1_gamma > 0`)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from trainer import losses
+from trainer.augment import build_augment
+from trainer.recipes import Augmented
+
+
+def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str,
+                   ortho_weight: float = 0.0, extra_terms: Optional[dict] = None) -> losses.PhaseLosses:
+    logits = D(G(z, c), c)
+    loss = losses.g_adversarial(kind, logits)
+    terms = {"adversarial": loss.detach(), "fake_score": logits.detach().mean(), **(extra_terms or {})}
+    if ortho_weight > 0:
+        ortho = losses.orthogonal_penalty(G)
+        terms["orthogonal"] = ortho.detach()
+        loss = loss + ortho_weight * ortho
+    return losses.PhaseLosses(loss, terms)
+
+
+def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor], z: torch.Tensor,
+                       gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float) -> losses.PhaseLosses:
+    with torch.no_grad():
+        fake = G(z, gen_c)
+    return losses.discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight)
+
+
+class AdversarialRecipe(Augmented):
+    stage_terms: dict = {}  # extra scalars logged with G main (ProGAN: level, alpha)
+
+    def __init__(self, cfg, *, device: torch.device):
+        self.cfg = cfg
+        self.g_reg_interval = 0
+        self.d_reg_interval = cfg.loss.d_reg_interval if cfg.loss.r1_gamma > 0 else 0
+        self.augment = build_augment(cfg, device=device)
+
+    def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
+        loss, batch, D = self.cfg.loss, t.batch, self.critic(t)
+        t._run_phase("G_main", t.G_engine, t.D_engine, lambda: generator_main(
+            t.G, D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
+            extra_terms=self.stage_terms))
+        t._run_phase("D_main", t.D_engine, t.G_engine, self.observed(lambda: discriminator_main(
+            t.G, D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight)))
+        d_int = self.d_reg_interval
+        if d_int and t.progress.step % d_int == 0:
+            t._run_phase("D_reg", t.D_engine, t.G_engine, lambda: losses.discriminator_r1(
+                D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
+        self.after_step(t)
+
+    def rank_tensors(self) -> dict[str, torch.Tensor]:
+        return self.augment_tensors()
+
+    def load_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.load_augment_tensors(tensors)
