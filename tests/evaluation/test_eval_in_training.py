@@ -75,7 +75,9 @@ def test_periodic_eval_in_process_keeps_mode_and_rng_and_reports(tmp_path, digit
     G, _ = build_networks(cfg)
     G.train()  # evaluation must switch to eval mode and back
     registry = CollectorRegistry()
-    evaluation = PeriodicEval(cfg, env, G, registry=registry)
+    rng = torch.get_rng_state()
+    evaluation = PeriodicEval(cfg, env, G, registry=registry)  # builds the feature network: no RNG draws
+    assert torch.equal(torch.get_rng_state(), rng)
     cfg.run_dir.mkdir(parents=True)
     progress = Progress(world_size=1)
     progress.step, progress.images_seen = 1, 8

@@ -47,8 +47,11 @@ class PeriodicEval:
         self.data = e.data or cfg.data.urls
         self.cache_dir = Path(e.cache).expanduser() if e.cache else None
         # Built on every rank at start-up: a bad weights file fails before the first step, not hours in.
-        self.extractor = build_extractor(e.features, weights=Path(e.inception_weights).expanduser()
-                                         if e.inception_weights else None, sha256=e.inception_sha256 or None)
+        # Constructing the network draws its (then overwritten) initial weights from the global RNG,
+        # which the Trainer has just seeded for training: fork it so training's stream is untouched.
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            self.extractor = build_extractor(e.features, weights=Path(e.inception_weights).expanduser()
+                                             if e.inception_weights else None, sha256=e.inception_sha256 or None)
         self.extractor.check_images(G_ema.img_channels, G_ema.img_resolution, "the generator")
         self.real: Optional[dict] = None  # rank 0's real features, kept after the first evaluation
         self.real_loaded = False
@@ -59,6 +62,9 @@ class PeriodicEval:
     @property
     def enabled(self) -> bool:
         return self.every_kimg > 0
+
+    def _cuda_devices(self) -> list[int]:
+        return [self.env.device.index or 0] if self.env.device.type == "cuda" else []
 
     def after_step(self, progress) -> Optional[dict]:
         """Evaluate when the last step crossed a multiple of every_kimg (the same test as the
@@ -83,10 +89,9 @@ class PeriodicEval:
         started = time.perf_counter()
         rank, world = self.env.rank, self.env.world_size
         was_training = self.G.training
-        cuda = [self.env.device.index or 0] if self.env.device.type == "cuda" else []
         # fork_rng restores the CPU (and this GPU's) RNG state afterwards: training's streams go on
         # exactly as if nothing had run.
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        with torch.random.fork_rng(devices=self._cuda_devices()), torch.no_grad():
             self.G.eval()
             try:
                 if not self.real_loaded:
