@@ -7,6 +7,7 @@ choices, and runs before any process starts (the launcher calls `load_config`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,21 @@ class MetricsConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Evaluation inside training (trainer/evaluation/periodic.py); docs/EVALUATION.md."""
+
+    every_kimg: float = 0.0  # evaluate G_ema on all ranks every N kimg and at the end (0: off)
+    metrics: str = "fid"  # comma-separated subset of fid,kid,pr,is
+    num_fake: int = 1000  # generated images (seeds 0..N-1, as `hiresgan eval`); published FIDs use 50000
+    num_real: int = 50000  # real images at most: the first N in shard order, features cached
+    data: str = ""  # real shards, a local brace pattern ("": data.urls)
+    features: str = "digits"  # feature network: digits (1x32x32 images only) or inception
+    inception_weights: str = ""  # features=inception: safetensors from `python -m trainer.evaluation.inception convert`
+    inception_sha256: str = ""  # features=inception: the expected SHA-256 of inception_weights
+    cache: str = "~/.cache/hiresgan/eval"  # folder for cached real features ("": no cache)
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -155,6 +171,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -165,6 +182,9 @@ class Config:
         """Label dimension the networks see (0 when unconditional)."""
         return self.data.num_classes if self.model.conditional else 0
 
+
+# Metric names of eval.metrics (and of `hiresgan eval --metrics`).
+EVAL_METRICS = ("fid", "kid", "pr", "is")
 
 # Fields whose value must come from a fixed set.
 CHOICES = {
@@ -300,7 +320,48 @@ def validate(cfg: Config) -> Config:
         _fail("launch.master_port", f"got {cfg.launch.master_port}; must be a TCP port or 0 for a free one")
     if cfg.model.conditional and cfg.data.num_classes == 1:
         _fail("data.num_classes", "is 1; a conditional model needs at least 2 classes (or set model.conditional=false)")
+    _validate_eval(cfg)
     return cfg
+
+
+def _validate_eval(cfg: Config) -> None:
+    """The eval section: names and counts always; data shape and weights only when it is on,
+    so a config that never evaluates needs no weights file."""
+    e = cfg.eval
+    if e.every_kimg < 0:
+        _fail("eval.every_kimg", f"got {e.every_kimg}; must be >= 0 (0 turns evaluation during training off)")
+    names = [m.strip() for m in e.metrics.split(",") if m.strip()]
+    bad = [m for m in names if m not in EVAL_METRICS]
+    if bad or not names:
+        _fail("eval.metrics", f"got {e.metrics!r}; a comma-separated subset of the valid choices: {', '.join(EVAL_METRICS)}")
+    for key in ("num_fake", "num_real"):
+        if getattr(e, key) < 2:
+            _fail(f"eval.{key}", f"got {getattr(e, key)}; the metrics need at least 2 images")
+    if e.features not in ("digits", "inception"):
+        _fail("eval.features", f"got {e.features!r}; valid choices: digits, inception")
+    if e.every_kimg == 0:
+        return
+    if e.features == "digits" and (cfg.data.channels, cfg.data.resolution) != (1, 32):
+        _fail("eval.features", f"digits reads 1x32x32 images (the embedded digits) but the data is "
+              f"{cfg.data.channels}x{cfg.data.resolution}x{cfg.data.resolution}; use eval.features=inception")
+    if e.features == "inception":
+        if not e.inception_weights:
+            _fail("eval.inception_weights", "is empty but eval.features=inception needs it: a safetensors file made by "
+                  "`python -m trainer.evaluation.inception convert` (docs/EVALUATION.md)")
+        weights = Path(e.inception_weights).expanduser()
+        if not weights.is_file():
+            _fail("eval.inception_weights", f"'{weights}' does not exist")
+        sha = e.inception_sha256.lower()
+        if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+            _fail("eval.inception_sha256", f"got {e.inception_sha256!r}; must be the 64-hex-digit SHA-256 of "
+                  "eval.inception_weights (printed by the converter)")
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:  # once per process start (~0.2 s for Inception's 95 MB)
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha:
+            _fail("eval.inception_sha256", f"'{weights}' has SHA-256 {digest.hexdigest()}, not {sha}; "
+                  "is it the file you converted?")
 
 
 def _structured_error(source: str, exc: OmegaConfBaseException) -> ConfigError:

@@ -24,6 +24,7 @@ from trainer.data import StreamSpec, make_loader, to_training_tensor
 from trainer.data_sources import find_manifest, resolve_urls
 from trainer.distributed import DistEnv
 from trainer.ema import ema_beta, update_ema
+from trainer.evaluation.periodic import PeriodicEval
 from trainer.export import export_generator
 from trainer.images import save_grid
 from trainer.metrics import (DiversityProbe, JsonlLog, TrainingMetrics, engine_stats, gpu_label, grad_norm,
@@ -92,6 +93,7 @@ class Trainer:
         self._probe = DiversityProbe(batch=self.batch, z_dim=self.G.z_dim, seed=cfg.run.seed)
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
+        self.evaluation = PeriodicEval(cfg, env, self.G_ema, registry=registry)  # eval.every_kimg (0: off)
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
 
@@ -276,6 +278,8 @@ class Trainer:
             if not done and self._crossed(cfg.train.checkpoint_kimg):
                 self.save_checkpoint()
                 saved_at = self.progress.step
+            if not done:
+                self.evaluation.after_step(self.progress)
             if not done and self.preemption is not None and self.preemption.should_stop():
                 # Preempted: checkpoint this step boundary and return; the worker exits and requeues.
                 if saved_at != self.progress.step:
@@ -286,6 +290,7 @@ class Trainer:
         bar.close()
         if saved_at != self.progress.step:
             self.save_checkpoint()
+        self.evaluation.at_end(self.progress)
         grid = self.save_grid()
         export = self.export()
         if env.is_main:

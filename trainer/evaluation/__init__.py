@@ -5,6 +5,8 @@ features        feature extractors: uint8 images -> (features, class probabiliti
 digit_features  the shipped digit CNN (the embedded digits' feature network)
 inception       the FID Inception v3 definition and its pickle-free weight converter
 stats           real-image features from shards, cached per dataset/network fingerprint
-run             `hiresgan eval` on one export (one process or every rank under torchrun)
-watch           periodic evaluation of a run's checkpoints (eval.jsonl + Prometheus)
+run             `hiresgan eval` on one export (one process or every rank under torchrun); its core
+                (load_real, evaluate_generator) takes a module and (rank, world size), no process-group set-up
+periodic        evaluation inside training every eval.every_kimg, on all ranks (eval.jsonl + Prometheus)
+watch           periodic evaluation of a run's checkpoints by a sidecar (eval.jsonl + Prometheus)
 """

@@ -15,10 +15,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from trainer.config import EVAL_METRICS as METRICS  # one list for the CLI and the eval.metrics key
 from trainer.evaluation import metrics
-from trainer.evaluation.stats import real_features
-
-METRICS = ("fid", "kid", "pr", "is")
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -37,14 +35,16 @@ def fake_features(G: torch.nn.Module, extractor, *, num: int, truncation: float 
     from trainer.sample import latent
 
     classes = np.random.default_rng(seed).integers(0, max(G.c_dim, 1), num)
+    device = next(G.parameters()).device
     mine = list(range(rank, num, world_size))
     features, probabilities = [], []
     for start in range(0, len(mine), batch):
         idx = mine[start:start + batch]
-        z = torch.cat([latent(seed * 1_000_003 + i, G.z_dim) for i in idx])
-        c = torch.nn.functional.one_hot(torch.from_numpy(classes[idx]), G.c_dim).float() if G.c_dim else None
+        z = torch.cat([latent(seed * 1_000_003 + i, G.z_dim) for i in idx]).to(device)
+        c = torch.nn.functional.one_hot(torch.from_numpy(classes[idx]), G.c_dim).float().to(device) if G.c_dim else None
         images = G(z, c, truncation_psi=truncation, noise_mode="const")
-        pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # as trainer.images.to_uint8
+        # As trainer.images.to_uint8; the feature networks run on the CPU (a training G may not).
+        pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
         f, p = extractor(pixels)
         features.append(f)
         probabilities.append(p)
@@ -67,10 +67,11 @@ def gather_rows(local: dict[str, np.ndarray], total: int, world_size: int) -> di
         padded = torch.zeros(per, width, dtype=torch.float64)
         if rows.size:
             padded[:len(rows)] = torch.from_numpy(rows)
-        parts = distributed.all_gather_tensor(padded)
+        # NCCL (a GPU training job's group) gathers device tensors only; gloo takes CPU ones.
+        parts = distributed.all_gather_tensor(padded.to(distributed.collective_device()))
         full = np.empty((total, width))
         for r, part in enumerate(parts):
-            full[r::world_size] = part[:len(range(r, total, world_size))].numpy()
+            full[r::world_size] = part[:len(range(r, total, world_size))].cpu().numpy()
         out[key] = full
     return out
 
@@ -88,17 +89,60 @@ def compute(real: dict, fake: dict, names: list[str], *, kid_subset: int = 1000,
     return out
 
 
+def load_real(data: str, extractor, *, num: int, resolution: int, channels: int, cache_dir: Optional[Path] = None,
+              batch: int = 64, rank: int = 0, world_size: int = 1) -> Optional[dict]:
+    """Real features on rank 0 (None on the others), from the cache or extracted by all ranks in
+    parallel. Collective when world_size > 1: every rank must call it."""
+    from trainer import distributed
+    from trainer.evaluation import stats
+
+    shape = dict(num=num, resolution=resolution, channels=channels)
+    cache = stats.cache_path(data, extractor, cache_dir=cache_dir, **shape)
+    hit = cache is not None and cache.is_file()
+    if world_size > 1:
+        hit = bool(distributed.broadcast_object(hit))  # rank 0's view decides, for every rank alike
+    if hit:
+        return stats.load_file(str(cache)) if rank == 0 else None
+    local, total = stats.extract_real(data, extractor, batch=batch, rank=rank, world_size=world_size, **shape)
+    real = gather_rows(local, total, world_size)
+    if rank != 0:
+        return None
+    if cache is not None:
+        stats.save_cache(cache, real, pattern=data, network=extractor.name)
+    return real
+
+
+def evaluate_generator(G: torch.nn.Module, extractor, real: Optional[dict], *, names: list[str], num_fake: int,
+                       data: str = "", truncation: float = 1.0, batch: int = 64, rank: int = 0,
+                       world_size: int = 1) -> Optional[dict]:
+    """Metrics of G against `real` (rank 0's features from `load_real`): every rank renders its
+    share of the fakes, rank 0 computes and returns the report (others: None). Collective when
+    world_size > 1, but it neither joins nor leaves a process group: the caller owns it (the CLI
+    under torchrun, or the training process)."""
+    started = time.perf_counter()
+    fake = gather_rows(fake_features(G, extractor, num=num_fake, truncation=truncation, batch=batch, rank=rank,
+                                     world_size=world_size), num_fake, world_size)
+    if rank != 0:
+        return None
+    report = {"data": data, "features": extractor.name, "feature_network_sha256": extractor.fingerprint,
+              "num_real": len(real["features"]), "num_fake": num_fake, "truncation": truncation, "ranks": world_size,
+              "comparable_to_published": extractor.name == "inception"}
+    report.update(compute(real, fake, names, kid_subset=min(1000, num_fake)))
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report
+
+
 def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000, num_real: int = 1797,
              features: str = "digits", inception_weights: Optional[Path] = None, inception_sha256: Optional[str] = None,
              truncation: float = 1.0, cache_dir: Optional[Path] = None, batch: int = 64,
              extractor=None) -> Optional[dict]:
     """Metrics of the generator in `export` against the shards `data` (see the module docstring).
 
-    Under torchrun (WORLD_SIZE > 1) every rank extracts its share of the real and generated
-    features; rank 0 gathers them, computes the metrics and returns the report (others: None).
+    Under torchrun (WORLD_SIZE > 1) this joins the process group, every rank extracts its share of
+    the real and generated features, rank 0 gathers them, computes the metrics and returns the
+    report (others: None), and the group is left again.
     """
     from trainer import distributed
-    from trainer.evaluation import stats
     from trainer.evaluation.features import build_extractor
     from trainer.export import load_generator
 
@@ -109,28 +153,13 @@ def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000,
         extractor = build_extractor(features, weights=inception_weights, sha256=inception_sha256)
     G, description = load_generator(export)
     extractor.check_images(G.img_channels, G.img_resolution, f"the generator in '{export}'")
-    shape = dict(num=num_real, resolution=G.img_resolution, channels=G.img_channels)
-    cache = stats.cache_path(data, extractor, cache_dir=cache_dir, **shape)
-    hit = cache is not None and cache.is_file()
-    if world > 1:
-        hit = bool(distributed.broadcast_object(hit))  # rank 0's view decides, for every rank alike
-    if hit:
-        real = stats.load_file(str(cache)) if rank == 0 else None
-    else:
-        local, total = stats.extract_real(data, extractor, batch=batch, rank=rank, world_size=world, **shape)
-        real = gather_rows(local, total, world)
-        if rank == 0 and cache is not None:
-            stats.save_cache(cache, real, pattern=data, network=extractor.name)
-    fake = gather_rows(fake_features(G, extractor, num=num_fake, truncation=truncation, batch=batch, rank=rank,
-                                     world_size=world), num_fake, world)
+    real = load_real(data, extractor, num=num_real, resolution=G.img_resolution, channels=G.img_channels,
+                     cache_dir=cache_dir, batch=batch, rank=rank, world_size=world)
+    report = evaluate_generator(G, extractor, real, names=names, num_fake=num_fake, data=data,
+                                truncation=truncation, batch=batch, rank=rank, world_size=world)
     if world > 1:
         distributed.shutdown()
-    if rank != 0:
+    if report is None:
         return None
-    report = {"export": str(export), "data": data, "features": extractor.name,
-              "feature_network_sha256": extractor.fingerprint, "num_real": len(real["features"]),
-              "num_fake": num_fake, "truncation": truncation, "ranks": world,
-              "comparable_to_published": extractor.name == "inception"}
-    report.update(compute(real, fake, names, kid_subset=min(1000, num_fake)))
-    report["seconds"] = round(time.perf_counter() - started, 2)
+    report = {"export": str(export), **report, "seconds": round(time.perf_counter() - started, 2)}
     return report

@@ -44,7 +44,8 @@ class EvalGauges:
 def _done(log_path: Path) -> set[str]:
     if not log_path.is_file():
         return set()
-    return {json.loads(line)["checkpoint"] for line in log_path.read_text().splitlines() if line.strip()}
+    # Records written by training itself (eval.every_kimg) name a step, not a checkpoint.
+    return {json.loads(line).get("checkpoint") for line in log_path.read_text().splitlines() if line.strip()} - {None}
 
 
 def evaluate_new_checkpoints(run_dir: Path, data: str, *, every_kimg: float, gauges: Optional[EvalGauges] = None,
