@@ -160,7 +160,9 @@ def save(run_dir: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, progress:
     G_engine.save_checkpoint(str(partial / "G"), tag=ENGINE_TAG)
     D_engine.save_checkpoint(str(partial / "D"), tag=ENGINE_TAG)
     # Collective at ZeRO 1/2 and bf16 (every rank takes part); only rank 0 writes it.
-    optim = {sub: distributed.full_optimizer_state(engine) for sub, engine in (("G", G_engine), ("D", D_engine))}
+    # Skipped for an engine it cannot read: that checkpoint then resumes only at its own world size.
+    optim = {sub: distributed.full_optimizer_state(engine) for sub, engine in (("G", G_engine), ("D", D_engine))
+             if distributed.has_full_optimizer_state(engine)}
     if rank == 0:
         for sub, tensors in optim.items():
             save_file(tensors, str(partial / f"optim-{sub}.safetensors"))
@@ -207,8 +209,8 @@ def load(folder: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int,
         if missing:  # written before consolidated optimizer state existed
             raise CheckpointError(
                 f"checkpoint {folder} was written by {old_world} ranks but this run has {world_size}, and it has no "
-                f"{' / '.join(missing)} to reshard the optimizer from; set launch.nproc_per_node (or the node count) "
-                f"to {old_world}")
+                f"{' / '.join(missing)} to reshard the optimizer from (older checkpoints, and train.zero_stage=0 with "
+                f"train.precision=bf16, have none); set launch.nproc_per_node (or the node count) to {old_world}")
     for engine, sub in ((G_engine, "G"), (D_engine, "D")):
         # Another world size: DeepSpeed's ZeRO files are cut for the old one, so load only the
         # module (weights and buffers) from them and the Adam state from our consolidated file.

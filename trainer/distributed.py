@@ -134,6 +134,18 @@ def _group_of(engine) -> dict[int, int]:
     return {id(p): i for i, group in enumerate(groups) for p in group}
 
 
+def has_full_optimizer_state(engine) -> bool:
+    """Whether `full_optimizer_state` can read this engine: partitioned (ZeRO 1/2, bf16 optimizer)
+    or torch's Adam directly on the module's parameters (stage 0, fp32). Not DeepSpeed's
+    FP16_Optimizer wrapper (stage 0 with bf16 on some set-ups), whose state is keyed by flat fp32
+    copies; reading it per parameter would silently find nothing."""
+    if is_partitioned(engine):
+        return True
+    groups = getattr(engine.optimizer, "param_groups", None) or []
+    held = {id(p) for g in groups for p in g["params"]}
+    return bool(held) and held <= {id(p) for p in engine.module.parameters()}
+
+
 def full_optimizer_state(engine) -> dict[str, torch.Tensor]:
     """One engine's Adam state as it would be on a single rank, whatever the world size:
     `fp32/<param>`, `exp_avg/<param>`, `exp_avg_sq/<param>`, `step/<param>` (CPU tensors).
@@ -163,7 +175,7 @@ def full_optimizer_state(engine) -> dict[str, torch.Tensor]:
         state = optimizer.state.get(p)
         if not state:  # a parameter that never had a gradient has no Adam state
             continue
-        out[f"fp32/{name}"] = p.detach().float().cpu()
+        out[f"fp32/{name}"] = p.detach().float().cpu().clone()  # not a view of the live weight
         for key in ("exp_avg", "exp_avg_sq"):
             out[f"{key}/{name}"] = state[key].detach().cpu()
         out[f"step/{name}"] = torch.as_tensor(state["step"], dtype=torch.float32).cpu().clone()
