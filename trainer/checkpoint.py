@@ -3,6 +3,8 @@
 Layout of one checkpoint (`<run>/checkpoints/step-00001234/`):
   G/, D/               DeepSpeed checkpoints of the two engines (weights, optimizer, ZeRO parts)
   ema.safetensors      G_ema weights and buffers
+  optim-G/D.safetensors each engine's Adam state consolidated (fp32 masters, moments, step per
+                       parameter): what a resume with another world size reshards from
   rank-<r>.safetensors per-rank state: RNG state, path-length mean
   state.json           progress counters (step, images seen) and what wrote them
   MANIFEST.json        every file above with its size and SHA-256, written last
@@ -11,6 +13,14 @@ All ranks write into `.step-<n>.partial/`; rank 0 then writes the manifest and r
 folder into place. A crash at any point leaves the previous checkpoint as the newest complete
 one; resume verifies the manifest and falls back to an older checkpoint, with a warning, when
 the newest is damaged.
+
+Resume with the same world size loads DeepSpeed's own files and is bit-exact. With another world
+size (e.g. 2 ranks -> 1) DeepSpeed's per-rank ZeRO partitions do not fit, so the engines load
+only the module weights and buffers from DeepSpeed's files and the Adam state from
+`optim-*.safetensors`, which each new rank slices for its own partition (exact). Per-rank state
+cannot be exact: new rank r takes old rank r % old_world_size's tensors (path-length mean,
+augmentation state, image pools) and reseeds its RNG from (run.seed, step, r). The data stream
+restarts at the same global image count in the new slot layout (see trainer/data.py).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -35,6 +46,9 @@ log = logging.getLogger(__name__)
 MANIFEST = "MANIFEST.json"
 FORMAT_VERSION = 1
 ENGINE_TAG = "state"
+# Tests set this to a folder: right after a resume, rank 0 writes there what it loaded
+# (G/D module weights and re-gathered Adam state, G_ema), to compare with what was saved.
+DEBUG_DUMP_ENV = "HIRESGAN_DEBUG_RESUME_DUMP"
 
 
 class CheckpointError(RuntimeError):
@@ -145,6 +159,13 @@ def save(run_dir: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, progress:
     distributed.barrier()
     G_engine.save_checkpoint(str(partial / "G"), tag=ENGINE_TAG)
     D_engine.save_checkpoint(str(partial / "D"), tag=ENGINE_TAG)
+    # Collective at ZeRO 1/2 and bf16 (every rank takes part); only rank 0 writes it.
+    # Skipped for an engine it cannot read: that checkpoint then resumes only at its own world size.
+    optim = {sub: distributed.full_optimizer_state(engine) for sub, engine in (("G", G_engine), ("D", D_engine))
+             if distributed.has_full_optimizer_state(engine)}
+    if rank == 0:
+        for sub, tensors in optim.items():
+            save_file(tensors, str(partial / f"optim-{sub}.safetensors"))
     save_file({**_rng_state(), **{k: v.detach().cpu().contiguous() for k, v in rank_tensors.items()}},
               str(partial / f"rank-{rank}.safetensors"))
     if rank == 0:
@@ -172,8 +193,8 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load(folder: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int, world_size: int
-         ) -> tuple[Progress, dict[str, torch.Tensor]]:
+def load(folder: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int, world_size: int,
+         seed: int = 0) -> tuple[Progress, dict[str, torch.Tensor]]:
     """Restore the state written by `save`; returns the progress and this rank's tensors."""
     folder = Path(folder)
     state = json.loads((folder / "state.json").read_text())
@@ -181,20 +202,67 @@ def load(folder: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int,
         raise CheckpointError(f"{folder}/state.json has format {state.get('format_version')}, expected {FORMAT_VERSION}")
     state.pop("format_version")
     progress = Progress(**state)
-    if progress.world_size != world_size:
-        raise CheckpointError(
-            f"checkpoint {folder} was written by {progress.world_size} ranks but this run has {world_size}; "
-            f"set launch.nproc_per_node (or the node count) to {progress.world_size}")
+    old_world = progress.world_size
+    resharded = old_world != world_size
+    if resharded:
+        missing = [f"optim-{sub}.safetensors" for sub in ("G", "D") if not (folder / f"optim-{sub}.safetensors").is_file()]
+        if missing:  # written before consolidated optimizer state existed
+            raise CheckpointError(
+                f"checkpoint {folder} was written by {old_world} ranks but this run has {world_size}, and it has no "
+                f"{' / '.join(missing)} to reshard the optimizer from (older checkpoints, and train.zero_stage=0 with "
+                f"train.precision=bf16, have none); set launch.nproc_per_node (or the node count) to {old_world}")
     for engine, sub in ((G_engine, "G"), (D_engine, "D")):
-        loaded, _ = engine.load_checkpoint(str(folder / sub), tag=ENGINE_TAG, load_optimizer_states=True,
+        # Another world size: DeepSpeed's ZeRO files are cut for the old one, so load only the
+        # module (weights and buffers) from them and the Adam state from our consolidated file.
+        loaded, _ = engine.load_checkpoint(str(folder / sub), tag=ENGINE_TAG, load_optimizer_states=not resharded,
                                            load_lr_scheduler_states=False)
         if loaded is None:
             raise CheckpointError(f"DeepSpeed could not load {folder / sub}")
+        if resharded:
+            distributed.load_full_optimizer_state(engine, load_file(str(folder / f"optim-{sub}.safetensors")))
     G_ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
-    tensors = load_file(str(folder / f"rank-{rank}.safetensors"))
-    torch.set_rng_state(tensors.pop("torch_cpu"))
-    cuda_state = tensors.pop("torch_cuda", None)
-    if cuda_state is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(cuda_state)
+    # Per-rank state of the rank that had this number, or the rank it wraps onto when the world grew.
+    tensors = load_file(str(folder / f"rank-{rank % old_world}.safetensors"))
+    rng = {k: tensors.pop(k) for k in ("torch_cpu", "torch_cuda") if k in tensors}
+    if resharded:
+        # Copying an old rank's RNG would give two new ranks one stream when the world grows;
+        # a seed from (seed, step, rank) is distinct per rank and the same on every re-run.
+        torch.manual_seed(int(np.random.SeedSequence([seed, progress.step, rank, 0x52534844]).generate_state(1)[0]))
+    else:
+        torch.set_rng_state(rng["torch_cpu"])
+        if "torch_cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["torch_cuda"])
+    if resharded and rank == 0:
+        log.warning(
+            "world size changed from %d to %d ranks: G, D, G_ema and the Adam state (resharded) are restored "
+            "exactly; approximate: per-rank state (new rank r takes old rank r %% %d's path-length mean and "
+            "augmentation state), RNG streams (reseeded from seed, step and rank) and the data order (the stream "
+            "resumes at %d images = epoch position of the new %d-rank layout, not the old sample order)",
+            old_world, world_size, old_world, progress.images_seen, world_size)
     progress.world_size = world_size
+    if os.environ.get(DEBUG_DUMP_ENV):
+        _debug_dump(Path(os.environ[DEBUG_DUMP_ENV]), G_engine=G_engine, D_engine=D_engine, G_ema=G_ema, rank=rank)
     return progress, tensors
+
+
+def _debug_dump(out: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int) -> None:
+    """What the engines hold right after loading, for tests (collective, like `save`)."""
+    dumps = {}
+    for sub, engine in (("G", G_engine), ("D", D_engine)):
+        module = {f"module/{k}": v.detach().float().cpu().contiguous() for k, v in engine.module.state_dict().items()}
+        dumps[sub] = {**module, **distributed.full_optimizer_state(engine)}
+        # This rank's flat partitions as the optimizer itself holds them: a check of the
+        # per-parameter view that does not go through DeepSpeed's fragment mapping.
+        inner = getattr(engine.optimizer, "optimizer", None)
+        if inner is not None and distributed.is_partitioned(engine):
+            for i, group in enumerate(inner.param_groups):
+                for key, value in (inner.state.get(group["params"][0]) or {}).items():
+                    if key in ("exp_avg", "exp_avg_sq"):
+                        dumps[sub][f"flat{i}/{key}"] = value.detach().cpu().clone()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        for sub, tensors in dumps.items():
+            engine = G_engine if sub == "G" else D_engine
+            order = [n for n, p in engine.module.named_parameters() if p.requires_grad]
+            save_file(tensors, str(out / f"{sub}.safetensors"), metadata={"order": json.dumps(order)})
+        save_file({k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()}, str(out / "ema.safetensors"))

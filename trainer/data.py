@@ -8,6 +8,9 @@ shards < ranks x workers). The stream is infinite (epochs are counted in images,
 
 Exact resume: the stream is a pure function of (seed, slot), so a restart at batch b skips the
 first b batches of raw samples *before* decoding them, which costs reading bytes only.
+A resume with another world size (or worker count) changes the slots: the same start_batch
+(global batches) then puts every new slot at the same epoch and fraction of it, in the new
+layout's order; that is as close as the stream allows (docs/DATA.md).
 
 Where the shards come from (`data.urls` kinds) is `trainer.data_sources`; reading one shard with
 retries and the skip/fail policy is `trainer.data_reader`; this module shards, shuffles, decodes

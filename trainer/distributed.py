@@ -118,6 +118,115 @@ def build_engine(module: torch.nn.Module, config: dict[str, Any]):
     return engine
 
 
+def is_partitioned(engine) -> bool:
+    """True when DeepSpeed keeps the fp32 master weights and Adam moments in flat per-rank
+    partitions (ZeRO 1/2, or its bf16 optimizer at any stage), reachable per parameter through
+    its tensor-fragment API; False for stage 0 in fp32, where the engine's optimizer is torch's
+    Adam with ordinary per-parameter state, replicated on every rank."""
+    return any(hasattr(p, "_hp_mapping") for p in engine.module.parameters())
+
+
+def _group_of(engine) -> dict[int, int]:
+    """id(parameter) -> index of the optimizer param group holding it (partitioned engines).
+    Taken from DeepSpeed's low-precision groups: a rank that owns no slice of a parameter has
+    `_hp_mapping = None` for it and cannot say so itself."""
+    groups = getattr(engine.optimizer, "bit16_groups", None) or getattr(engine.optimizer, "bf16_groups")
+    return {id(p): i for i, group in enumerate(groups) for p in group}
+
+
+def has_full_optimizer_state(engine) -> bool:
+    """Whether `full_optimizer_state` can read this engine: partitioned (ZeRO 1/2, bf16 optimizer)
+    or torch's Adam directly on the module's parameters (stage 0, fp32). Not DeepSpeed's
+    FP16_Optimizer wrapper (stage 0 with bf16 on some set-ups), whose state is keyed by flat fp32
+    copies; reading it per parameter would silently find nothing."""
+    if is_partitioned(engine):
+        return True
+    groups = getattr(engine.optimizer, "param_groups", None) or []
+    held = {id(p) for g in groups for p in g["params"]}
+    return bool(held) and held <= {id(p) for p in engine.module.parameters()}
+
+
+def full_optimizer_state(engine) -> dict[str, torch.Tensor]:
+    """One engine's Adam state as it would be on a single rank, whatever the world size:
+    `fp32/<param>`, `exp_avg/<param>`, `exp_avg_sq/<param>`, `step/<param>` (CPU tensors).
+
+    Collective when the state is partitioned (every rank calls it, in the same order: one
+    all-reduce per parameter and key assembles the fragments); the result is complete on every
+    rank. Empty before the first optimizer step (there is no state yet)."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+    out: dict[str, torch.Tensor] = {}
+    if is_partitioned(engine):
+        inner = engine.optimizer.optimizer
+        if not all(inner.state.get(g["params"][0]) for g in inner.param_groups):
+            return out  # no step taken yet (the same on every rank: they step together)
+        steps = [inner.state[g["params"][0]]["step"] for g in inner.param_groups]
+        group_of = _group_of(engine)
+        for name, p in engine.module.named_parameters():
+            if not hasattr(p, "_hp_mapping"):
+                continue
+            out[f"fp32/{name}"] = safe_get_full_fp32_param(p).detach().cpu()
+            for key in ("exp_avg", "exp_avg_sq"):
+                out[f"{key}/{name}"] = safe_get_full_optimizer_state(p, key).detach().cpu()
+            out[f"step/{name}"] = torch.as_tensor(steps[group_of[id(p)]], dtype=torch.float32).cpu().clone()
+        return out
+    optimizer = engine.optimizer
+    for name, p in engine.module.named_parameters():
+        state = optimizer.state.get(p)
+        if not state:  # a parameter that never had a gradient has no Adam state
+            continue
+        out[f"fp32/{name}"] = p.detach().float().cpu().clone()  # not a view of the live weight
+        for key in ("exp_avg", "exp_avg_sq"):
+            out[f"{key}/{name}"] = state[key].detach().cpu()
+        out[f"step/{name}"] = torch.as_tensor(state["step"], dtype=torch.float32).cpu().clone()
+    return out
+
+
+def load_full_optimizer_state(engine, tensors: dict[str, torch.Tensor]) -> None:
+    """Put a `full_optimizer_state` into a freshly built engine of any world size: each rank keeps
+    the slices of its own partition (DeepSpeed's fragment API cuts them), and the module weights
+    are set from the fp32 masters (exact in fp32; the bf16 weights round the same way DeepSpeed's
+    step does). Not collective."""
+    from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
+
+    if not tensors:
+        return  # saved before the first step: a fresh engine is already that state
+    params = dict(engine.module.named_parameters())
+    unknown = sorted({k.split("/", 1)[1] for k in tensors} - set(params))
+    if unknown:
+        raise ValueError(f"optimizer state names parameters this model does not have: {', '.join(unknown[:5])}")
+    with torch.no_grad():
+        if is_partitioned(engine):
+            # A fresh ZeRO/bf16 optimizer has no Adam state until its first step; make it (zeros in
+            # each flat partition), let DeepSpeed link the per-parameter views to it, then fill them.
+            inner, ds_optimizer = engine.optimizer.optimizer, engine.optimizer
+            group_of = _group_of(engine)
+            for i, group in enumerate(inner.param_groups):
+                flat = group["params"][0]
+                names = [n for n, p in params.items() if group_of.get(id(p)) == i and f"step/{n}" in tensors]
+                step = tensors[f"step/{names[0]}"].clone() if names else torch.tensor(0.0)
+                inner.state[flat] = {"step": step, "exp_avg": torch.zeros_like(flat),
+                                     "exp_avg_sq": torch.zeros_like(flat)}
+            ds_optimizer._hp_optimizer_states_linked = False
+            ds_optimizer._lazy_init_hp_params_optimizer_state()
+            for name, p in params.items():
+                if f"fp32/{name}" not in tensors:
+                    continue
+                safe_set_full_fp32_param(p, tensors[f"fp32/{name}"].to(p.device))
+                for key in ("exp_avg", "exp_avg_sq"):
+                    safe_set_full_optimizer_state(p, tensors[f"{key}/{name}"].to(p.device), key)
+                p.data.copy_(tensors[f"fp32/{name}"].to(p.device, p.dtype))
+            return
+        optimizer = engine.optimizer
+        for name, p in params.items():
+            if f"fp32/{name}" not in tensors:
+                continue
+            p.data.copy_(tensors[f"fp32/{name}"].to(p.device, p.dtype))
+            optimizer.state[p] = {"step": tensors[f"step/{name}"].clone(),
+                                  "exp_avg": tensors[f"exp_avg/{name}"].to(p.device).clone(),
+                                  "exp_avg_sq": tensors[f"exp_avg_sq/{name}"].to(p.device).clone()}
+
+
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()

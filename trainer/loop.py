@@ -76,7 +76,8 @@ class Trainer:
         self.progress = checkpoint.Progress(world_size=env.world_size)
         if resume_from is not None:
             self.progress, tensors = checkpoint.load(resume_from, G_engine=self.G_engine, D_engine=self.D_engine,
-                                                     G_ema=self.G_ema, rank=env.rank, world_size=env.world_size)
+                                                     G_ema=self.G_ema, rank=env.rank, world_size=env.world_size,
+                                                     seed=cfg.run.seed)
             self.recipe.load_rank_tensors(tensors)
             if env.is_main:
                 log.info("resumed from %s at %.1f kimg", resume_from, self.progress.kimg)
