@@ -101,7 +101,10 @@ def generator_path_length(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tenso
     pl_lengths = pl_grads.float().square().sum(dim=2).mean(dim=1).sqrt()  # [N]
     pl_mean.copy_(pl_mean.lerp(pl_lengths.mean().detach(), decay))
     penalty = (pl_lengths - pl_mean).square().mean()
-    total = penalty * weight * interval
+    # `img * 0` keeps every G parameter in the graph: the penalty alone gives no gradient to
+    # parameters J_w does not depend on (e.g. the toRGB biases), and ZeRO-2's gradient reduction
+    # fails on a parameter whose .grad stays None.
+    total = penalty * weight * interval + img.float().mean() * 0
     return PhaseLosses(total, {"path_length": penalty.detach(), "pl_mean": pl_mean.detach().clone()})
 
 
