@@ -73,6 +73,7 @@ class ModelConfig:
 class LossConfig:
     kind: str = "logistic"  # adversarial loss: logistic (non-saturating), hinge, or wgan_gp (every family)
     gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (loss.kind=wgan_gp only)
+    drift_weight: float = 0.0  # weight of E[D(real)^2] in D's loss (ProGAN's epsilon_drift, 0.001; 0: off)
     cycle_weight: float = 10.0  # family cyclegan: weight of |G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1
     identity_weight: float = 5.0  # family cyclegan: weight of |G_ab(b) - b|_1 + |G_ba(a) - a|_1 (0: off)
     pool_size: int = 50  # family cyclegan: generated images kept per domain for D (0: no pool)
@@ -297,7 +298,7 @@ def validate(cfg: Config) -> Config:
         "model.mapping_layers": cfg.model.mapping_layers, "loss.gp_weight": cfg.loss.gp_weight,
         "loss.cycle_weight": cfg.loss.cycle_weight, "loss.identity_weight": cfg.loss.identity_weight,
         "loss.pool_size": cfg.loss.pool_size, "model.resnet_blocks": cfg.model.resnet_blocks,
-        "loss.ortho_weight": cfg.loss.ortho_weight,
+        "loss.ortho_weight": cfg.loss.ortho_weight, "loss.drift_weight": cfg.loss.drift_weight,
     }
     for key, value in non_negative.items():
         if value < 0:

@@ -4,7 +4,11 @@ Uses the shipped digit network (`trainer.evaluation.digit_features`, ~97% held-o
 the real digits) to report, for samples drawn from an export:
 - `class_accuracy`: for a conditional generator, the share of samples recognized as the class
   that was asked for (per class too);
-- `digits_covered` / `predicted_histogram`: which of the ten digits appear;
+- `digits_covered`: how many of the ten digits are clearly drawn: a digit counts when at least
+  COVERED_SHARE of the samples are recognized as it with probability >= CONFIDENT (a blotch
+  that the network happens to call a "1" once does not); `digits_seen` counts any prediction,
+  `confident_share` is the share of samples recognized with that confidence at all, and
+  `predicted_histogram` the argmax counts;
 - `digits_fid`, `digits_kid`, `precision`, `recall`: the sample set against all 1,797 real
   digits in that network's 64 features. Comparable between digit runs, not to published FIDs.
 
@@ -28,8 +32,22 @@ from trainer.export import load_generator
 from trainer.sample import generate
 
 
+CONFIDENT = 0.8  # softmax probability for a sample to count as a clearly drawn digit
+COVERED_SHARE = 0.02  # share of all samples a digit needs (uniform would be 0.10) to count as covered
+
+
 def _pixels(images: torch.Tensor) -> torch.Tensor:
     return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # as saved PNGs
+
+
+def coverage(predicted: np.ndarray, confidence: np.ndarray) -> dict:
+    """Which digits the samples draw, from the classifier's argmax and its probability."""
+    confident = confidence >= CONFIDENT
+    counts = np.bincount(predicted, minlength=10)
+    confident_counts = np.bincount(predicted[confident], minlength=10)
+    return {"digits_covered": int((confident_counts >= COVERED_SHARE * len(predicted)).sum()),
+            "digits_seen": int((counts > 0).sum()), "confident_share": round(float(confident.mean()), 4),
+            "predicted_histogram": counts.tolist()}
 
 
 @torch.no_grad()
@@ -41,13 +59,14 @@ def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, see
     extractor = DigitFeatures()
     report: dict = {"export": str(export), "per_class": per_class, "truncation": truncation}
     seeds = list(range(seed * 100_000, seed * 100_000 + per_class * 10))
-    features, predicted = [], []
+    features, predicted, confidence = [], [], []
     if G.c_dim:
         correct = []
         for k in range(G.c_dim):
             f, p = extractor(_pixels(generate(G, seeds[k * per_class:(k + 1) * per_class], k, truncation=truncation)))
             features.append(f)
             predicted.append(p.argmax(1))
+            confidence.append(p.max(1))
             correct.append(float((p.argmax(1) == k).mean()))
         report["class_accuracy"] = float(np.mean(correct))
         report["accuracy_per_class"] = [round(a, 4) for a in correct]
@@ -55,9 +74,8 @@ def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, see
         f, p = extractor(_pixels(generate(G, seeds, None, truncation=truncation)))
         features.append(f)
         predicted.append(p.argmax(1))
-    counts = np.bincount(np.concatenate(predicted), minlength=10)
-    report["digits_covered"] = int((counts > 0).sum())
-    report["predicted_histogram"] = counts.tolist()
+        confidence.append(p.max(1))
+    report.update(coverage(np.concatenate(predicted), np.concatenate(confidence)))
     real_images, _ = load_digit_arrays()
     real = extractor(torch.from_numpy(real_images).unsqueeze(1))[0]
     fake = np.concatenate(features)

@@ -110,15 +110,17 @@ def generator_path_length(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tenso
 
 def discriminator_main(G: nn.Module, D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor],
                        z: torch.Tensor, gen_c: Optional[torch.Tensor], *, style_mixing: float,
-                       kind: str = "logistic", gp_weight: float = 0.0) -> PhaseLosses:
+                       kind: str = "logistic", gp_weight: float = 0.0, drift_weight: float = 0.0) -> PhaseLosses:
     """D calls real images real and G's images fake (logistic loss by default)."""
     with torch.no_grad():
         fake, _ = run_generator(G, z, gen_c, style_mixing=style_mixing)
-    return discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight)
+    return discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight,
+                                drift_weight=drift_weight)
 
 
 def discriminator_scores(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], fake: torch.Tensor,
-                         gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float = 0.0) -> PhaseLosses:
+                         gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float = 0.0,
+                         drift_weight: float = 0.0) -> PhaseLosses:
     """D's main phase given already generated (detached) images; any family, any loss kind."""
     fake_logits = D(fake.detach(), gen_c)
     real_logits = D(real, real_c)
@@ -130,6 +132,12 @@ def discriminator_scores(D: nn.Module, real: torch.Tensor, real_c: Optional[torc
         penalty = gradient_penalty(D, real, fake[:real.shape[0]], real_c)
         total = total + gp_weight * penalty
         terms["gradient_penalty"] = penalty.detach()
+    if drift_weight > 0:
+        # ProGAN's epsilon_drift: a Wasserstein critic is free to shift every score by a constant;
+        # this small pull towards zero keeps the scores (and G's loss) from wandering off.
+        drift = real_logits.float().square().mean()
+        total = total + drift_weight * drift
+        terms["drift"] = drift.detach()
     return PhaseLosses(total, terms)
 
 

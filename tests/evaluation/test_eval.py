@@ -71,6 +71,22 @@ def test_digits_eval_on_an_untrained_export(tiny_export):
     assert report["digits_fid"] > 1 and report["class_accuracy"] < 0.5
 
 
+def test_digit_coverage_counts_only_clearly_drawn_digits():
+    import numpy as np
+
+    from trainer.digits_eval import coverage
+
+    # 100 samples: digits 0-8 drawn clearly 10x each; "9" only once (under the 2% share) and ten
+    # blotches the classifier calls "9" with low confidence.
+    predicted = np.array([d for d in range(9) for _ in range(10)] + [9] * 10)
+    confidence = np.array([0.95] * 90 + [0.95] + [0.3] * 9)
+    report = coverage(predicted, confidence)
+    assert report["digits_seen"] == 10 and report["digits_covered"] == 9
+    assert report["confident_share"] == 0.91 and report["predicted_histogram"][9] == 10
+    confidence[91:93] = 0.9  # three clear nines now: 3% of the samples
+    assert coverage(predicted, confidence)["digits_covered"] == 10
+
+
 def test_watch_evaluates_each_checkpoint_once_into_jsonl_and_prometheus(tiny_run, digit_shards):
     from prometheus_client import CollectorRegistry
 

@@ -127,6 +127,18 @@ def test_every_loss_kind_backpropagates_through_each_family(name, kind):
     assert all(torch.isfinite(p.grad).all() for p in D.parameters() if p.grad is not None)
 
 
+def test_drift_term_adds_the_mean_square_real_score():
+    class Constant(torch.nn.Module):  # scores every image 3, whatever it shows
+        def forward(self, img, c):
+            return img.flatten(1).sum(1, keepdim=True) * 0 + 3.0
+
+    real, fake = torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2)
+    plain = losses.discriminator_scores(Constant(), real, None, fake, None, kind="hinge")
+    drifted = losses.discriminator_scores(Constant(), real, None, fake, None, kind="hinge", drift_weight=0.001)
+    assert "drift" not in plain.terms and drifted.terms["drift"] == 9.0
+    torch.testing.assert_close(drifted.total, plain.total + 0.009)
+
+
 def test_stylegan2_accepts_every_loss_kind():
     cfg = load_config(ROOT / "configs/digits.yaml", ["model.channel_base=256", "model.channel_max=8", "model.z_dim=8",
                                                      "model.w_dim=8", "model.mapping_layers=1", "loss.kind=wgan_gp"])
@@ -143,6 +155,7 @@ def test_stylegan2_accepts_every_loss_kind():
     (["loss.pl_weight=2"], ["loss.pl_weight", "stylegan2", "dcgan"]),
     (["loss.style_mixing=0.9"], ["loss.style_mixing", "stylegan2"]),
     (["loss.kind=wgan_gp", "loss.gp_weight=0"], ["loss.gp_weight"]),
+    (["loss.drift_weight=-0.001"], ["loss.drift_weight", ">= 0"]),
     (["model.family=pix2pix"], ["model.family", "biggan", "cyclegan", "dcgan", "mlp", "progan", "stylegan2"]),
     (["model.mlp_hidden=0"], ["model.mlp_hidden"]),
 ])

@@ -27,10 +27,12 @@ def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: st
 
 
 def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor], z: torch.Tensor,
-                       gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float) -> losses.PhaseLosses:
+                       gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float,
+                       drift_weight: float = 0.0) -> losses.PhaseLosses:
     with torch.no_grad():
         fake = G(z, gen_c)
-    return losses.discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight)
+    return losses.discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight,
+                                       drift_weight=drift_weight)
 
 
 class AdversarialRecipe(Augmented):
@@ -48,7 +50,8 @@ class AdversarialRecipe(Augmented):
             t.G, D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
             extra_terms=self.stage_terms))
         t._run_phase("D_main", t.D_engine, t.G_engine, self.observed(lambda: discriminator_main(
-            t.G, D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight)))
+            t.G, D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight,
+            drift_weight=loss.drift_weight)))
         d_int = self.d_reg_interval
         if d_int and t.progress.step % d_int == 0:
             t._run_phase("D_reg", t.D_engine, t.G_engine, lambda: losses.discriminator_r1(

@@ -89,7 +89,8 @@ class CycleGANRecipe(Augmented):
 
         def d_main() -> losses.PhaseLosses:
             parts = [losses.discriminator_scores(lambda x, c: D(x, domain=dom), r, None, pool.query(fakes[dom]), None,
-                                                 kind=loss.kind, gp_weight=loss.gp_weight)
+                                                 kind=loss.kind, gp_weight=loss.gp_weight,
+                                                 drift_weight=loss.drift_weight)
                      for dom, r, pool in (("a", real_a, self.pool_a), ("b", real_b, self.pool_b))]
             terms = {f"{key}_{dom}": value for dom, part in zip("ab", parts) for key, value in part.terms.items()}
             return losses.PhaseLosses(parts[0].total + parts[1].total, terms)

@@ -33,7 +33,7 @@ class StyleGAN2Recipe(Augmented):
                 weight=loss.pl_weight, decay=loss.pl_decay, interval=g_int))
         t._run_phase("D_main", t.D_engine, t.G_engine, self.observed(lambda: losses.discriminator_main(
             t.G, D, real, real_c, t._z(batch), t._random_labels(batch), style_mixing=mix, kind=kind,
-            gp_weight=loss.gp_weight)))
+            gp_weight=loss.gp_weight, drift_weight=loss.drift_weight)))
         d_int = self.d_reg_interval
         if d_int and step % d_int == 0:
             t._run_phase("D_reg", t.D_engine, t.G_engine, lambda: losses.discriminator_r1(
