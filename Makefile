@@ -41,6 +41,14 @@ test-fast: $(STAMP)
 eval-digits: $(STAMP)
 	$(PY) -m trainer.digits_eval runs/digits/export --out runs/digits/eval-digits.json
 
+## Quality gate of one family on the embedded digits: train configs/NAME.yaml from scratch into
+## runs/quality-NAME, then `digits_eval --check` (conditional: >= 90% class accuracy; unconditional:
+## all ten digits clearly drawn). E.g. make quality-progan, quality-dcgan, quality-digits.
+quality-%: $(STAMP)
+	rm -rf runs/quality-$*
+	$(PY) -m launch train configs/$*.yaml run.name=quality-$* $(ARGS)
+	$(PY) -m trainer.digits_eval runs/quality-$* --check --out runs/quality-$*/eval-digits.json
+
 ## Training throughput of CONFIG on this machine (images/s, sec/kimg), saved to bench/train.json.
 bench: $(STAMP)
 	$(PY) -m launch bench $(CONFIG) $(ARGS)

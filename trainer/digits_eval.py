@@ -12,7 +12,11 @@ the real digits) to report, for samples drawn from an export:
 - `digits_fid`, `digits_kid`, `precision`, `recall`: the sample set against all 1,797 real
   digits in that network's 64 features. Comparable between digit runs, not to published FIDs.
 
-    python -m trainer.digits_eval runs/digits/export [--per-class 100] [--out report.json]
+    python -m trainer.digits_eval runs/digits/export [--per-class 100] [--out report.json] [--check]
+
+`--check` turns the report into a pass/fail quality gate (exit status 1 on a miss): a
+conditional generator needs class_accuracy >= MIN_ACCURACY, an unconditional one all ten digits
+covered. `make quality-<config>` trains a config and runs this gate.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from trainer.export import load_generator
 from trainer.sample import generate
 
 
+MIN_ACCURACY = 0.90  # the quality bar for conditional generators
 CONFIDENT = 0.8  # softmax probability for a sample to count as a clearly drawn digit
 COVERED_SHARE = 0.02  # share of all samples a digit needs (uniform would be 0.10) to count as covered
 
@@ -85,12 +90,25 @@ def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, see
     return report
 
 
+def quality_misses(report: dict) -> list[str]:
+    """What keeps a report below the quality bar (empty: it passes)."""
+    if "class_accuracy" in report:
+        if report["class_accuracy"] < MIN_ACCURACY:
+            return [f"class accuracy {report['class_accuracy']:.1%} < {MIN_ACCURACY:.0%}"]
+        return []
+    missing = 10 - report["digits_covered"]
+    return [f"{missing} of the ten digits not clearly drawn (histogram {report['predicted_histogram']})"] if missing else []
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", type=Path, help="export folder or run directory")
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--truncation", type=float, default=1.0)
     parser.add_argument("--out", type=Path, help="write the report as JSON here too")
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit 1 unless class accuracy >= {MIN_ACCURACY:.0%} (conditional) or all ten "
+                             "digits are covered (unconditional)")
     args = parser.parse_args(argv)
     report = evaluate(args.export, per_class=args.per_class, truncation=args.truncation)
     text = json.dumps(report, indent=2)
@@ -98,6 +116,13 @@ def main(argv=None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+    if args.check:
+        misses = quality_misses(report)
+        for miss in misses:
+            print(f"digits_eval: below the quality bar: {miss}", file=sys.stderr)
+        if misses:
+            return 1
+        print("digits_eval: quality bar met", file=sys.stderr)
     return 0
 
 

@@ -71,6 +71,14 @@ def test_digits_eval_on_an_untrained_export(tiny_export):
     assert report["digits_fid"] > 1 and report["class_accuracy"] < 0.5
 
 
+def test_digits_eval_check_fails_an_untrained_export(tiny_export, capsys):
+    from trainer.digits_eval import main
+
+    assert main([str(tiny_export), "--per-class", "5"]) == 0  # a report alone never fails
+    assert main([str(tiny_export), "--per-class", "5", "--check"]) == 1
+    assert "below the quality bar: class accuracy" in capsys.readouterr().err
+
+
 def test_digit_coverage_counts_only_clearly_drawn_digits():
     import numpy as np
 
@@ -85,6 +93,15 @@ def test_digit_coverage_counts_only_clearly_drawn_digits():
     assert report["confident_share"] == 0.91 and report["predicted_histogram"][9] == 10
     confidence[91:93] = 0.9  # three clear nines now: 3% of the samples
     assert coverage(predicted, confidence)["digits_covered"] == 10
+
+
+def test_quality_bar_per_kind_of_generator():
+    from trainer.digits_eval import quality_misses
+
+    assert quality_misses({"class_accuracy": 0.93, "digits_covered": 7}) == []
+    assert "89.0%" in quality_misses({"class_accuracy": 0.89, "digits_covered": 10})[0]
+    assert quality_misses({"digits_covered": 10, "predicted_histogram": [50] * 10}) == []
+    assert "1 of the ten" in quality_misses({"digits_covered": 9, "predicted_histogram": [50] * 10})[0]
 
 
 def test_watch_evaluates_each_checkpoint_once_into_jsonl_and_prometheus(tiny_run, digit_shards):
