@@ -24,6 +24,7 @@ CASES = {
                           "augment.kind=ada", "augment.ada_interval=2", "augment.ada_p=0.2"],
     "mlp": ["model.mlp_hidden=32", "model.mlp_layers=2", "model.z_dim=8", "loss.kind=wgan_gp",
             "loss.r1_gamma=1", "loss.d_reg_interval=2"],
+    "wgan_gp": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8", "loss.drift_weight=0.001"],
 }
 
 pytestmark = pytest.mark.slow
@@ -56,6 +57,8 @@ def test_family_trains_on_two_ranks_exports_and_samples(name, digit_shards, tmp_
         assert "G/orthogonal" in seen
     if "loss.kind=wgan_gp" in CASES[name]:
         assert {"D/gradient_penalty", "D/r1"} <= seen
+    if name == "wgan_gp":  # the config's own loss, plus ProGAN's drift term
+        assert {"D/gradient_penalty", "D/drift"} <= seen
     checkpoint = next((run_dir / "checkpoints").glob("step-*"))
     assert json.loads((checkpoint / "state.json").read_text())["world_size"] == 2
     if "augment.kind=ada" in CASES[name]:  # ADA's p is checkpointed, equal on both ranks
