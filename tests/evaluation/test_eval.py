@@ -98,8 +98,10 @@ def test_digit_coverage_counts_only_clearly_drawn_digits():
 def test_quality_bar_per_kind_of_generator():
     from trainer.digits_eval import quality_misses
 
-    assert quality_misses({"class_accuracy": 0.93, "digits_covered": 7}) == []
-    assert "89.0%" in quality_misses({"class_accuracy": 0.89, "digits_covered": 10})[0]
+    hist = {"predicted_histogram": [50] * 10, "accuracy_per_class": [0.9] * 10}
+    assert quality_misses({"class_accuracy": 0.93, "digits_covered": 10, **hist}) == []
+    assert "89.0%" in quality_misses({"class_accuracy": 0.89, "digits_covered": 10, **hist})[0]
+    assert "3 of the ten" in quality_misses({"class_accuracy": 0.93, "digits_covered": 7, **hist})[0]
     assert quality_misses({"digits_covered": 10, "predicted_histogram": [50] * 10}) == []
     assert "1 of the ten" in quality_misses({"digits_covered": 9, "predicted_histogram": [50] * 10})[0]
 
