@@ -15,7 +15,8 @@ the real digits) to report, for samples drawn from an export:
     python -m trainer.digits_eval runs/digits/export [--per-class 100] [--out report.json] [--check]
 
 `--check` turns the report into a pass/fail quality gate (exit status 1 on a miss): every
-generator needs all ten digits covered, a conditional one also class_accuracy >= MIN_ACCURACY. `make quality-<config>` trains a config and runs this gate.
+generator needs all ten digits covered, a conditional one also class_accuracy >= MIN_ACCURACY.
+`make quality-<config>` trains a config and runs this gate.
 """
 
 from __future__ import annotations
@@ -63,23 +64,22 @@ def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, see
     extractor = DigitFeatures()
     report: dict = {"export": str(export), "per_class": per_class, "truncation": truncation}
     seeds = list(range(seed * 100_000, seed * 100_000 + per_class * 10))
-    features, predicted, confidence = [], [], []
+    features, probabilities = [], []
     if G.c_dim:
         correct = []
         for k in range(G.c_dim):
             f, p = extractor(_pixels(generate(G, seeds[k * per_class:(k + 1) * per_class], k, truncation=truncation)))
             features.append(f)
-            predicted.append(p.argmax(1))
-            confidence.append(p.max(1))
+            probabilities.append(p)
             correct.append(float((p.argmax(1) == k).mean()))
         report["class_accuracy"] = float(np.mean(correct))
         report["accuracy_per_class"] = [round(a, 4) for a in correct]
     else:
         f, p = extractor(_pixels(generate(G, seeds, None, truncation=truncation)))
         features.append(f)
-        predicted.append(p.argmax(1))
-        confidence.append(p.max(1))
-    report.update(coverage(np.concatenate(predicted), np.concatenate(confidence)))
+        probabilities.append(p)
+    p = np.concatenate(probabilities)
+    report.update(coverage(p.argmax(1), p.max(1)))
     real_images, _ = load_digit_arrays()
     real = extractor(torch.from_numpy(real_images).unsqueeze(1))[0]
     fake = np.concatenate(features)
