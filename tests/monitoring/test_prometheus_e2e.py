@@ -67,8 +67,12 @@ def healthy_run(tmp_path_factory, digit_shards, start_prometheus):
     targets.mkdir(parents=True)  # so Prometheus watches the folder from its start
     prom = start_prometheus(tmp / "prometheus", sd_files=[str(targets / "*.json")], rule_files=[RULES])
     start = time.time()
+    # Wider than TINY so 16 steps outlast several 1 s scrapes on an idle machine (with TINY the run
+    # could end before any scrape after step 8); a checkpoint every 4 steps, so the last scrape of
+    # each rank follows a finished one.
     result = subprocess.run(train_argv(tmp / "runs", "mon", digit_shards[1], free_port_pair(),
-                                       "launch.nproc_per_node=2", "train.kimg=0.128", "train.checkpoint_kimg=0.064"),
+                                       "launch.nproc_per_node=2", "train.kimg=0.128", "train.checkpoint_kimg=0.032",
+                                       "model.channel_max=64"),
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     end = time.time()
     assert result.returncode == 0, result.stderr[-5000:]
