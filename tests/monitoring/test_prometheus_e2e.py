@@ -2,8 +2,9 @@
 
 1. A healthy 2-rank run: both ranks are discovered and scraped with their identity labels, the
    counters add up to the images trained, every PromQL expression of the shipped dashboard and
-   alert rules is valid and (dashboard) returns data, no alert condition holds, and the targets
-   files are withdrawn on a clean exit.
+   alert rules is valid and (dashboard) returns data, no alert fires (and no condition holds
+   except r_t, which needs its 30-minute window), and the targets files are withdrawn on a clean
+   exit.
 2. A run whose data source hangs after a few batches: the stall alert fires in Prometheus; then
    the run is killed and the rank-down alert fires (its targets file stays behind on purpose).
 """
@@ -35,6 +36,11 @@ NO_DATA_HERE = {
     "GPU utilization (DCGM) / A": "no DCGM exporter (and no GPU) here",
     "GPU memory used (DCGM) / A": "no DCGM exporter (and no GPU) here",
 }
+
+# Alert conditions that only mean something when they hold for their whole `for` window. r_t of a
+# 16-step run is the sign of D on 4-8 real images, so it can exceed 0.8 for a moment (CI saw 0.875);
+# the rule's `for: 30m` is what keeps it quiet, and that part is checked through ALERTS.
+SUSTAINED_ONLY = {"HiresganDiscriminatorOverfitting"}
 
 
 def free_port_pair() -> int:
@@ -120,9 +126,13 @@ def test_every_dashboard_query_is_valid_and_returns_data(healthy_run):
 
 
 def test_every_alert_condition_is_valid_and_quiet_on_a_healthy_run(healthy_run):
-    prom, last, _, _ = healthy_run
+    prom, last, end, _ = healthy_run
     for name, expr in rule_expressions().items():
-        assert prom.query(expr, at=last) == [], f"{name} holds on a healthy run"
+        result = prom.query(expr, at=last)  # raises if invalid
+        if name not in SUSTAINED_ONLY:
+            assert result == [], f"{name} holds on a healthy run"
+    # Whatever held for an instant, nothing fired: the server evaluated the rules with their `for`.
+    assert prom.query('ALERTS{job="mon", alertstate="firing"}', at=end) == []
     # The rule file was loaded and evaluated by the server without errors.
     groups = prom._get("/api/v1/rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
