@@ -140,6 +140,13 @@ class TrainingMetrics:
         self._phases: dict[str, object] = {}
         self._skipped_seen: dict[str, int] = {}
         self._l("rank_info", gpu=gpu, Hostname=self.identity["node"]).set(1)
+        # The endpoint may be scraped before set_static(); an unset timestamp would read as 0 (1970)
+        # and the stall and checkpoint-age alerts would see a run silent for decades.
+        self._mark_start(time.time())
+
+    def _mark_start(self, now: float) -> None:
+        self._l("last_step_timestamp_seconds").set(now)
+        self._l("last_checkpoint_timestamp_seconds").set(now)
 
     def _l(self, key: str, **extra):
         return self._m[key].labels(**self.identity, **extra)
@@ -155,8 +162,7 @@ class TrainingMetrics:
         self._l("resolution_pixels").set(resolution)
         self._l("fade_in_alpha").set(fade_in_alpha)
         self._l("augment_probability").set(augment_probability)
-        self._l("last_step_timestamp_seconds").set(now)
-        self._l("last_checkpoint_timestamp_seconds").set(now)
+        self._mark_start(now)
         for network in ("G", "D"):
             self._l("skipped_steps", network=network)  # exported as 0 from the start
             self._l("nonfinite_loss_logs", network=network)

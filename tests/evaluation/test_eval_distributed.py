@@ -2,23 +2,17 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from portkit import free_ports
 
 from launch.cli import main
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_ranks_match_one_process(tiny_export, digit_shards, tmp_path):
@@ -35,7 +29,7 @@ def test_two_ranks_match_one_process(tiny_export, digit_shards, tmp_path):
     argv = common + ["--cache", str(tmp_path / "c2"), "--out", str(tmp_path / "two.json")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HIRESGAN_TEST_ARGV": json.dumps(argv)}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                             "--master_port", str(_free_port()), str(runner)],
+                             "--master_port", str(free_ports()), str(runner)],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from portkit import free_ports
 from prometheus_client import CollectorRegistry
 
 from launch.cli import main
 from tests.trainer.test_train_e2e import TINY, _scrape_until
 from trainer.config import ConfigError, load_config
-from trainer.distributed import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "configs" / "digits.yaml"
@@ -101,7 +101,7 @@ def test_periodic_eval_in_process_keeps_mode_and_rng_and_reports(tmp_path, digit
 def test_two_ranks_evaluate_during_training_as_hiresgan_eval_does_afterwards(tmp_path, digit_shards):
     _, pattern = digit_shards
     metrics = "fid,kid,pr"
-    port = free_port()
+    port = free_ports()
     stop, found = threading.Event(), []
     scraper = threading.Thread(target=_scrape_until, daemon=True,
                                args=(f"http://127.0.0.1:{port}/metrics", "hiresgan_eval_fid{", stop, found))

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from portkit import free_ports
+
 BINARIES = ("slurmctld", "slurmd", "sbatch", "srun", "scontrol", "squeue", "scancel", "munged", "munge")
 NODES = ("node1", "node2")
 
@@ -36,12 +38,6 @@ def missing_reason() -> Optional[str]:
     if not Path("/etc/munge/munge.key").is_file():
         return "/etc/munge/munge.key is missing; reinstall munge or run `mungekey --create`"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _munge_works() -> bool:
@@ -137,7 +133,7 @@ def start(folder: Path, timeout: float = 60) -> Cluster:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "state").mkdir(exist_ok=True)
     conf = folder / "slurm.conf"
-    conf.write_text(render_conf(folder, ctld_port=_free_port(), node_ports=(_free_port(), _free_port())))
+    conf.write_text(render_conf(folder, ctld_port=(base := free_ports(3)), node_ports=(base + 1, base + 2)))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     subprocess.run(["slurmctld", "-i"], env=env, check=True, timeout=30)
     for node in NODES:

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 from launchkit import ROOT, hiresgan, pythonpath_env, train_args
+from portkit import free_ports
 
 from launch.local import SIGNALS_TO_HANDLE
-from trainer.distributed import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def _run_nodes(commands, tmp_path):
 
 
 def test_two_torchrun_nodes_meet_in_a_c10d_rendezvous(tmp_path, digit_shards):
-    port = free_port()
+    port = free_ports()
     args = train_args(digit_shards[1], tmp_path, "tr", *RUN, "launch.nproc_per_node=1")
     node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
             f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two-nodes", f"--signals-to-handle={SIGNALS_TO_HANDLE}",
@@ -45,7 +45,7 @@ def test_two_torchrun_nodes_meet_in_a_c10d_rendezvous(tmp_path, digit_shards):
 def test_deepspeed_hostfile_command_runs_on_each_node(tmp_path, digit_shards):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node1 slots=1\nnode2 slots=1\n")
-    port = free_port()
+    port = free_ports()
     args = train_args(digit_shards[1], tmp_path, "hf", *RUN)[1:]  # without the "train" subcommand
     commands = []
     for rank in (0, 1):  # what an operator runs on each node (rendered once per node)

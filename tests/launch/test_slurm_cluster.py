@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(slurm_cluster.missing_reason() is not None,
                                  reason=str(slurm_cluster.missing_reason()))]
 
-# 16 steps of 8 images on 2 nodes x 1 rank.
-RUN = ["train.deterministic=true", "train.kimg=0.128", "train.checkpoint_kimg=10", "train.sample_kimg=10"]
+# 32 steps of 8 images on 2 nodes x 1 rank: after step 4 the preemption test has ~28 steps (a few
+# seconds) for scancel -> slurmctld -> slurmd -> ranks to deliver SIGUSR1 before the run ends.
+RUN = ["train.deterministic=true", "train.kimg=0.256", "train.checkpoint_kimg=10", "train.sample_kimg=10"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_submitted_job_trains_on_both_nodes_and_exports(undisturbed):
     assert "on node[1-2], rendezvous 127.0.0.1:" in log
     assert (run_dir / "export" / "generator.safetensors").is_file()
     state = json.loads(sorted((run_dir / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text())
-    assert state["world_size"] == 2 and state["step"] == 16
+    assert state["world_size"] == 2 and state["step"] == 32
     assert "#SBATCH --signal=USR1@120" in (run_dir / "slurm" / "job.sbatch").read_text()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,17 +18,12 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from portkit import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "configs" / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "hiresgan.json"
 RULES = MONITORING / "alerts.yml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PromQLError(AssertionError):
@@ -48,7 +42,7 @@ class PrometheusServer:
                                 "file_sd_configs": [{"files": sd_files, "refresh_interval": "1s"}]}],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.port = _free_port()
+        self.port = free_ports()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(workdir / "prometheus.log", "w")
         self.proc = subprocess.Popen(

@@ -7,15 +7,16 @@ import math
 import shutil
 import socket
 import subprocess
+import time
 import urllib.request
 
 import pytest
 import torch
 from prometheus_client import CollectorRegistry, generate_latest
+from portkit import free_ports
 from prometheus_client.parser import text_string_to_metric_families
 
 from trainer import metrics
-from trainer.distributed import free_port
 
 IDENTITY = {"job": "unit", "rank": "3", "local_rank": "1", "node": "host-a", "slurm_job_id": ""}
 LOSSES = {"G/adversarial": 0.7, "G/fake_score": -0.2, "G/path_length": 0.05, "G/pl_mean": 1.5,
@@ -119,6 +120,17 @@ def test_skipped_steps_restored_by_a_resume_are_not_counted_again():
     assert v[("hiresgan_skipped_steps_total", frozenset({("network", "G")}))] == 1
 
 
+def test_timestamps_read_as_now_before_training_starts():
+    # A scrape between the rank's start and set_static() must not see 0: the stall alert
+    # (time() - last step > 600) would fire on a rank that has not had its first step yet.
+    before = time.time()
+    registry = CollectorRegistry()
+    metrics.TrainingMetrics(registry, identity=IDENTITY)
+    v, _ = samples(registry)
+    for name in ("hiresgan_last_step_timestamp_seconds", "hiresgan_last_checkpoint_timestamp_seconds"):
+        assert before <= v[(name, frozenset())] <= time.time(), name
+
+
 def test_grad_norm_is_the_l2_norm_of_all_gradients():
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
     assert metrics.grad_norm(net) is None
@@ -136,7 +148,7 @@ def test_promtool_finds_nothing_to_fix_in_the_exposition():
 
 def test_rank_endpoint_serves_and_publishes_its_target(tmp_path):
     registry, _ = populated()
-    port = free_port()
+    port = free_ports()
     endpoint = metrics.RankEndpoint(registry, run_dir=tmp_path, port=port, bind="127.0.0.1", identity=IDENTITY)
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

@@ -10,7 +10,6 @@
 """
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from portkit import free_ports
 from promkit import RULES, dashboard_expressions, grafana_to_promql, rule_expressions
 
 pytestmark = pytest.mark.slow
@@ -43,24 +43,6 @@ NO_DATA_HERE = {
 SUSTAINED_ONLY = {"HiresganDiscriminatorOverfitting"}
 
 
-def free_port_pair() -> int:
-    """A base port whose successor is free too (local ranks 0 and 1). Drawn below the kernel's
-    ephemeral range: a port the OS hands out for bind(0) or outgoing connections can be taken again
-    by another process between this check and the rank's bind."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(max(1024, low - 12000), low - 2)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", base))
-                b.bind(("127.0.0.1", base + 1))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no two consecutive free ports below the ephemeral range")
-
-
 def train_argv(out_dir: Path, name: str, urls: str, port: int, *overrides) -> list[str]:
     return [sys.executable, "-m", "launch", "train", "configs/digits.yaml", *TINY, f"data.urls={urls}",
             "data.prepare=none", f"run.out_dir={out_dir}", f"run.name={name}", f"metrics.port={port}", *overrides]
@@ -76,7 +58,7 @@ def healthy_run(tmp_path_factory, digit_shards, start_prometheus):
     # Wider than TINY so 16 steps outlast several 1 s scrapes on an idle machine (with TINY the run
     # could end before any scrape after step 8); a checkpoint every 4 steps, so the last scrape of
     # each rank follows a finished one.
-    result = subprocess.run(train_argv(tmp / "runs", "mon", digit_shards[1], free_port_pair(),
+    result = subprocess.run(train_argv(tmp / "runs", "mon", digit_shards[1], free_ports(2),
                                        "launch.nproc_per_node=2", "train.kimg=0.128", "train.checkpoint_kimg=0.032",
                                        "model.channel_max=64"),
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -165,7 +147,7 @@ def test_a_hung_data_source_fires_the_stall_alert_and_a_killed_rank_the_rank_dow
     prom = start_prometheus(tmp_path / "prometheus", sd_files=[str(targets / "*.json")],
                             rule_files=[_fast_rules(tmp_path / "fast-rules.yml")])
     log, started = open(tmp_path / "train.log", "w"), {}
-    proc = subprocess.Popen(train_argv(tmp_path / "runs", "stall", f"pipe:{source}", free_port_pair(),
+    proc = subprocess.Popen(train_argv(tmp_path / "runs", "stall", f"pipe:{source}", free_ports(2),
                                        "launch.nproc_per_node=1", "train.kimg=10", "data.shuffle_buffer=4"),
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

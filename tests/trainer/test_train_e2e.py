@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from portkit import free_ports
 from safetensors.torch import load_file
 
-from trainer.distributed import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
@@ -75,13 +75,13 @@ def _scrape_until(url: str, needle: str, stop: threading.Event, found: list):
             if needle in body:
                 found.append(body)
                 return
-        except OSError:
+        except Exception:  # noqa: BLE001 - refused, reset, or a half-written response: poll again
             pass
         time.sleep(0.2)
 
 
 def test_two_ranks_train_together_and_serve_metrics(tmp_path):
-    port = free_port()
+    port = free_ports(2)  # local ranks 0 and 1
     stop, found = threading.Event(), []
     scraper = threading.Thread(target=_scrape_until, daemon=True,
                                args=(f"http://127.0.0.1:{port + 1}/metrics", "hiresgan_images_seen_total{", stop, found))
@@ -175,7 +175,7 @@ def test_under_an_external_torchrun_the_command_runs_as_a_worker(tmp_path):
     """torchrun makes the ranks; `hiresgan train` must not spawn a second set of them."""
     _, pattern = pytest.digit_pattern
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_ports()),
          "-m", "launch", "train", "configs/digits.yaml", *TINY, f"data.urls={pattern}", "data.prepare=none",
          f"run.out_dir={tmp_path}", "run.name=ext", "metrics.port=0", "train.kimg=0.032",
          "launch.nproc_per_node=1"],
