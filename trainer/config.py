@@ -143,6 +143,9 @@ class MetricsConfig:
     port: int = 9400  # Prometheus port of local rank 0 (local rank r serves port + r); 0 disables
     bind: str = "127.0.0.1"  # address the metrics endpoint binds to (0.0.0.0 for remote scrapes)
     job: str = ""  # `job` label value (default: run.name)
+    # Seconds a finishing rank keeps /metrics up until Prometheus has scraped its final values (it
+    # returns at the first scrape after the end); at least the scrape interval. 0: stop at once.
+    final_scrape_wait: float = 0.0
 
 
 @dataclass
@@ -317,6 +320,9 @@ def validate(cfg: Config) -> Config:
         _fail("train.keep_checkpoints", f"got {cfg.train.keep_checkpoints}; keep at least 2 so a damaged newest checkpoint has a fallback")
     if not 0 <= cfg.metrics.port <= 65535:
         _fail("metrics.port", f"got {cfg.metrics.port}; must be a TCP port (1-65535) or 0 to disable")
+    if not 0 <= cfg.metrics.final_scrape_wait <= 3600:
+        _fail("metrics.final_scrape_wait", f"got {cfg.metrics.final_scrape_wait}; must be seconds in [0, 3600] "
+              "(the scrape interval or a little more; 0 stops the endpoint at once)")
     if not 0 <= cfg.launch.master_port <= 65535:
         _fail("launch.master_port", f"got {cfg.launch.master_port}; must be a TCP port or 0 for a free one")
     if cfg.model.conditional and cfg.data.num_classes == 1:

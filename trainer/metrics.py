@@ -373,15 +373,36 @@ class RankEndpoint:
 
     def __init__(self, registry: CollectorRegistry, *, run_dir: Path, port: int, bind: str,
                  identity: Mapping[str, str]):
+        self.scrapes = ScrapeClock()
+        registry.register(self.scrapes)
         self.server = serve(registry, port=port, bind=bind)
         self.address = scrape_address(bind=bind, node=identity.get("node", ""), port=port)
         self.path = target_path(run_dir, int(identity["rank"]))
         write_targets_file(self.path, targets=[self.address], labels=identity)
         log.info("metrics: http://%s/metrics (targets file %s)", self.address, self.path)
 
-    def close(self) -> None:
+    def close(self, final_scrape_wait: float = 0.0) -> None:
+        """Withdraw the target and stop serving. With a wait, first keep serving (target in place)
+        until a scrape starts after this call, so Prometheus records the final counters, or until
+        the wait runs out (no Prometheus, or one that scrapes rarely)."""
+        asked = time.monotonic()
+        while self.scrapes.last_started < asked and time.monotonic() - asked < final_scrape_wait:
+            time.sleep(0.05)
         self.path.unlink(missing_ok=True)
         self.server.shutdown()
+        self.server.server_close()  # shutdown() only stops the loop; this releases the port
+
+
+class ScrapeClock:
+    """A collector that exports nothing and remembers when the registry was last collected, i.e.
+    when the last scrape started (prometheus_client collects the registry once per request)."""
+
+    def __init__(self):
+        self.last_started = float("-inf")
+
+    def collect(self):
+        self.last_started = time.monotonic()
+        return []
 
 
 class JsonlLog:

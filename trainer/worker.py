@@ -69,7 +69,8 @@ def run_worker(run_dir: Path) -> int:
     distributed.barrier()
     distributed.shutdown()
     if endpoint is not None:
-        endpoint.close()  # a clean finish or a preemption withdraws the target (a crash leaves it: rank-down alert)
+        # A clean finish or a preemption withdraws the target (a crash leaves it: rank-down alert).
+        endpoint.close(cfg.metrics.final_scrape_wait)
     return code
 
 

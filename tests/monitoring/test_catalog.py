@@ -7,6 +7,7 @@ import math
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -160,6 +161,42 @@ def test_rank_endpoint_serves_and_publishes_its_target(tmp_path):
         endpoint.close()
     assert not (tmp_path / "prometheus-targets" / "rank-00003.json").exists()
     assert metrics.scrape_address(bind="0.0.0.0", node="gpu-node-7", port=9400) == "gpu-node-7:9400"
+
+
+def test_a_finishing_endpoint_serves_until_its_final_scrape(tmp_path):
+    registry, m = populated()
+    port = free_ports()
+    endpoint = metrics.RankEndpoint(registry, run_dir=tmp_path, port=port, bind="127.0.0.1", identity=IDENTITY)
+    target = tmp_path / "prometheus-targets" / "rank-00003.json"
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()  # a scrape before the end
+    m.observe_step(images=8, step_seconds=0.2, data_wait_seconds=0.01, skipped=0)  # the last step
+    scraped = []
+
+    def prometheus():  # scrapes once, 0.5 s after the run ended
+        time.sleep(0.5)
+        scraped.append((target.exists(), urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()))
+
+    scraper = threading.Thread(target=prometheus)
+    scraper.start()
+    started = time.monotonic()
+    endpoint.close(final_scrape_wait=60)  # returns at that scrape, not after 60 s
+    waited = time.monotonic() - started
+    scraper.join()
+    target_listed, body = scraped[0]
+    assert target_listed and waited < 30, waited  # the earlier scrape did not count; the wait ended early
+    # The final scrape saw the last step: 3 steps of 8 images from populated() plus this one.
+    v = {(s.name, s.labels.get("network")): s.value for f in text_string_to_metric_families(body.decode())
+         for s in f.samples}
+    assert v[("hiresgan_images_seen_total", None)] == 32
+    assert not target.exists()
+    with pytest.raises(ConnectionRefusedError):  # the port is released, not just left unserved
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+    # Nobody scrapes: the wait runs out and the endpoint still closes (and the same port binds again).
+    endpoint = metrics.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
+                                    identity=IDENTITY)
+    started = time.monotonic()
+    endpoint.close(final_scrape_wait=0.3)
+    assert time.monotonic() - started >= 0.3 and not target.exists()
 
 
 def test_a_taken_port_is_one_clear_error_and_publishes_no_target(tmp_path):

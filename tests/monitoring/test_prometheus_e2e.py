@@ -55,12 +55,12 @@ def healthy_run(tmp_path_factory, digit_shards, start_prometheus):
     targets.mkdir(parents=True)  # so Prometheus watches the folder from its start
     prom = start_prometheus(tmp / "prometheus", sd_files=[str(targets / "*.json")], rule_files=[RULES])
     start = time.time()
-    # Wider than TINY so 16 steps outlast several 1 s scrapes on an idle machine (with TINY the run
-    # could end before any scrape after step 8); a checkpoint every 4 steps, so the last scrape of
-    # each rank follows a finished one.
+    # Wider than TINY so 16 steps outlast several 1 s scrapes (rate() in the dashboard needs two
+    # while the ranks live); a checkpoint every 4 steps; and each rank waits for the scrape of its
+    # final values before it exits (metrics.final_scrape_wait).
     result = subprocess.run(train_argv(tmp / "runs", "mon", digit_shards[1], free_ports(2),
                                        "launch.nproc_per_node=2", "train.kimg=0.128", "train.checkpoint_kimg=0.032",
-                                       "model.channel_max=64"),
+                                       "model.channel_max=64", "metrics.final_scrape_wait=30"),
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     end = time.time()
     assert result.returncode == 0, result.stderr[-5000:]
@@ -76,13 +76,12 @@ def test_both_ranks_are_discovered_and_scraped_with_their_identity(healthy_run):
     ups = prom.query('up{job="mon"}', at=last)
     assert sorted(u["metric"]["rank"] for u in ups) == ["0", "1"]
     assert all(u["value"][1] == "1" and u["metric"]["node"] and u["metric"]["local_rank"] for u in ups)
-    # Counters agree: 4 images per rank and step (batch 8 over 2 ranks). The run has 16 steps; the
-    # last scrape may come before the last one or two (the endpoint closes when the rank exits).
+    # Counters agree with the run: 16 steps of 4 images per rank (batch 8 over 2 ranks), all of them
+    # recorded because each rank served until the scrape of its final values.
     images = prom.query('max_over_time(hiresgan_images_seen_total{job="mon"}[10m])', at=end)
     steps = prom.query('max_over_time(hiresgan_steps_total{job="mon"}[10m])', at=end)
-    per_rank = {s["metric"]["rank"]: float(s["value"][1]) for s in steps}
-    assert sorted(per_rank) == ["0", "1"] and all(8 <= n <= 16 for n in per_rank.values()), per_rank
-    assert {i["metric"]["rank"]: float(i["value"][1]) for i in images} == {r: 4 * n for r, n in per_rank.items()}
+    assert {s["metric"]["rank"]: float(s["value"][1]) for s in steps} == {"0": 16, "1": 16}
+    assert {i["metric"]["rank"]: float(i["value"][1]) for i in images} == {"0": 64, "1": 64}
     # Labels that let dashboards join the DCGM exporter: Hostname is the node label.
     info = prom.query('hiresgan_rank_info{job="mon"}', at=last)
     assert {i["metric"]["Hostname"] for i in info} == {u["metric"]["node"] for u in ups}

@@ -39,6 +39,7 @@ def test_dot_list_overrides_apply():
     (["model.family=vae"], ["model.family", "stylegan2"]),
     (["train.keep_checkpoints=1"], ["train.keep_checkpoints"]),
     (["train.kimg"], ["train.kimg", "key=value"]),
+    (["metrics.final_scrape_wait=-1"], ["metrics.final_scrape_wait", "[0, 3600]"]),
 ])
 def test_bad_values_name_the_key(override, words):
     with pytest.raises(ConfigError) as info:
