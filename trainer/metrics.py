@@ -142,9 +142,10 @@ class TrainingMetrics:
         self._l("rank_info", gpu=gpu, Hostname=self.identity["node"]).set(1)
         # The endpoint may be scraped before set_static(); an unset timestamp would read as 0 (1970)
         # and the stall and checkpoint-age alerts would see a run silent for decades.
-        self._mark_start(time.time())
+        self._mark_start()
 
-    def _mark_start(self, now: float) -> None:
+    def _mark_start(self) -> None:
+        now = time.time()
         self._l("last_step_timestamp_seconds").set(now)
         self._l("last_checkpoint_timestamp_seconds").set(now)
 
@@ -155,14 +156,13 @@ class TrainingMetrics:
                    augment_probability: float = 0.0, skipped_steps: Optional[Mapping[str, int]] = None) -> None:
         """Once at the start of training; start time doubles as the first 'last step/checkpoint'.
         `skipped_steps`: the engines' counts restored by a resume (not news of this process)."""
-        now = time.time()
         self._skipped_seen.update(skipped_steps or {})
         self._l("world_size").set(world_size)
         self._l("target_kimg").set(target_kimg)
         self._l("resolution_pixels").set(resolution)
         self._l("fade_in_alpha").set(fade_in_alpha)
         self._l("augment_probability").set(augment_probability)
-        self._mark_start(now)
+        self._mark_start()
         for network in ("G", "D"):
             self._l("skipped_steps", network=network)  # exported as 0 from the start
             self._l("nonfinite_loss_logs", network=network)

@@ -13,8 +13,8 @@ import urllib.request
 
 import pytest
 import torch
-from prometheus_client import CollectorRegistry, generate_latest
 from portkit import free_ports
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from trainer import metrics
@@ -41,10 +41,14 @@ def populated(**log_overrides) -> tuple[CollectorRegistry, metrics.TrainingMetri
     return registry, m
 
 
-def samples(registry) -> dict:
+def samples(registry) -> tuple[dict, dict]:
+    return exposition_samples(generate_latest(registry).decode())
+
+
+def exposition_samples(text: str) -> tuple[dict, dict]:
     """{(sample name, frozenset of non-identity labels): value} and the family types."""
     out, types = {}, {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+    for family in text_string_to_metric_families(text):
         types[family.name] = family.type
         for s in family.samples:
             assert {k: s.labels[k] for k in metrics.IDENTITY_LABELS} == IDENTITY, s
@@ -185,9 +189,8 @@ def test_a_finishing_endpoint_serves_until_its_final_scrape(tmp_path):
     target_listed, body = scraped[0]
     assert target_listed and waited < 30, waited  # the earlier scrape did not count; the wait ended early
     # The final scrape saw the last step: 3 steps of 8 images from populated() plus this one.
-    v = {(s.name, s.labels.get("network")): s.value for f in text_string_to_metric_families(body.decode())
-         for s in f.samples}
-    assert v[("hiresgan_images_seen_total", None)] == 32
+    v, _ = exposition_samples(body.decode())
+    assert v[("hiresgan_images_seen_total", frozenset())] == 32
     assert not target.exists()
     with pytest.raises(ConnectionRefusedError):  # the port is released, not just left unserved
         socket.create_connection(("127.0.0.1", port), timeout=5)

@@ -15,7 +15,6 @@ import torch
 from portkit import free_ports
 from safetensors.torch import load_file
 
-
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
         "model.mapping_layers=1", "train.batch_size=8", "train.log_every=2", "data.workers=0",
