@@ -9,37 +9,17 @@ second derivatives.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
-import torch.nn.functional as F
 
 from kernels._dispatch import acc_dtype, use_triton
-
-
-class Activation(NamedTuple):
-    func: Callable[[torch.Tensor, float], torch.Tensor]
-    default_alpha: float
-    default_gain: float
-
-
-ACTIVATIONS: dict[str, Activation] = {
-    "linear": Activation(lambda x, a: x, 0.0, 1.0),
-    "relu": Activation(lambda x, a: F.relu(x), 0.0, math.sqrt(2)),
-    "lrelu": Activation(lambda x, a: F.leaky_relu(x, a), 0.2, math.sqrt(2)),
-    "tanh": Activation(lambda x, a: torch.tanh(x), 0.0, 1.0),
-    "sigmoid": Activation(lambda x, a: torch.sigmoid(x), 0.0, 1.0),
-    "elu": Activation(lambda x, a: F.elu(x), 0.0, 1.0),
-    "selu": Activation(lambda x, a: F.selu(x), 0.0, 1.0),
-    "softplus": Activation(lambda x, a: F.softplus(x), 0.0, 1.0),
-    "swish": Activation(lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2)),
-}
+from kernels.activations import ACTIVATIONS, check_act
 
 
 def check_args(x, b, dim, act, alpha, gain, clamp) -> None:
     """Validate every argument (same errors for both implementations)."""
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act={act!r}: valid choices are {', '.join(ACTIVATIONS)}")
+    check_act(act)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
     for name, value in (("alpha", alpha), ("gain", gain), ("clamp", clamp)):

@@ -40,7 +40,8 @@ def _upfirdn2d_jobs(tl):
 
 
 def _bias_act_jobs(tl):
-    from kernels.triton_ops.bias_act import ACT_CODES, _bias_act_fwd, _bias_act_grad
+    from kernels.activations import KERNEL_ACTS
+    from kernels.triton_ops.bias_act import _bias_act_fwd, _bias_act_grad
 
     def fwd_sig(dt, acc, idx=_I):
         return {"x_ptr": f"*{dt}", "b_ptr": f"*{dt}", "p_ptr": f"*{acc}", "out_ptr": f"*{dt}", "R": idx, "C": _I,
@@ -54,7 +55,7 @@ def _bias_act_jobs(tl):
              dict(P_PTR=False, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, INT64=True, BR=4, BI=256)),
             (_bias_act_fwd, fwd_sig("fp64", "fp64"),
              dict(P_PTR=True, HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, **tiles))]
-    for code in ACT_CODES.values():  # both derivative orders of every activation
+    for code in KERNEL_ACTS:  # both derivative orders of every activation
         for order in (1, 2):
             jobs.append((_bias_act_grad, grad_sig("fp32", "fp32"),
                          dict(P_PTR=False, ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32,

@@ -14,9 +14,22 @@ import torch
 import triton
 import triton.language as tl
 
-# selu is not here: it is elu with alpha 1.6733 and its scale 1.0507 folded into the gain (the
-# caller does that), which keeps float32 literals out of the float64 path.
-ACT_CODES = {"linear": 0, "relu": 1, "lrelu": 2, "tanh": 3, "sigmoid": 4, "elu": 5, "softplus": 7, "swish": 8}
+from kernels.activations import ACTIVATIONS, kernel_code
+from kernels.triton_ops.tiles import tile_shape
+
+# The ACT codes come from the shared table (kernels/activations.py), as constexpr globals (the
+# only globals a jitted function may read), so a branch cannot test a stale number. selu has no
+# code: it runs as elu with alpha 1.6733 and its scale 1.0507 folded into the gain (the caller
+# does that), which keeps float32 literals out of the float64 path. An ACT matching no branch
+# fails to compile (static_assert) instead of falling into the last branch.
+_LINEAR = tl.constexpr(ACTIVATIONS["linear"].code)
+_RELU = tl.constexpr(ACTIVATIONS["relu"].code)
+_LRELU = tl.constexpr(ACTIVATIONS["lrelu"].code)
+_TANH = tl.constexpr(ACTIVATIONS["tanh"].code)
+_SIGMOID = tl.constexpr(ACTIVATIONS["sigmoid"].code)
+_ELU = tl.constexpr(ACTIVATIONS["elu"].code)
+_SOFTPLUS = tl.constexpr(ACTIVATIONS["softplus"].code)
+_SWISH = tl.constexpr(ACTIVATIONS["swish"].code)
 
 
 @triton.jit
@@ -26,69 +39,75 @@ def _sigmoid(z):
 
 @triton.jit
 def act_fwd(z, alpha, ACT: tl.constexpr):
-    if ACT == 0:
+    if ACT == _LINEAR:
         y = z
-    elif ACT == 1:
+    elif ACT == _RELU:
         y = tl.where(z > 0, z, 0.0)
-    elif ACT == 2:
+    elif ACT == _LRELU:
         y = tl.where(z > 0, z, z * alpha)
-    elif ACT == 3:
+    elif ACT == _TANH:
         y = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)  # tanh; saturates to +-1 without inf/inf
-    elif ACT == 4:
+    elif ACT == _SIGMOID:
         y = _sigmoid(z)
-    elif ACT == 5:
+    elif ACT == _ELU:
         y = tl.where(z > 0, z, alpha * (tl.exp(z) - 1.0))
-    elif ACT == 7:
+    elif ACT == _SOFTPLUS:
         y = tl.where(z > 20.0, z, tl.log(1.0 + tl.exp(z)))  # torch's softplus threshold (20)
-    else:
+    elif ACT == _SWISH:
         y = z * _sigmoid(z)
+    else:
+        tl.static_assert(False, "unknown activation code ACT (see kernels/activations.py)")
     return y
 
 
 @triton.jit
 def act_d1(z, alpha, ACT: tl.constexpr):
     """d act / dz, with the same choice at kinks as torch's autograd (0 at z == 0 for relu)."""
-    if ACT == 0:
+    if ACT == _LINEAR:
         d = z * 0.0 + 1.0
-    elif ACT == 1:
+    elif ACT == _RELU:
         d = tl.where(z > 0, 1.0, 0.0)
-    elif ACT == 2:
+    elif ACT == _LRELU:
         d = tl.where(z > 0, 1.0, alpha + z * 0.0)
-    elif ACT == 3:
+    elif ACT == _TANH:
         t = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
         d = 1.0 - t * t
-    elif ACT == 4:
+    elif ACT == _SIGMOID:
         s = _sigmoid(z)
         d = s * (1.0 - s)
-    elif ACT == 5:
+    elif ACT == _ELU:
         d = tl.where(z > 0, 1.0, alpha * tl.exp(z))
-    elif ACT == 7:
+    elif ACT == _SOFTPLUS:
         d = tl.where(z > 20.0, 1.0, _sigmoid(z))
-    else:
+    elif ACT == _SWISH:
         s = _sigmoid(z)
         d = s * (1.0 + z * (1.0 - s))
+    else:
+        tl.static_assert(False, "unknown activation code ACT (see kernels/activations.py)")
     return d
 
 
 @triton.jit
 def act_d2(z, alpha, ACT: tl.constexpr):
     """d^2 act / dz^2 (zero for the piecewise-linear activations)."""
-    if ACT <= 2:
+    if (ACT == _LINEAR) or (ACT == _RELU) or (ACT == _LRELU):
         d = z * 0.0
-    elif ACT == 3:
+    elif ACT == _TANH:
         t = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
         d = -2.0 * t * (1.0 - t * t)
-    elif ACT == 4:
+    elif ACT == _SIGMOID:
         s = _sigmoid(z)
         d = s * (1.0 - s) * (1.0 - 2.0 * s)
-    elif ACT == 5:
+    elif ACT == _ELU:
         d = tl.where(z > 0, 0.0, alpha * tl.exp(z))
-    elif ACT == 7:
+    elif ACT == _SOFTPLUS:
         s = _sigmoid(z)
         d = tl.where(z > 20.0, 0.0, s * (1.0 - s))
-    else:
+    elif ACT == _SWISH:
         s = _sigmoid(z)
         d = s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+    else:
+        tl.static_assert(False, "unknown activation code ACT (see kernels/activations.py)")
     return d
 
 
@@ -112,13 +131,15 @@ def load_params(p_ptr, alpha, gain, clamp, P_PTR: tl.constexpr):
 
 
 @triton.jit
-def _tile(R, inner, chunks, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
+def tile_index(pid, R, inner, chunks, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
     # x is viewed as [R = outer * C, inner]: a [BR, BI] tile of it. The bias index is the row
     # mod C, taken on the [BR, 1] row vector, so lanes do no division by runtime sizes.
-    pid = tl.program_id(0)
-    r = (pid // chunks) * BR + tl.arange(0, BR)[:, None]
+    # With INT64, pid is widened before any product: without a bias the whole tensor is one
+    # row, so (pid % chunks) * BI alone passes 2**31 (and so does (pid // chunks) * BR when
+    # inner is 1). The program id is an argument so tests can probe ids no test grid reaches.
     if INT64:
-        r = r.to(tl.int64)
+        pid = pid.to(tl.int64)
+    r = (pid // chunks) * BR + tl.arange(0, BR)[:, None]
     i = (pid % chunks) * BI + tl.arange(0, BI)[None, :]
     return r, r * inner + i, (r < R) & (i < inner)
 
@@ -127,7 +148,7 @@ def _tile(R, inner, chunks, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.conste
 def _bias_act_fwd(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp, P_PTR: tl.constexpr,
                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
                   INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
-    r, offs, mask = _tile(R, inner, chunks, INT64, BR, BI)
+    r, offs, mask = tile_index(tl.program_id(0), R, inner, chunks, INT64, BR, BI)
     alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
@@ -144,7 +165,7 @@ def _bias_act_grad(g_ptr, gg_ptr, x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chu
                    ACC: tl.constexpr, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
     # ORDER 1: out = g * act'(z) * gain * [clamp passes]           (dL/dz from dL/dy = g)
     # ORDER 2: out = gg * g * act''(z) * gain * [clamp passes]     (d(dL/dz)/dz, times gg)
-    r, offs, mask = _tile(R, inner, chunks, INT64, BR, BI)
+    r, offs, mask = tile_index(tl.program_id(0), R, inner, chunks, INT64, BR, BI)
     alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
@@ -162,16 +183,6 @@ def _bias_act_grad(g_ptr, gg_ptr, x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chu
 _TL_ACC = {torch.float64: tl.float64, torch.float32: tl.float32}
 
 
-def tile_shape(rows: int, inner: int) -> tuple[int, int]:
-    """(rows, inner elements) per program: 1024 elements on a GPU, up to 16384 under the
-    interpreter (whole test tensors in one program)."""
-    from kernels._dispatch import interpreting
-
-    budget = 1 << 14 if interpreting() else 1024
-    bi = min(triton.next_power_of_2(inner), budget)
-    return min(triton.next_power_of_2(rows), budget // bi), bi
-
-
 def _grid_args(x, R, inner, tile):
     br, bi = tile or tile_shape(R, inner)
     chunks = triton.cdiv(inner, bi)
@@ -185,12 +196,12 @@ def param_args(params, dummy) -> tuple:
 
 def launch_fwd(x, b, params, out, *, C, inner, act, clamp, tile=None):
     """x, out contiguous, viewed as [R, inner] with R = outer * C; b None or [C] in x's dtype;
-    params a KernelParams (kernels/bias_act.py). `tile` overrides tile_shape (tests)."""
+    params a KernelParams (kernels/bias_act.py). `tile` overrides tiles.tile_shape (tests)."""
     R = out.numel() // inner
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
     _bias_act_fwd[grid](x, x if b is None else b, p_ptr, out, R, C, inner, chunks, alpha, gain, clamp_value,
-                        P_PTR=params.tensor is not None, HAS_BIAS=b is not None, ACT=ACT_CODES[act], CLAMP=clamp,
+                        P_PTR=params.tensor is not None, HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp,
                         ACC=_TL_ACC[params.acc], **blocks)
     return out
 
@@ -201,5 +212,5 @@ def launch_grad(order, g, gg, x, b, params, out, *, C, inner, act, clamp, tile=N
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
     _bias_act_grad[grid](g, g if gg is None else gg, x, x if b is None else b, p_ptr, out, R, C, inner, chunks,
                          alpha, gain, clamp_value, P_PTR=params.tensor is not None, ORDER=order,
-                         HAS_BIAS=b is not None, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.acc], **blocks)
+                         HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc], **blocks)
     return out

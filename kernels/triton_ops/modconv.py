@@ -18,13 +18,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton_ops.bias_act import ACT_CODES, act_d1, act_fwd, clamp_mask, load_params, param_args
-
-
-def block_size(hw: int) -> int:
-    from kernels._dispatch import interpreting
-
-    return min(triton.next_power_of_2(hw), 1 << 14) if interpreting() else 1024
+from kernels.activations import kernel_code
+from kernels.triton_ops.bias_act import act_d1, act_fwd, clamp_mask, load_params, param_args
+from kernels.triton_ops.tiles import tile_shape
 
 
 @triton.jit
@@ -127,12 +123,12 @@ def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     """c, out [N, O, H, W] contiguous; scale [N, O] contiguous or None; noise broadcastable to
     c (any strides) or None; bias [O] or None; params a KernelParams (kernels/bias_act.py)."""
     N, O, H, W = c.shape
-    block = block_size(H * W)
+    (block,) = tile_shape(H * W)
     p_ptr, *scalars = param_args(params, c)
     _epilogue_fwd[(N * O, triton.cdiv(H * W, block))](
         c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr, out,
         O, H * W, W, *_noise_strides(noise, c.shape), *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
-        NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=ACT_CODES[act],
+        NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=kernel_code(act),
         CLAMP=clamp, ACC=_TL_ACC[params.acc], BLOCK=block)
     return out
 
@@ -152,7 +148,7 @@ def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad,
     """-> (gc, gnoise summed to noise's shape or None, gscale [N, O] or None, gbias per plane
     [N, O] or None); the sums are in the accumulation dtype."""
     N, O, H, W = c.shape
-    block = block_size(H * W)
+    (block,) = tile_shape(H * W)
     chunks = triton.cdiv(H * W, block)
     per_group = -(-O // channel_groups(N, O, chunks, groups))
     groups = -(-O // per_group)  # no empty group
@@ -169,7 +165,7 @@ def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad,
         gc, gn, gc if ps is None else ps, gc if pb is None else pb, O, H * W, W, chunks, groups, per_group,
         *nstr, *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),
         HAS_BIAS=bias is not None,
-        NOISE_GRAD=noise_grad, ACT=ACT_CODES[act], CLAMP=clamp, ACC=_TL_ACC[params.acc], BLOCK=block)
+        NOISE_GRAD=noise_grad, ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc], BLOCK=block)
     gscale = None if ps is None else ps.sum(1).reshape(N, O)
     gbias = None if pb is None else pb.sum(1).reshape(N, O)
     gnoise = None

@@ -13,26 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-
-def block_size(numel: int) -> int:
-    """Elements per program for the flat kernels. On a GPU 1024 (4 warps x 8 per thread); under
-    the interpreter, where each program costs milliseconds, the whole (tiny) test tensor at once."""
-    from kernels._dispatch import interpreting
-
-    return min(triton.next_power_of_2(numel), 1 << 14) if interpreting() else 1024
-
-
-def tile_shape(planes: int, oh: int, ow: int) -> tuple[int, int, int]:
-    """(planes, rows, columns) of output per program: fill a row first (coalesced), then rows,
-    then planes (small low-resolution layers), up to 1024 elements on a GPU and up to 32768
-    under the interpreter (whole test tensors in one or a few programs)."""
-    from kernels._dispatch import interpreting
-
-    budget = 1 << 15 if interpreting() else 1024
-    bw = min(triton.next_power_of_2(ow), 256, budget)
-    bh = min(triton.next_power_of_2(oh), budget // bw)
-    bp = min(triton.next_power_of_2(planes), budget // (bw * bh))
-    return bp, bh, bw
+from kernels.triton_ops.tiles import tile_shape
 
 
 @triton.jit
@@ -89,11 +70,12 @@ def launch(x: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor | None, out: torc
     """Fill `out` [N, C, OH, OW] (contiguous). `fy`/`fx`: the two 1-D taps of a separable filter,
     or `fy` the 2-D filter [FH, FW] and `fx` None; both already flipped and scaled, in the
     accumulation dtype. `up`, `down`, `pad0`, `fsize` are (x, y) pairs. `tile` (planes, rows,
-    columns; powers of 2) overrides tile_shape, so tests can cover many tiles with tiny shapes."""
+    columns; powers of 2) overrides tiles.tile_shape, so tests can cover many tiles with tiny shapes."""
     N, C, H, W = x.shape
     OH, OW = out.shape[2:]
     assert out.is_contiguous() and out.shape[:2] == x.shape[:2]
-    bp, bh, bw = tile or tile_shape(N * C, OH, OW)
+    # A row segment of up to 256 columns first, then rows, then planes (small layers).
+    bp, bh, bw = tile or tile_shape(N * C, OH, OW, caps=(None, None, 256))
     tiles_y, tiles_x = triton.cdiv(OH, bh), triton.cdiv(OW, bw)
     reach = max(out.numel(), sum((d - 1) * st for d, st in zip(x.shape, x.stride())) + 1)
     _upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
