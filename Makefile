@@ -40,7 +40,7 @@ test-fast: $(STAMP)
 ## Class accuracy and digit coverage of the default run's export (needs `make train` first);
 ## fails (exit 1) below the bar: >= 90% class accuracy and all ten digits clearly drawn.
 eval-digits: $(STAMP)
-	$(PY) -m trainer.digits_eval runs/digits/export --check --out runs/digits/eval-digits.json
+	$(PY) -m trainer.evaluation.digits_gate runs/digits/export --check --out runs/digits/eval-digits.json
 
 ## Quality gate of one family on the embedded digits: train configs/NAME.yaml from scratch into
 ## runs/quality-NAME, then `digits_eval --check` (all ten digits clearly drawn; conditional
@@ -48,7 +48,7 @@ eval-digits: $(STAMP)
 quality-%: $(STAMP)
 	rm -rf runs/quality-$*
 	$(PY) -m launch train configs/$*.yaml run.name=quality-$* $(ARGS)
-	$(PY) -m trainer.digits_eval runs/quality-$* --check --out runs/quality-$*/eval-digits.json
+	$(PY) -m trainer.evaluation.digits_gate runs/quality-$* --check --out runs/quality-$*/eval-digits.json
 
 ## Training throughput of CONFIG on this machine (images/s, sec/kimg), saved to bench/train.json.
 bench: $(STAMP)
@@ -60,11 +60,11 @@ bench-kernels: $(STAMP)
 
 ## Loader throughput (images/s, workers 0/1/2, local vs HTTP, vs raw PIL decode), saved to bench/data.json.
 bench-data: $(STAMP)
-	$(PY) -m trainer.data_bench --out bench/data.json $(ARGS)
+	$(PY) -m trainer.data.bench --out bench/data.json $(ARGS)
 
 ## Cost of the Prometheus metrics per step, per log step and per scrape.
 bench-metrics: $(STAMP)
-	$(PY) -m trainer.metrics_bench
+	$(PY) -m trainer.telemetry.bench
 
 clean:
 	rm -rf runs bench .pytest_cache

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.device_info import device_name
+from trainer.telemetry.device_info import device_name
 
 
 def measure(records: list[dict], *, warmup: int, batch: int) -> dict:

@@ -10,8 +10,8 @@ from typing import Optional
 
 from trainer import checkpoint
 from trainer.config import Config, ConfigError
-from trainer.data_sources import DataError, expand_urls, find_manifest, resolve_urls
-from trainer.digits import ensure_digit_shards
+from trainer.data.sources import DataError, expand_urls, find_manifest, resolve_urls
+from trainer.data.digits import ensure_digit_shards
 
 
 def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300) -> None:

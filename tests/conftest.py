@@ -38,7 +38,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def digit_shards(tmp_path_factory):
     """The embedded digits written once per test session: (folder, brace pattern)."""
-    from trainer.digits import write_digit_shards
+    from trainer.data.digits import write_digit_shards
 
     folder = tmp_path_factory.mktemp("digits")
     write_digit_shards(folder)

@@ -29,8 +29,9 @@ class ExportError(ValueError):
 
 
 def export_generator(G_ema: torch.nn.Module, out_dir: Path, *, class_names: Optional[list[str]] = None,
-                     training: Optional[dict[str, Any]] = None) -> Path:
-    """Write G_ema to out_dir; returns the weights file."""
+                     training: Optional[dict[str, Any]] = None, metadata: Optional[dict[str, Any]] = None) -> Path:
+    """Write G_ema to out_dir; returns the weights file. `metadata` is the recipe's
+    `export_metadata()` (what samplers of that family need: a tokenizer, a scale), JSON only."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     description = {
@@ -39,6 +40,10 @@ def export_generator(G_ema: torch.nn.Module, out_dir: Path, *, class_names: Opti
         "img_resolution": G_ema.img_resolution, "img_channels": G_ema.img_channels,
         "class_names": class_names, "pixel_range": [-1, 1], "training": training or {},
     }
+    clashes = sorted(set(metadata or {}) & set(description))
+    if clashes:
+        raise ExportError(f"recipe export_metadata() may not replace the export's own keys: {clashes}")
+    description.update(metadata or {})
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in G_ema.state_dict().items()}
     weights, meta = out_dir / WEIGHTS, out_dir / DESCRIPTION
     tmp_weights, tmp_meta = out_dir / f".{WEIGHTS}.tmp", out_dir / f".{DESCRIPTION}.tmp"
@@ -111,7 +116,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path) -> Path:
     G, _ = build_networks(cfg)
     G.load_state_dict(load_file(str(checkpoint / "ema.safetensors")))
     state = json.loads((checkpoint / "state.json").read_text())
-    from trainer.data_sources import find_manifest
+    from trainer.data.sources import find_manifest
 
     class_names = (find_manifest(cfg.data.urls) or {}).get("class_names")
     training = {"run": cfg.run.name, "kimg": state.get("images_seen", 0) / 1000, "step": state.get("step"),

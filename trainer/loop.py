@@ -1,9 +1,10 @@
 """The training loop of one rank: the family's phases, EMA, logs, checkpoints.
 
 Reads like a table of contents: `Trainer.__init__` builds everything, `run` loops over steps,
-each step runs the phases of the model family's recipe (`trainer.recipes`; StyleGAN2-ADA's
-schedule with lazy regularization for stylegan2) and then the bookkeeping that is due. Host
-syncs (`.item()`) happen only on log steps.
+each step hands a `trainer.phases.StepContext` to the model family's recipe (`trainer.recipes`;
+StyleGAN2-ADA's schedule with lazy regularization for stylegan2), which runs its phases through
+`StepContext.run_phase`, and then does the bookkeeping that is due. Host syncs (`.item()`) happen
+only on log steps.
 """
 
 from __future__ import annotations
@@ -13,24 +14,27 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from prometheus_client import CollectorRegistry
 
 from trainer import checkpoint, distributed, losses
 from trainer.config import Config
-from trainer.data import StreamSpec, make_loader, to_training_tensor
-from trainer.data_sources import find_manifest, resolve_urls
+from trainer.data import Batch, stream_for
+from trainer.data.sources import DataError, find_manifest
+from trainer.data.stream import to_training_tensor
 from trainer.distributed import DistEnv
 from trainer.ema import ema_beta, update_ema
 from trainer.evaluation.periodic import PeriodicEval
 from trainer.export import export_generator
 from trainer.images import save_grid
-from trainer.metrics import (DiversityProbe, JsonlLog, TrainingMetrics, engine_stats, gpu_label, grad_norm,
-                             rank_identity)
+from trainer.telemetry.jsonl import JsonlLog
+from trainer.telemetry.probes import DiversityProbe, engine_stats, gpu_label, grad_norm, rank_identity
+from trainer.telemetry.prometheus import TrainingMetrics
 from trainer.models import build_networks
-from trainer.progress import ProgressBar
+from trainer.telemetry.console import ProgressBar
+from trainer.phases import Counters, Network, StepBatch, StepContext, one_hot
 from trainer.recipes import build_recipe
 from trainer.sample import latent
 
@@ -82,12 +86,9 @@ class Trainer:
             if env.is_main:
                 log.info("resumed from %s at %.1f kimg", resume_from, self.progress.kimg)
 
-        self.data = make_loader(StreamSpec(
-            urls=tuple(resolve_urls(cfg.data.urls, timeout=cfg.data.timeout)), seed=cfg.run.seed, rank=env.rank,
-            world_size=env.world_size, batch_size=self.batch, resolution=cfg.data.resolution,
-            channels=cfg.data.channels, labeled=cfg.data.num_classes > 0, xflip=cfg.data.xflip,
-            shuffle_buffer=cfg.data.shuffle_buffer, start_batch=self.progress.step, on_error=cfg.data.on_error,
-            retries=cfg.data.retries, timeout=cfg.data.timeout, num_classes=cfg.data.num_classes), cfg.data.workers)
+        self.data = self._stream(None, decoder=self.recipe.sample_decoder())
+        self.extra_data: dict[str, Iterator[Batch]] = {
+            name: self._stream(extra, decoder=None) for name, extra in self.recipe.extra_streams().items()}
         self.metrics = (TrainingMetrics(registry, identity=self._identity(), gpu=gpu_label(env.local_rank))
                         if registry is not None else None)
         self._grad_norms: dict[str, torch.Tensor] = {}  # filled on log steps only (device tensors)
@@ -116,6 +117,18 @@ class Trainer:
                                            precision=self.cfg.train.precision)
         return distributed.build_engine(module, config)
 
+    def _stream(self, extra, *, decoder) -> Iterator[Batch]:
+        """The main stream (extra=None) or a recipe's `ExtraStream`, from where this rank stands."""
+        common = dict(rank=self.env.rank, world_size=self.env.world_size, batch_size=self.batch,
+                      start_batch=self.progress.step, decoder=decoder)
+        if extra is None:
+            return stream_for(self.cfg, **common)
+        try:
+            return stream_for(self.cfg, urls=extra.urls, seed_offset=extra.seed_offset, labeled=extra.labeled,
+                              **common)
+        except DataError as exc:
+            raise DataError(f"{extra.config_key}: {exc}") from None
+
     def _identity(self) -> dict[str, str]:
         return rank_identity(job=self.cfg.metrics.job or self.cfg.run.name, rank=self.env.rank,
                              local_rank=self.env.local_rank, node=self.env.node)
@@ -132,26 +145,19 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- step
 
-    def _labels(self, labels: torch.Tensor) -> Optional[torch.Tensor]:
-        if self.c_dim == 0:
-            return None
-        return torch.nn.functional.one_hot(labels.to(self.env.device), self.c_dim).to(self.dtype)
+    def _step_batch(self, batch: Batch) -> StepBatch:
+        """A loader batch on the training device: images in [-1, 1], one-hot labels, extras as decoded."""
+        real_c = None if self.c_dim == 0 else one_hot(batch.labels, self.c_dim, self.env.device, self.dtype)
+        extras = {k: v.to(self.env.device, non_blocking=True) for k, v in batch.extras.items()}
+        return StepBatch(to_training_tensor(batch.images, self.env.device, self.dtype), real_c, extras, batch.keys)
 
-    def _random_labels(self, n: int) -> Optional[torch.Tensor]:
-        if self.c_dim == 0:
-            return None
-        return self._labels(torch.randint(self.c_dim, [n]))
-
-    def _z(self, n: int) -> torch.Tensor:
-        return torch.randn([n, self.G.z_dim], device=self.env.device, dtype=self.dtype)
-
-    def _run_phase(self, name: str, engine, frozen, compute: Callable[[], losses.PhaseLosses]) -> None:
+    def _run_phase(self, name: str, network: Network, compute: Callable[[], losses.PhaseLosses]) -> None:
         t0 = time.perf_counter()
+        engine, frozen = (self.G_engine, self.D_engine) if network == "G" else (self.D_engine, self.G_engine)
         engine.module.requires_grad_(True)
         frozen.module.requires_grad_(False)
         result = compute()
         engine.backward(result.total)
-        network = "G" if engine is self.G_engine else "D"
         logs_next = (self.progress.step + 1) % self.cfg.train.log_every == 0
         if self.metrics is not None and name.endswith("_main") and logs_next:
             self._grad_norms[network] = grad_norm(engine.module)  # read on the coming log step
@@ -163,12 +169,26 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.observe_phase(name, time.perf_counter() - t0)
 
-    def train_step(self, real_images: torch.Tensor, real_labels: torch.Tensor) -> None:
+    def _next_extra(self, stream: str) -> StepBatch:
+        if stream not in self.extra_data:
+            raise KeyError(f"stream {stream!r} is not one of the recipe's extra_streams(): {sorted(self.extra_data)}")
+        return self._step_batch(next(self.extra_data[stream]))
+
+    def context(self, batch: StepBatch) -> StepContext:
+        """What the recipe sees of this step (trainer.phases)."""
+        return StepContext(
+            nets={"G": self.G, "D": self.D, "G_ema": self.G_ema},
+            engines={"G": self.G_engine, "D": self.D_engine}, batch=batch,
+            counters=Counters(step=self.progress.step, images_seen=self.progress.images_seen),
+            batch_size=self.batch, device=self.env.device, dtype=self.dtype, rank=self.env.rank,
+            world_size=self.env.world_size, z_dim=self.G.z_dim, c_dim=self.c_dim,
+            run_phase=self._run_phase, next_batch=self._next_extra)
+
+    def train_step(self, batch: Batch) -> None:
         cfg = self.cfg
-        real = to_training_tensor(real_images, self.env.device, self.dtype)
-        real_c = self._labels(real_labels)
-        self._last_real = (real, real_c)  # for the diversity probe on log steps (a reference, no copy)
-        self.recipe.train_phases(self, real, real_c)  # the family's phases, each via _run_phase
+        step_batch = self._step_batch(batch)
+        self._last_real = (step_batch.real, step_batch.real_c)  # for the diversity probe on log steps (no copy)
+        self.recipe.train_phases(self.context(step_batch))
 
         self.progress.step += 1
         self.progress.images_seen += cfg.train.batch_size
@@ -224,9 +244,9 @@ class Trainer:
     def save_grid(self) -> Optional[Path]:
         if not self.env.is_main:
             return None
-        if hasattr(self.recipe, "grid_images"):  # families that do not sample from latents (cyclegan)
-            images, rows = self.recipe.grid_images(self.G_ema)
-            return self._write_grid(images, rows)
+        own = self.recipe.grid_images(self.G_ema)  # families that do not sample from latents (cyclegan)
+        if own is not None:
+            return self._write_grid(*own)
         c = None if self.grid_c is None else self.grid_c.to(self.env.device)
         images = torch.cat([self.G_ema(z.to(self.env.device), None if c is None else c[i:i + GRID_COLUMNS],
                                        noise_mode="const")
@@ -244,7 +264,8 @@ class Trainer:
             return None
         training = {"run": self.cfg.run.name, "kimg": self.progress.kimg, "step": self.progress.step}
         class_names = (find_manifest(self.cfg.data.urls) or {}).get("class_names")
-        return export_generator(self.G_ema, self.run_dir / "export", class_names=class_names, training=training)
+        return export_generator(self.G_ema, self.run_dir / "export", class_names=class_names, training=training,
+                                metadata=self.recipe.export_metadata())
 
     # ----------------------------------------------------------------------------- loop
 
@@ -263,7 +284,7 @@ class Trainer:
             t0 = time.perf_counter()
             batch = next(self.data)
             waited = time.perf_counter() - t0
-            self.train_step(batch.images, batch.labels)
+            self.train_step(batch)
             steps_since_log += 1
             waited_since_log += waited
             if self.metrics is not None:

@@ -25,7 +25,9 @@ def _threads(cfg, local_world_size: int) -> int:
 def run_worker(run_dir: Path) -> int:
     from prometheus_client import CollectorRegistry
 
-    from trainer import checkpoint, distributed, metrics, preemption
+    from trainer import checkpoint, distributed, preemption
+    from trainer.telemetry.endpoint import RankEndpoint
+    from trainer.telemetry.probes import rank_identity
     from trainer.config import load_run_config
     from trainer.loop import Trainer
 
@@ -40,9 +42,9 @@ def run_worker(run_dir: Path) -> int:
     registry = CollectorRegistry()
     endpoint = None
     if cfg.metrics.port:  # /metrics on port + local rank, and a file_sd entry under the run dir
-        identity = metrics.rank_identity(job=cfg.metrics.job or cfg.run.name, rank=env.rank,
+        identity = rank_identity(job=cfg.metrics.job or cfg.run.name, rank=env.rank,
                                          local_rank=env.local_rank, node=env.node)
-        endpoint = metrics.RankEndpoint(registry, run_dir=cfg.run_dir, port=cfg.metrics.port + env.local_rank,
+        endpoint = RankEndpoint(registry, run_dir=cfg.run_dir, port=cfg.metrics.port + env.local_rank,
                                         bind=cfg.metrics.bind, identity=identity)
 
     if env.is_main:
@@ -83,12 +85,12 @@ def _after_preemption(cfg, env, trainer, watcher) -> int:
         seconds = time.monotonic() - watcher.received_at if watcher.received_at else None
         requeued = preemption.requeue_wanted()
         # Marker first: once SLURM has the requeue it may end this allocation at any moment.
-        preemption.write_marker(cfg.run_dir, step=trainer.progress.step, kimg=trainer.progress.kimg,
+        preemption.write_marker(cfg.run_dir, step=trainer.telemetry.console.step, kimg=trainer.telemetry.console.kimg,
                                 signal_name=watcher.signal_name, checkpoint=newest[0] if newest else None,
                                 requeued=requeued, seconds_to_checkpoint=seconds)
         why = watcher.signal_name if watcher.received else "a signal to another rank"
-        print(f"hiresgan: preempted ({why}) at step {trainer.progress.step} "
-              f"({trainer.progress.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
+        print(f"hiresgan: preempted ({why}) at step {trainer.telemetry.console.step} "
+              f"({trainer.telemetry.console.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
               f"{seconds if seconds is not None else float('nan'):.1f} s after the signal", flush=True)
         if requeued:
             preemption.requeue_slurm_job()
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="hiresgan training worker (one rank)")
     parser.add_argument("run_dir", type=Path, help="run directory holding config.json")
     args = parser.parse_args(argv)
-    from trainer.metrics import MetricsError
+    from trainer.telemetry.catalog import MetricsError
 
     try:
         return run_worker(args.run_dir)

@@ -2,7 +2,7 @@
 
 import json
 
-from trainer.data_bench import main
+from trainer.data.bench import main
 
 
 def test_bench_data_measures_every_source_and_saves_json(tmp_path, capsys):

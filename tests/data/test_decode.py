@@ -6,7 +6,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from trainer.data import decode_image
+from trainer.data.stream import decode_image
 
 
 def encode(array, fmt, **kw):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from datakit import write_index_shards
 
-from trainer.data import StreamSpec, make_loader
+from trainer.data.stream import StreamSpec, make_loader
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def test_a_short_training_run_streams_its_shards_over_http(tmp_path, serve, digi
 
 
 def test_a_worker_process_that_hits_bad_data_fails_with_the_shard_named(tmp_path):
-    from trainer.data_sources import DataError
+    from trainer.data.sources import DataError
 
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"not a tar at all" * 100)

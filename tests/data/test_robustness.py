@@ -10,10 +10,10 @@ import torch
 from datakit import image_bytes, index_of, write_index_shards, write_tar
 from prometheus_client import CollectorRegistry
 
-from trainer.data import StreamSpec, make_loader
-from trainer.data_reader import ErrorPolicy, read_shard
-from trainer.data_sources import DataError
-from trainer.metrics import TrainingMetrics
+from trainer.data.stream import StreamSpec, make_loader
+from trainer.data.reader import ErrorPolicy, read_shard
+from trainer.data.sources import DataError
+from trainer.telemetry.prometheus import TrainingMetrics
 
 
 def one_pass(urls, total, **kw):
@@ -98,7 +98,7 @@ def test_truncated_jpeg_and_missing_label_are_skipped_counted_or_named(tmp_path)
 
 
 def test_resume_stays_exact_past_unreadable_samples(tmp_path):
-    from trainer.data import StreamSpec
+    from trainer.data.stream import StreamSpec
 
     samples = [(f"k{i:03d}", {"png": image_bytes(i) if i % 7 != 3 else b"broken", "cls": b"1"}) for i in range(40)]
     shard = write_tar(tmp_path / "s.tar", samples)
@@ -165,7 +165,7 @@ def test_http_404_is_not_retried(tmp_path, serve):
 def test_a_resolution_change_mid_run_keeps_the_sample_order(tmp_path):
     """Progressive growing: the loader replaced at batch 5 with a new resolution continues the
     unbroken stream's samples (and flips), only resized."""
-    from trainer.data import loader_at
+    from trainer.data.stream import loader_at
 
     write_index_shards(tmp_path, shards=4, per_shard=10)
     urls = tuple(str(p) for p in sorted(tmp_path.glob("shard-*.tar")))

@@ -12,8 +12,8 @@ from datakit import image_bytes, index_of, write_index_shards, write_tar
 from PIL import Image
 
 from trainer.config import ConfigError, load_config
-from trainer.data import StreamSpec, make_loader
-from trainer.data_sources import DataError, cloud_to_pipe, expand_urls, find_manifest, resolve_urls, split_spec
+from trainer.data.stream import StreamSpec, make_loader
+from trainer.data.sources import DataError, cloud_to_pipe, expand_urls, find_manifest, resolve_urls, split_spec
 
 
 def one_pass(urls, total, *, labeled=True, channels=1, resolution=8, **kw):

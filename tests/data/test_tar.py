@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from trainer.data_tar import TarDamage, iter_tar
+from trainer.data.tar import TarDamage, iter_tar
 
 LONG = "a" * 90 + "/" + "b" * 120 + "/00000001"
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from launch.cli import main
-from trainer.evaluation import metrics
+from trainer.evaluation import scores
 from trainer.evaluation.features import DigitFeatures
 from trainer.evaluation.stats import real_features, shard_files, iter_real_batches
 
@@ -16,15 +16,15 @@ def test_digit_features_tell_real_digits_from_other_images(digit_shards):
     _, pattern = digit_shards
     extractor = DigitFeatures()
     real = real_features(pattern, extractor, num=1797, resolution=32, channels=1)["features"]
-    half = metrics.fid(real[:900], real[900:])
+    half = scores.fid(real[:900], real[900:])
     # Same images blurred into blobs: clearly further away than two halves of the real set.
     images = torch.cat(list(iter_real_batches(shard_files(pattern), num=900, resolution=32, channels=1, batch=300)))
     blurred = torch.nn.functional.avg_pool2d(images.float(), 5, 1, 2).round().to(torch.uint8)
-    far = metrics.fid(real[:900], extractor(blurred)[0])
+    far = scores.fid(real[:900], extractor(blurred)[0])
     assert half < 0.2 * far, (half, far)
     # The shipped classifier recognises the real digits: a high IS (at most 10: one sure class each, all used).
     probabilities = extractor(images)[1]
-    assert metrics.inception_score(probabilities)[0] > 6  # 7.39 on all 1,797 real digits
+    assert scores.inception_score(probabilities)[0] > 6  # 7.39 on all 1,797 real digits
 
 
 def test_hiresgan_eval_cli_reports_metrics_and_caches_real_features(tiny_export, digit_shards, tmp_path, capsys):
@@ -63,7 +63,7 @@ def test_digit_feature_weights_with_wrong_hash_are_refused(tmp_path):
 
 
 def test_digits_eval_on_an_untrained_export(tiny_export):
-    from trainer.digits_eval import evaluate
+    from trainer.evaluation.digits_gate import evaluate
 
     report = evaluate(tiny_export, per_class=5)
     assert len(report["accuracy_per_class"]) == 10 and sum(report["predicted_histogram"]) == 50
@@ -72,7 +72,7 @@ def test_digits_eval_on_an_untrained_export(tiny_export):
 
 
 def test_digits_eval_check_fails_an_untrained_export(tiny_export, capsys):
-    from trainer.digits_eval import main
+    from trainer.evaluation.digits_gate import main
 
     assert main([str(tiny_export), "--per-class", "5"]) == 0  # a report alone never fails
     assert main([str(tiny_export), "--per-class", "5", "--check"]) == 1
@@ -82,7 +82,7 @@ def test_digits_eval_check_fails_an_untrained_export(tiny_export, capsys):
 def test_digit_coverage_counts_only_clearly_drawn_digits():
     import numpy as np
 
-    from trainer.digits_eval import coverage
+    from trainer.evaluation.digits_gate import coverage
 
     # 100 samples: digits 0-8 drawn clearly 10x each; "9" only once (under the 2% share) and ten
     # blotches the classifier calls "9" with low confidence.
@@ -96,7 +96,7 @@ def test_digit_coverage_counts_only_clearly_drawn_digits():
 
 
 def test_quality_bar_per_kind_of_generator():
-    from trainer.digits_eval import quality_misses
+    from trainer.evaluation.digits_gate import quality_misses
 
     hist = {"predicted_histogram": [50] * 10, "accuracy_per_class": [0.9] * 10}
     assert quality_misses({"class_accuracy": 0.93, "digits_covered": 10, **hist}) == []

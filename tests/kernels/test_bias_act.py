@@ -125,3 +125,17 @@ def test_float32_parameters_travel_as_scalars():
     assert KernelConfig.of("lrelu", None, None, 256, 1).params(torch.float32, "cpu").tensor is None
     p64 = KernelConfig.of("lrelu", None, None, 256, 1).params(torch.float64, "cpu")
     assert p64.tensor.dtype == torch.float64 and p64.tensor.tolist() == [0.2, 2 ** 0.5, 256.0]
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("kwargs", [dict(gain=0.7), dict(gain=1.9, clamp=0.9), dict(alpha=0.05, gain=1 / 3, clamp=2.5)],
+                         ids=["gain", "gain+clamp", "alpha+gain+clamp"])
+def test_float64_parity_with_gains_and_clamps(device, act, kwargs):
+    x = (3 * torch.randn(2, 5, 3, 7, dtype=torch.float64, device=device)).requires_grad_()
+    b = torch.randn(5, dtype=torch.float64, device=device, requires_grad=True)
+    got = bias_act(x, b, act=act, impl="triton", **kwargs)
+    want = bias_act_ref(x, b, act=act, **kwargs)
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-15)
+    g = torch.randn_like(want)
+    for gg, gw in zip(torch.autograd.grad(got, [x, b], g), torch.autograd.grad(want, [x, b], g)):
+        torch.testing.assert_close(gg, gw, rtol=1e-13, atol=1e-14)

@@ -163,3 +163,29 @@ def test_many_small_tiles_cover_the_output(device, tile):
     out = torch.full([1, 3, oh, ow], float("nan"), dtype=torch.float64, device=device)
     upfirdn2d_triton(x, f, geom, False, 4, out=out, tile=tile)
     torch.testing.assert_close(out, upfirdn2d_ref(x, f, 2, 1, [2, 1, 2, 1], gain=4), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("gain", [0.3, 1 / 3, 4.0])
+def test_float64_parity_with_gains_and_flips(device, separable, flip, gain):
+    # The float32 filter of setup_filter (what the models hold) on float64 data: both paths must
+    # scale the taps in float64. Before, the reference applied the gain in float32 (~1e-7 apart).
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64, device=device, requires_grad=True)
+    f = kernels.setup_filter([1, 3, 3, 1], separable=separable).to(device)
+    args = (2, (1, 2), [2, 1, 3, 0], flip, gain)
+    got = upfirdn2d(x, f, *args, impl="triton")
+    want = upfirdn2d_ref(x, f, *args)
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-15)
+    g = torch.randn_like(want)
+    torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0],
+                               rtol=1e-14, atol=1e-15)
+    # And both equal the same op on a float64 filter: the float64 path has no float32 step left.
+    torch.testing.assert_close(want, upfirdn2d_ref(x, f.double(), *args), rtol=1e-14, atol=1e-15)
+
+
+def test_float64_parity_without_filter_and_odd_gain(device):
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, device=device)
+    torch.testing.assert_close(upfirdn2d(x, None, 2, 1, 1, gain=0.1, impl="triton"),
+                               upfirdn2d_ref(x, None, 2, 1, 1, gain=0.1), rtol=1e-15, atol=1e-16)
+    torch.testing.assert_close(upfirdn2d_ref(x, None, gain=0.1), x * 0.1, rtol=1e-15, atol=1e-16)

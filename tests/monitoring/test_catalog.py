@@ -17,16 +17,17 @@ from portkit import free_ports
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from trainer import metrics
+from trainer.telemetry import catalog, probes, prometheus
+from trainer.telemetry import endpoint as rank_endpoint
 
 IDENTITY = {"job": "unit", "rank": "3", "local_rank": "1", "node": "host-a", "slurm_job_id": ""}
 LOSSES = {"G/adversarial": 0.7, "G/fake_score": -0.2, "G/path_length": 0.05, "G/pl_mean": 1.5,
           "D/adversarial": 1.3, "D/real_score": 0.4, "D/fake_score": -0.3, "D/real_sign": 0.25, "D/r1": 0.01}
 
 
-def populated(**log_overrides) -> tuple[CollectorRegistry, metrics.TrainingMetrics]:
+def populated(**log_overrides) -> tuple[CollectorRegistry, prometheus.TrainingMetrics]:
     registry = CollectorRegistry()
-    m = metrics.TrainingMetrics(registry, identity=IDENTITY, gpu="")
+    m = prometheus.TrainingMetrics(registry, identity=IDENTITY, gpu="")
     m.set_static(world_size=4, target_kimg=25.0, resolution=32)
     for _ in range(3):
         m.observe_step(images=8, step_seconds=0.2, data_wait_seconds=0.01, skipped=1)
@@ -51,8 +52,8 @@ def exposition_samples(text: str) -> tuple[dict, dict]:
     for family in text_string_to_metric_families(text):
         types[family.name] = family.type
         for s in family.samples:
-            assert {k: s.labels[k] for k in metrics.IDENTITY_LABELS} == IDENTITY, s
-            extra = frozenset((k, v) for k, v in s.labels.items() if k not in metrics.IDENTITY_LABELS)
+            assert {k: s.labels[k] for k in catalog.IDENTITY_LABELS} == IDENTITY, s
+            extra = frozenset((k, v) for k, v in s.labels.items() if k not in catalog.IDENTITY_LABELS)
             out[(s.name, extra)] = s.value
     return out, types
 
@@ -61,7 +62,7 @@ def test_every_catalog_series_is_exported_with_its_type_and_labels():
     registry, _ = populated()
     values, types = samples(registry)
     names = {name for name, _ in values}
-    for spec in metrics.CATALOG:
+    for spec in catalog.CATALOG:
         if spec.key.startswith("cuda_"):
             continue  # GPU runs only
         family = spec.name.removesuffix("_total")
@@ -71,8 +72,8 @@ def test_every_catalog_series_is_exported_with_its_type_and_labels():
         for (name, extra), _ in values.items():
             if name == probe:
                 assert {k for k, _ in extra} == set(spec.labels), (spec.name, extra)
-    assert all(s.name.startswith("hiresgan_") for s in metrics.CATALOG)
-    assert len({s.name for s in metrics.CATALOG}) == len(metrics.CATALOG)
+    assert all(s.name.startswith("hiresgan_") for s in catalog.CATALOG)
+    assert len({s.name for s in catalog.CATALOG}) == len(catalog.CATALOG)
 
 
 def test_values_follow_the_calls():
@@ -117,7 +118,7 @@ def test_nonfinite_losses_are_counted_and_skipped_steps_add_only_news():
 
 def test_skipped_steps_restored_by_a_resume_are_not_counted_again():
     registry = CollectorRegistry()
-    m = metrics.TrainingMetrics(registry, identity=IDENTITY)
+    m = prometheus.TrainingMetrics(registry, identity=IDENTITY)
     m.set_static(world_size=1, target_kimg=1, resolution=32, skipped_steps={"G": 0, "D": 7})
     m.observe_log(kimg=0.1, losses={}, lrs={}, ema_beta=0.9, skipped_steps={"G": 1, "D": 9})
     v, _ = samples(registry)
@@ -130,7 +131,7 @@ def test_timestamps_read_as_now_before_training_starts():
     # (time() - last step > 600) would fire on a rank that has not had its first step yet.
     before = time.time()
     registry = CollectorRegistry()
-    metrics.TrainingMetrics(registry, identity=IDENTITY)
+    prometheus.TrainingMetrics(registry, identity=IDENTITY)
     v, _ = samples(registry)
     for name in ("hiresgan_last_step_timestamp_seconds", "hiresgan_last_checkpoint_timestamp_seconds"):
         assert before <= v[(name, frozenset())] <= time.time(), name
@@ -138,10 +139,10 @@ def test_timestamps_read_as_now_before_training_starts():
 
 def test_grad_norm_is_the_l2_norm_of_all_gradients():
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
-    assert metrics.grad_norm(net) is None
+    assert probes.grad_norm(net) is None
     net(torch.randn(5, 3)).sum().backward()
     expected = torch.cat([p.grad.flatten() for p in net.parameters()]).norm()
-    torch.testing.assert_close(metrics.grad_norm(net), expected)
+    torch.testing.assert_close(probes.grad_norm(net), expected)
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian package prometheus)")
@@ -154,7 +155,7 @@ def test_promtool_finds_nothing_to_fix_in_the_exposition():
 def test_rank_endpoint_serves_and_publishes_its_target(tmp_path):
     registry, _ = populated()
     port = free_ports()
-    endpoint = metrics.RankEndpoint(registry, run_dir=tmp_path, port=port, bind="127.0.0.1", identity=IDENTITY)
+    endpoint = rank_endpoint.RankEndpoint(registry, run_dir=tmp_path, port=port, bind="127.0.0.1", identity=IDENTITY)
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert "hiresgan_images_seen_total{" in body
@@ -164,13 +165,13 @@ def test_rank_endpoint_serves_and_publishes_its_target(tmp_path):
     finally:
         endpoint.close()
     assert not (tmp_path / "prometheus-targets" / "rank-00003.json").exists()
-    assert metrics.scrape_address(bind="0.0.0.0", node="gpu-node-7", port=9400) == "gpu-node-7:9400"
+    assert rank_endpoint.scrape_address(bind="0.0.0.0", node="gpu-node-7", port=9400) == "gpu-node-7:9400"
 
 
 def test_a_finishing_endpoint_serves_until_its_final_scrape(tmp_path):
     registry, m = populated()
     port = free_ports()
-    endpoint = metrics.RankEndpoint(registry, run_dir=tmp_path, port=port, bind="127.0.0.1", identity=IDENTITY)
+    endpoint = rank_endpoint.RankEndpoint(registry, run_dir=tmp_path, port=port, bind="127.0.0.1", identity=IDENTITY)
     target = tmp_path / "prometheus-targets" / "rank-00003.json"
     urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()  # a scrape before the end
     m.observe_step(images=8, step_seconds=0.2, data_wait_seconds=0.01, skipped=0)  # the last step
@@ -195,7 +196,7 @@ def test_a_finishing_endpoint_serves_until_its_final_scrape(tmp_path):
     with pytest.raises(ConnectionRefusedError):  # the port is released, not just left unserved
         socket.create_connection(("127.0.0.1", port), timeout=5)
     # Nobody scrapes: the wait runs out and the endpoint still closes (and the same port binds again).
-    endpoint = metrics.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
+    endpoint = rank_endpoint.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
                                     identity=IDENTITY)
     started = time.monotonic()
     endpoint.close(final_scrape_wait=0.3)
@@ -207,8 +208,8 @@ def test_a_taken_port_is_one_clear_error_and_publishes_no_target(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(metrics.MetricsError, match=rf"cannot bind 127.0.0.1:{port}.*metrics.port"):
-            metrics.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
+        with pytest.raises(catalog.MetricsError, match=rf"cannot bind 127.0.0.1:{port}.*metrics.port"):
+            rank_endpoint.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
                                  identity=IDENTITY)
     assert not (tmp_path / "prometheus-targets").exists()
 
@@ -228,7 +229,7 @@ def test_diversity_probe_reads_near_zero_for_a_collapsed_generator():
     G, D, cfg = tiny_networks()
     real = torch.rand(8, cfg.data.channels, cfg.data.resolution, cfg.data.resolution) * 2 - 1
     real_c = torch.nn.functional.one_hot(torch.arange(8) % cfg.data.num_classes, cfg.data.num_classes).float()
-    probe = metrics.DiversityProbe(batch=8, z_dim=G.z_dim)
+    probe = probes.DiversityProbe(batch=8, z_dim=G.z_dim)
     assert [probe.due() for _ in range(7)] == [True, False, False, False, False, True, False]
     healthy = probe.ratio(G, D, real, real_c)
     assert healthy is not None and torch.isfinite(healthy) and healthy > 0.01

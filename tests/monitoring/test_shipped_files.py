@@ -11,7 +11,7 @@ import pytest
 import yaml
 from promkit import DASHBOARD, MONITORING, ROOT, RULES, dashboard_expressions, dashboard_panels, rule_expressions
 
-from trainer.metrics import CATALOG
+from trainer.telemetry.catalog import CATALOG
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                                     reason="promtool not installed (Debian package prometheus; CI installs it)")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.data import ShardStream, StreamSpec, expand_urls, make_loader
-from trainer.digits import load_digit_arrays, write_digit_shards
+from trainer.data.sources import expand_urls
+from trainer.data.stream import ShardStream, StreamSpec, make_loader
+from trainer.data.digits import load_digit_arrays, write_digit_shards
 
 
 def spec(pattern, **kw):
@@ -29,7 +30,7 @@ def test_digit_shards_hold_every_digit_with_its_label(digit_shards):
     stream = ShardStream(spec(pattern, shuffle_buffer=1))
     got = []
     for sample in itertools.islice(stream.raw_stream(0, 1), 1797):
-        from trainer.data import decode_image, decode_label
+        from trainer.data.stream import decode_image, decode_label
 
         got.append((hashlib.sha256(decode_image(sample, 32, 1)[0].tobytes()).hexdigest(), decode_label(sample)))
     assert sorted(got) == wanted
@@ -53,8 +54,8 @@ def test_slots_are_disjoint_and_cover_a_pass(digit_shards, world_size, workers):
     for slot in range(slots):
         stream = ShardStream(spec(pattern, world_size=world_size))
         # One pass of this slot: everything it reads in epoch 0.
-        from trainer.data import _raw_samples, _slot_shards
-        from trainer.data_reader import ErrorPolicy
+        from trainer.data.stream import _raw_samples, _slot_shards
+        from trainer.data.reader import ErrorPolicy
 
         urls, stride, offset = _slot_shards(stream.spec, slot, slots, 0)
         keys += [s["__key__"] for s in itertools.islice(_raw_samples(urls, ErrorPolicy()), offset, None, stride)]

@@ -52,7 +52,7 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
 
 def train(*, seed: int = 0, epochs: int = 20, holdout: float = 0.2) -> tuple[DigitNet, float]:
     """Train on the real digits (all but `holdout` of them); return the net and held-out accuracy."""
-    from trainer.digits import load_digit_arrays
+    from trainer.data.digits import load_digit_arrays
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -104,8 +104,8 @@ def load(path: Path = WEIGHTS, sha256: str | None = WEIGHTS_SHA256) -> DigitNet:
 @torch.no_grad()
 def real_floor(seed: int = 0) -> dict:
     """Metrics of one random half of the real digits against the other, in the shipped features."""
-    from trainer.digits import load_digit_arrays
-    from trainer.evaluation import metrics
+    from trainer.data.digits import load_digit_arrays
+    from trainer.evaluation import scores
 
     images, _ = load_digit_arrays(RESOLUTION)
     net = load()
@@ -113,9 +113,9 @@ def real_floor(seed: int = 0) -> dict:
     f = features.double().numpy()
     order = np.random.default_rng(seed).permutation(len(f))
     a, b = f[order[:len(f) // 2]], f[order[len(f) // 2:]]
-    precision, recall = metrics.precision_recall(a, b)
-    return {"fid": metrics.fid(a, b), "kid": metrics.kid(a, b, subset_size=len(a))[0], "precision": precision,
-            "recall": recall, "is_all_real": metrics.inception_score(logits.double().softmax(1).numpy())[0]}
+    precision, recall = scores.precision_recall(a, b)
+    return {"fid": scores.fid(a, b), "kid": scores.kid(a, b, subset_size=len(a))[0], "precision": precision,
+            "recall": recall, "is_all_real": scores.inception_score(logits.double().softmax(1).numpy())[0]}
 
 
 def main(argv=None) -> int:

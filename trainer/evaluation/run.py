@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from trainer.config import EVAL_METRICS as METRICS  # one list for the CLI and the eval.metrics key
-from trainer.evaluation import metrics
+from trainer.evaluation import scores
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -79,13 +79,13 @@ def gather_rows(local: dict[str, np.ndarray], total: int, world_size: int) -> di
 def compute(real: dict, fake: dict, names: list[str], *, kid_subset: int = 1000, pr_k: int = 3) -> dict:
     out: dict = {}
     if "fid" in names:
-        out["fid"] = metrics.fid(real["features"], fake["features"])
+        out["fid"] = scores.fid(real["features"], fake["features"])
     if "kid" in names:
-        out["kid"], out["kid_std"] = metrics.kid(real["features"], fake["features"], subset_size=kid_subset)
+        out["kid"], out["kid_std"] = scores.kid(real["features"], fake["features"], subset_size=kid_subset)
     if "pr" in names:
-        out["precision"], out["recall"] = metrics.precision_recall(real["features"], fake["features"], k=pr_k)
+        out["precision"], out["recall"] = scores.precision_recall(real["features"], fake["features"], k=pr_k)
     if "is" in names:
-        out["is"], out["is_std"] = metrics.inception_score(fake["probabilities"], splits=min(10, len(fake["probabilities"])))
+        out["is"], out["is_std"] = scores.inception_score(fake["probabilities"], splits=min(10, len(fake["probabilities"])))
     return out
 
 

@@ -19,7 +19,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
-from trainer.data import decode_image, expand_urls
+from trainer.data.sources import expand_urls
+from trainer.data.stream import decode_image
 
 
 def shard_files(pattern: str) -> list[Path]:

@@ -11,7 +11,8 @@ import torch
 
 from trainer import losses
 from trainer.augment import build_augment
-from trainer.recipes import Augmented
+from trainer.phases import StepContext
+from trainer.recipes.augmented import AugmentedRecipe
 
 
 def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str,
@@ -35,7 +36,7 @@ def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor],
                                        drift_weight=drift_weight)
 
 
-class AdversarialRecipe(Augmented):
+class AdversarialRecipe(AugmentedRecipe):
     stage_terms: dict = {}  # extra scalars logged with G main (ProGAN: level, alpha)
 
     def __init__(self, cfg, *, device: torch.device):
@@ -44,22 +45,19 @@ class AdversarialRecipe(Augmented):
         self.d_reg_interval = cfg.loss.d_reg_interval if cfg.loss.r1_gamma > 0 else 0
         self.augment = build_augment(cfg, device=device)
 
-    def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
-        loss, batch, D = self.cfg.loss, t.batch, self.critic(t)
-        t._run_phase("G_main", t.G_engine, t.D_engine, lambda: generator_main(
-            t.G, D, t._z(batch), t._random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
+    def train_phases(self, ctx: StepContext) -> None:
+        self.adversarial_phases(ctx, ctx.batch.real, ctx.batch.real_c)
+
+    def adversarial_phases(self, ctx: StepContext, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
+        loss, batch, D = self.cfg.loss, ctx.batch_size, self.critic(ctx)
+        ctx.run_phase("G_main", "G", lambda: generator_main(
+            ctx.G, D, ctx.z(batch), ctx.random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
             extra_terms=self.stage_terms))
-        t._run_phase("D_main", t.D_engine, t.G_engine, self.observed(lambda: discriminator_main(
-            t.G, D, real, real_c, t._z(batch), t._random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight,
+        ctx.run_phase("D_main", "D", self.observed(lambda: discriminator_main(
+            ctx.G, D, real, real_c, ctx.z(batch), ctx.random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight,
             drift_weight=loss.drift_weight)))
         d_int = self.d_reg_interval
-        if d_int and t.progress.step % d_int == 0:
-            t._run_phase("D_reg", t.D_engine, t.G_engine, lambda: losses.discriminator_r1(
+        if d_int and ctx.step % d_int == 0:
+            ctx.run_phase("D_reg", "D", lambda: losses.discriminator_r1(
                 D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
-        self.after_step(t)
-
-    def rank_tensors(self) -> dict[str, torch.Tensor]:
-        return self.augment_tensors()
-
-    def load_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.load_augment_tensors(tensors)
+        self.after_step(ctx)

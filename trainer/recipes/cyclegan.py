@@ -1,5 +1,5 @@
-"""CycleGAN's step on a batch of domain A (the main stream) and one of domain B (this recipe's
-own stream of `data.urls_b`): G main (adversarial both ways + cycle-consistency + identity),
+"""CycleGAN's step on a batch of domain A (the main stream) and one of domain B (the recipe's
+extra stream "b" of `data.urls_b`, built by the loop like the main one): G main (adversarial both ways + cycle-consistency + identity),
 then D main on fakes drawn from per-domain image pools (Shrivastava et al. 2017)."""
 
 from __future__ import annotations
@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from trainer import losses
-from trainer.data import StreamSpec, expand_urls, make_loader, to_training_tensor
-from trainer.recipes import Augmented
+from trainer.phases import ExtraStream, StepContext
+from trainer.recipes.augmented import AugmentedRecipe
+
+# Domain B's stream order is independent of domain A's (same run seed, this offset).
+DOMAIN_B_SEED_OFFSET = 7919
 
 
 class ImagePool:
@@ -45,8 +48,7 @@ class ImagePool:
         return torch.stack(out)
 
 
-class CycleGANRecipe(Augmented):
-    g_reg_interval = 0
+class CycleGANRecipe(AugmentedRecipe):
 
     def __init__(self, cfg, *, device: torch.device):
         self.cfg, self.device = cfg, device
@@ -54,21 +56,15 @@ class CycleGANRecipe(Augmented):
         shape = (cfg.data.channels, cfg.data.resolution, cfg.data.resolution)
         self.pool_a = ImagePool(cfg.loss.pool_size, shape, device)
         self.pool_b = ImagePool(cfg.loss.pool_size, shape, device)
-        self.data_b = None
         self.grid_real: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
-    def _batch_b(self, t) -> torch.Tensor:
-        if self.data_b is None:  # built at the first step, once a resume has set progress.step
-            d = self.cfg.data
-            self.data_b = make_loader(StreamSpec(
-                urls=tuple(expand_urls(d.urls_b)), seed=self.cfg.run.seed + 7919, rank=t.env.rank,
-                world_size=t.env.world_size, batch_size=t.batch, resolution=d.resolution, channels=d.channels,
-                labeled=False, xflip=d.xflip, shuffle_buffer=d.shuffle_buffer, start_batch=t.progress.step), d.workers)
-        return to_training_tensor(next(self.data_b).images, t.env.device, t.dtype)
+    def extra_streams(self) -> dict[str, ExtraStream]:
+        return {"b": ExtraStream(urls=self.cfg.data.urls_b, config_key="data.urls_b",
+                                 seed_offset=DOMAIN_B_SEED_OFFSET)}
 
-    def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
-        loss, G, D = self.cfg.loss, t.G, t.D
-        real_a, real_b = real, self._batch_b(t)
+    def train_phases(self, ctx: StepContext) -> None:
+        loss, G, D = self.cfg.loss, ctx.G, ctx.D
+        real_a, real_b = ctx.batch.real, ctx.next_batch("b").real
         if self.grid_real is None:
             self.grid_real = (real_a[:8].detach().clone(), real_b[:8].detach().clone())
         fakes = {}
@@ -95,8 +91,8 @@ class CycleGANRecipe(Augmented):
             terms = {f"{key}_{dom}": value for dom, part in zip("ab", parts) for key, value in part.terms.items()}
             return losses.PhaseLosses(parts[0].total + parts[1].total, terms)
 
-        t._run_phase("G_main", t.G_engine, t.D_engine, g_main)
-        t._run_phase("D_main", t.D_engine, t.G_engine, d_main)
+        ctx.run_phase("G_main", "G", g_main)
+        ctx.run_phase("D_main", "D", d_main)
 
     @torch.no_grad()
     def grid_images(self, G_ema) -> tuple[torch.Tensor, int]:

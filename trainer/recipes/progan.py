@@ -7,13 +7,12 @@ resume in the middle of a fade-in continues it exactly, with no extra checkpoint
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from trainer.models.progan import stage_at
+from trainer.phases import StepContext
 from trainer.recipes.adversarial import AdversarialRecipe
 
 
@@ -39,10 +38,10 @@ class ProGANRecipe(AdversarialRecipe):
         return stage_at(images_seen / 1000, max_level=self.max_level, start_level=self.start_level,
                         stable_kimg=self.stable_kimg, fade_kimg=self.fade_kimg)
 
-    def train_phases(self, t, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
-        level, alpha = self.stage(t.progress.images_seen)
-        for net in (t.G, t.D, t.G_ema):
+    def train_phases(self, ctx: StepContext) -> None:
+        level, alpha = self.stage(ctx.images_seen)
+        for net in (ctx.G, ctx.D, ctx.G_ema):
             net.set_stage(level, alpha)
         # Logged with G's losses (averaged per log interval): where the growth stands.
         self.stage_terms = {"level": torch.tensor(float(level)), "alpha": torch.tensor(alpha)}
-        super().train_phases(t, fade_reals(real, level, alpha), real_c)
+        self.adversarial_phases(ctx, fade_reals(ctx.batch.real, level, alpha), ctx.batch.real_c)

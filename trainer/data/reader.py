@@ -20,8 +20,8 @@ import urllib.error
 import urllib.request
 from typing import IO, Iterator
 
-from trainer.data_sources import DataError
-from trainer.data_tar import iter_tar
+from trainer.data.sources import DataError
+from trainer.data.tar import iter_tar
 
 log = logging.getLogger(__name__)
 

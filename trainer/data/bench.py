@@ -1,7 +1,7 @@
 """Loader throughput alone: images/s of `make_loader` with 0, 1, 2 workers, from local files and
 over HTTP, next to the raw PIL decode rate of the same JPEGs in a plain loop (the ceiling).
 
-    python -m trainer.data_bench [--resolutions 256 1024] [--workers 0 1 2] [--out bench/data.json]
+    python -m trainer.data.bench [--resolutions 256 1024] [--workers 0 1 2] [--out bench/data.json]
 
 The shards are synthetic JPEGs (quality 95, 4:4:4, as `hiresgan shards --format jpg` writes
 them) of smooth colour fields plus texture, sized like photo datasets. HTTP shards come from a
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainer.device_info import device_name
-from trainer.data import StreamSpec, make_loader
+from trainer.telemetry.device_info import device_name
+from trainer.data.stream import StreamSpec, make_loader
 
 
 def synthetic_jpegs(resolution: int, count: int, seed: int = 0) -> list[bytes]:
@@ -164,7 +164,7 @@ def bench_resolution(resolution: int, images: int, args, scratch: Path) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.data_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer.data.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--images", type=int, nargs="+", default=[256, 48],
                         help="synthetic images per resolution (one number, or one per resolution)")
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
               "load_average_before": [round(x, 2) for x in load_before],
               "load_average_after": [round(x, 2) for x in os.getloadavg()],
               "python": sys.version.split()[0], "pillow": Image.__version__,
-              "command": "python -m trainer.data_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python -m trainer.data.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "results": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Cost of the Prometheus metrics per training step, per log step and per scrape, on this machine.
 
-    python -m trainer.metrics_bench      (or `make bench-metrics`)
+    python -m trainer.telemetry.bench      (or `make bench-metrics`)
 
 Times the exact calls the loop makes (observe_step + one observe_phase per phase every step;
 observe_log on log steps) and one scrape (`generate_latest`, run by the endpoint's thread), each
@@ -11,7 +11,7 @@ import time
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from trainer.metrics import TrainingMetrics
+from trainer.telemetry.prometheus import TrainingMetrics
 
 LOSSES = {"G/adversarial": .7, "G/fake_score": .1, "G/path_length": .1, "G/pl_mean": 1., "D/adversarial": 1.,
           "D/real_score": .1, "D/fake_score": .1, "D/real_sign": .2, "D/r1": .01}

@@ -12,8 +12,8 @@ A resume with another world size (or worker count) changes the slots: the same s
 (global batches) then puts every new slot at the same epoch and fraction of it, in the new
 layout's order; that is as close as the stream allows (docs/DATA.md).
 
-Where the shards come from (`data.urls` kinds) is `trainer.data_sources`; reading one shard with
-retries and the skip/fail policy is `trainer.data_reader`; this module shards, shuffles, decodes
+Where the shards come from (`data.urls` kinds) is `trainer.data.sources`; reading one shard with
+retries and the skip/fail policy is `trainer.data.reader`; this module shards, shuffles, decodes
 and batches. See docs/DATA.md.
 """
 
@@ -23,15 +23,16 @@ import dataclasses
 import io
 import itertools
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from trainer.data_reader import ErrorPolicy, read_shard
-from trainer.data_sources import DataError, expand_urls, resolve_urls  # noqa: F401 (re-exported)
+from trainer.data.reader import ErrorPolicy, read_shard
+from trainer.data.sources import DataError
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "ppm", "bmp")
 
@@ -41,6 +42,22 @@ class Batch(NamedTuple):
     labels: torch.Tensor  # int64 [B] (zeros when unlabeled)
     skipped: int  # corrupt samples skipped while assembling this batch
     keys: tuple[str, ...] = ()  # "shard-url#key" of each sample, for tracing and tests
+    # A family decoder's other per-sample arrays, stacked: e.g. "lr" uint8 [B, C, h, w] (super
+    # resolution), "mask" uint8 [B, 1, H, W] (inpainting), "tokens" int64 [B, L] (captions).
+    extras: Mapping[str, torch.Tensor] = MappingProxyType({})
+
+
+class SampleDecoder(Protocol):
+    """Turns one raw shard sample into a family's arrays (picklable: loader workers run it).
+
+    Returns a dict with "image" (uint8 [C, H, W]) and optionally "label" (int) and any other
+    arrays, which reach the recipe as `Batch.extras`. `rng` is seeded from (run seed, slot,
+    batch, position), so random crops, masks and degradations repeat exactly on resume. The stream
+    mirrors every [C, H, W] array of a sample together when `data.xflip` draws a flip, so paired
+    arrays stay aligned. Raise any exception for an unusable sample: the `data.on_error` policy
+    then skips it (counted) or stops the run naming shard and key."""
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class StreamSpec:
     retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off
     timeout: float = 60.0  # seconds an http(s) read may stall before it counts as broken
     num_classes: int = 0  # > 0: labels must lie in [0, num_classes)
+    decoder: Optional[SampleDecoder] = None  # a family's own decoding; None: image (+ label)
 
 
 def _slot_shards(spec: StreamSpec, slot: int, slots: int, epoch: int) -> tuple[list[str], int, int]:
@@ -177,31 +195,52 @@ class ShardStream(IterableDataset):
         policy = ErrorPolicy(spec.on_error)
         raw = itertools.islice(self.raw_stream(slot, slots, policy), done * spec.batch_size, None)
         for local_batch in itertools.count(done):
-            # Seeded per batch, so a resumed stream makes the same flips as an unbroken one.
+            # Seeded per batch, so a resumed stream makes the same flips (and the same random
+            # crops, masks, degradations of a family decoder) as an unbroken one.
             flips = np.random.default_rng([spec.seed, slot, local_batch, 0x464C]).random(spec.batch_size) < 0.5
+            rngs = [np.random.default_rng([spec.seed, slot, local_batch, i, 0x4443]) for i in range(spec.batch_size)]
             # Every batch takes exactly batch_size stream samples, so the resume skip above stays
             # exact even when some were unreadable: a skipped sample's place goes to a copy of a
             # readable one of the same batch. Only a batch with none readable reads further.
-            decoded = [self._decode(next(raw), policy) for _ in range(spec.batch_size)]
+            decoded = [self._decode(next(raw), policy, rng) for rng in rngs]
             while not any(decoded):
-                decoded = [self._decode(next(raw), policy) for _ in range(spec.batch_size)]
+                decoded = [self._decode(next(raw), policy, rng) for rng in rngs]
             good = [d for d in decoded if d is not None]
             filled = [d if d is not None else good[i % len(good)] for i, d in enumerate(decoded)]
-            images = [np.ascontiguousarray(image[:, :, ::-1] if spec.xflip and flip else image)
-                      for (image, _, _), flip in zip(filled, flips)]
-            yield Batch(torch.from_numpy(np.stack(images)), torch.tensor([f[1] for f in filled], dtype=torch.int64),
-                        policy.take(), tuple(f[2] for f in filled))
+            if spec.xflip:
+                filled = [_mirrored(f) if flip else f for f, flip in zip(filled, flips)]
+            yield _collate(filled, policy.take())
 
-    def _decode(self, sample: dict, policy: ErrorPolicy) -> tuple[np.ndarray, int, str] | None:
-        """(image, label, 'url#key'), or None after the policy let an unreadable sample pass."""
+    def _decode(self, sample: dict, policy: ErrorPolicy, rng: np.random.Generator) -> dict | None:
+        """The decoder's arrays plus "__key__" ('url#key'), or None after the policy let an
+        unreadable sample pass."""
         spec = self.spec
         try:
-            image = decode_image(sample, spec.resolution, spec.channels)
-            label = decode_label(sample, spec.num_classes) if spec.labeled else 0
-        except Exception as exc:  # truncated/corrupt image or bad label: the policy decides
+            if spec.decoder is not None:
+                out = dict(spec.decoder(sample, rng))
+            else:
+                out = {"image": decode_image(sample, spec.resolution, spec.channels)}
+                if spec.labeled:
+                    out["label"] = decode_label(sample, spec.num_classes)
+        except Exception as exc:  # truncated/corrupt image, bad label, a decoder's refusal: the policy decides
             policy(sample["__url__"], sample["__key__"], f"{type(exc).__name__}: {exc}")
             return None
-        return image, label, f"{sample['__url__']}#{sample['__key__']}"
+        out["__key__"] = f"{sample['__url__']}#{sample['__key__']}"
+        return out
+
+
+def _mirrored(decoded: dict) -> dict:
+    """A sample with every image-like ([C, H, W]) array flipped left-right together."""
+    return {k: np.ascontiguousarray(v[:, :, ::-1]) if isinstance(v, np.ndarray) and v.ndim == 3 else v
+            for k, v in decoded.items()}
+
+
+def _collate(samples: list[dict], skipped: int) -> Batch:
+    images = torch.from_numpy(np.stack([np.ascontiguousarray(s["image"]) for s in samples]))
+    labels = torch.tensor([int(s.get("label", 0)) for s in samples], dtype=torch.int64)
+    extra_keys = [k for k in samples[0] if k not in ("image", "label", "__key__")]
+    extras = {k: torch.from_numpy(np.stack([np.asarray(s[k]) for s in samples])) for k in extra_keys}
+    return Batch(images, labels, skipped, tuple(s["__key__"] for s in samples), extras)
 
 
 def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:

@@ -12,7 +12,7 @@ the real digits) to report, for samples drawn from an export:
 - `digits_fid`, `digits_kid`, `precision`, `recall`: the sample set against all 1,797 real
   digits in that network's 64 features. Comparable between digit runs, not to published FIDs.
 
-    python -m trainer.digits_eval runs/digits/export [--per-class 100] [--out report.json] [--check]
+    python -m trainer.evaluation.digits_gate runs/digits/export [--per-class 100] [--out report.json] [--check]
 
 `--check` turns the report into a pass/fail quality gate (exit status 1 on a miss): every
 generator needs all ten digits covered, a conditional one also class_accuracy >= MIN_ACCURACY.
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.digits import load_digit_arrays
-from trainer.evaluation import metrics
+from trainer.data.digits import load_digit_arrays
+from trainer.evaluation import scores
 from trainer.evaluation.features import DigitFeatures
 from trainer.export import load_generator
 from trainer.sample import generate
@@ -83,9 +83,9 @@ def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, see
     real_images, _ = load_digit_arrays()
     real = extractor(torch.from_numpy(real_images).unsqueeze(1))[0]
     fake = np.concatenate(features)
-    report["digits_fid"] = metrics.fid(real, fake)
-    report["digits_kid"] = metrics.kid(real, fake, subsets=50, subset_size=min(1000, len(fake)))[0]
-    report["precision"], report["recall"] = metrics.precision_recall(real, fake)
+    report["digits_fid"] = scores.fid(real, fake)
+    report["digits_kid"] = scores.kid(real, fake, subsets=50, subset_size=min(1000, len(fake)))[0]
+    report["precision"], report["recall"] = scores.precision_recall(real, fake)
     return report
 
 
