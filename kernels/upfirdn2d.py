@@ -120,8 +120,6 @@ def check_args(x, f, up, down, padding, gain) -> Geometry:
 def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down: Scaling = 1,
                   padding: Padding = 0, flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
     check_args(x, f, up, down, padding, gain)
-    if f is None:
-        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     upx, upy = parse_scaling(up, "up")
     downx, downy = parse_scaling(down, "down")
     px0, px1, py0, py1 = parse_padding(padding)
@@ -131,9 +129,7 @@ def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, d
     x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(N, C, H * upy, W * upx)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0):x.shape[2] - max(-py1, 0), max(-px0, 0):x.shape[3] - max(-px1, 0)]
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:  # conv2d correlates; flipping makes it a true convolution
-        f = f.flip(list(range(f.ndim)))
+    f = correlation_taps(f, flip_filter, gain, acc_dtype(x.dtype), x.device).to(x.dtype)
     if f.ndim == 2:
         x = F.conv2d(x, f[None, None].repeat([C, 1, 1, 1]), groups=C)
     else:
@@ -142,15 +138,18 @@ def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, d
     return x[:, :, ::downy, ::downx]
 
 
-def _triton_filters(f: Optional[torch.Tensor], flip_filter: bool, gain: float, dtype: torch.dtype, device):
-    """The taps as the kernel correlates them: flipped unless flip_filter, gain folded in."""
-    if f is None:
-        f = torch.ones([1, 1], device=device)
-    f = (f.detach().to(dtype) * (gain ** (f.ndim / 2)))
+def correlation_taps(f: Optional[torch.Tensor], flip_filter: bool, gain: float, dtype: torch.dtype,
+                     device) -> torch.Tensor:
+    """The taps as both implementations correlate them: flipped unless flip_filter (conv2d and
+    the kernel correlate; the op convolves), gain spread over the axes. One function for both,
+    and the cast to the accumulation dtype comes before the gain: a float32 filter (as from
+    setup_filter) scaled in float32 carried a float32 rounding of the gain into float64 results
+    (relative error ~1e-7 between the two paths, which had done it in different orders)."""
+    f = torch.ones([1, 1], device=device) if f is None else f  # not detached: the reference differentiates f
+    f = f.to(dtype) * (gain ** (f.ndim / 2))
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
-    f = f.contiguous()
-    return (f, f) if f.ndim == 1 else (f, None)
+    return f.contiguous()
 
 
 def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry, flip_filter: bool, gain: float,
@@ -164,7 +163,8 @@ def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry,
         out = torch.empty([x.shape[0], x.shape[1], oh, ow], dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    fy, fx = _triton_filters(f, flip_filter, gain, acc_dtype(x.dtype), x.device)
+    taps = correlation_taps(None if f is None else f.detach(), flip_filter, gain, acc_dtype(x.dtype), x.device)
+    fy, fx = (taps, taps) if taps.ndim == 1 else (taps, None)
     return tk.launch(x, fy, fx, out, up=geom.up, down=geom.down, pad0=geom.pad0, fsize=geom.fsize, tile=tile)
 
 

@@ -136,3 +136,20 @@ def test_epilogue_backward_channel_groups_and_noise_gradient(device, groups, noi
     for got, w in zip((gc, gscale, gnoise, gbias.sum(0)), want):
         assert got.shape == w.shape
         torch.testing.assert_close(got, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("up, flip_weight", [(1, True), (1, False), (2, False), (2, True)])
+@pytest.mark.parametrize("extra", [dict(gain=0.6), dict(gain=1.7, clamp=0.8), dict(act="swish", alpha=None, gain=1 / 3, clamp=1.1)],
+                         ids=["gain", "gain+clamp", "swish+gain+clamp"])
+def test_float64_parity_with_gains_clamps_and_flips(device, fused, up, flip_weight, extra):
+    x, w, s, noise, b = _inputs(device, torch.float64, up=up, requires_grad=True)
+    kw = dict(up=up, padding=1, resample_filter=kernels.setup_filter([1, 3, 3, 1]).to(device), flip_weight=flip_weight,
+              fused_modconv=fused, bias=b, noise=noise, **{"act": "lrelu", **extra})
+    leaves = [x, w, s, noise, b]
+    results = []
+    for impl in ("triton", "ref"):
+        y = modulated_conv2d(x, w, s, impl=impl, **kw)
+        results.append([y, *torch.autograd.grad((y * y.detach().cos()).sum(), leaves)])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
