@@ -25,11 +25,6 @@ def _build_stylegan2(cfg) -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
-def _stylegan2_generator(**kwargs) -> nn.Module:
-    from trainer.models.stylegan2_generator import Generator
-
-    return Generator(**kwargs)
-
 
 def _build_dcgan(cfg) -> tuple[nn.Module, nn.Module]:
     from trainer.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -44,11 +39,6 @@ def _build_dcgan(cfg) -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
-def _dcgan_generator(**kwargs) -> nn.Module:
-    from trainer.models.dcgan import DCGANGenerator
-
-    return DCGANGenerator(**kwargs)
-
 
 def _build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
     from trainer.models.mlp import MLPDiscriminator, MLPGenerator
@@ -60,11 +50,6 @@ def _build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
                          hidden=m.mlp_hidden, layers=m.mlp_layers)
     return G, D
 
-
-def _mlp_generator(**kwargs) -> nn.Module:
-    from trainer.models.mlp import MLPGenerator
-
-    return MLPGenerator(**kwargs)
 
 
 def _build_biggan(cfg) -> tuple[nn.Module, nn.Module]:
@@ -79,11 +64,6 @@ def _build_biggan(cfg) -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
-def _biggan_generator(**kwargs) -> nn.Module:
-    from trainer.models.biggan import BigGANGenerator
-
-    return BigGANGenerator(**kwargs)
-
 
 def _build_progan(cfg) -> tuple[nn.Module, nn.Module]:
     from trainer.models.progan import ProGANDiscriminator, ProGANGenerator
@@ -95,11 +75,6 @@ def _build_progan(cfg) -> tuple[nn.Module, nn.Module]:
                             channel_base=m.channel_base, channel_max=m.channel_max, mbstd_group=m.mbstd_group)
     return G, D
 
-
-def _progan_generator(**kwargs) -> nn.Module:
-    from trainer.models.progan import ProGANGenerator
-
-    return ProGANGenerator(**kwargs)
 
 
 def _build_cyclegan(cfg) -> tuple[nn.Module, nn.Module]:
@@ -113,21 +88,24 @@ def _build_cyclegan(cfg) -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
-def _cyclegan_generator(**kwargs) -> nn.Module:
-    from trainer.models.cyclegan import CycleGenerators
-
-    return CycleGenerators(**kwargs)
-
 
 # family -> builder of (G, D) from a Config
 FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
                                  "biggan": _build_biggan, "progan": _build_progan,
                                  "cyclegan": _build_cyclegan}
 
-# family -> generator constructor from its saved init kwargs (used by exports)
-GENERATORS: dict[str, Callable[..., nn.Module]] = {"stylegan2": _stylegan2_generator, "dcgan": _dcgan_generator,
-                                                   "mlp": _mlp_generator, "biggan": _biggan_generator,
-                                                   "progan": _progan_generator, "cyclegan": _cyclegan_generator}
+
+def generator_classes() -> dict[str, type[nn.Module]]:
+    """family -> generator class, rebuilt by exports from its recorded `init_kwargs`."""
+    from trainer.models.biggan import BigGANGenerator
+    from trainer.models.cyclegan import CycleGenerators
+    from trainer.models.dcgan import DCGANGenerator
+    from trainer.models.mlp import MLPGenerator
+    from trainer.models.progan import ProGANGenerator
+    from trainer.models.stylegan2_generator import Generator
+
+    return {"stylegan2": Generator, "dcgan": DCGANGenerator, "mlp": MLPGenerator, "biggan": BigGANGenerator,
+            "progan": ProGANGenerator, "cyclegan": CycleGenerators}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:
@@ -135,6 +113,7 @@ def build_networks(cfg) -> tuple[nn.Module, nn.Module]:
 
 
 def build_generator(family: str, init_kwargs: dict) -> nn.Module:
-    if family not in GENERATORS:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(GENERATORS))}")
-    return GENERATORS[family](**init_kwargs)
+    generators = generator_classes()
+    if family not in generators:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(generators))}")
+    return generators[family](**init_kwargs)

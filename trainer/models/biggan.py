@@ -9,14 +9,14 @@ Channels at resolution r are min(channel_base // r, channel_max), as in the othe
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from trainer.models.common import ProjectionHead, truncate_latent
+from trainer.models.common import ProjectionHead, records_init_kwargs, truncate_latent
 
 
 def _channels(res: int, channel_base: int, channel_max: int) -> int:
@@ -96,12 +96,10 @@ class DBlock(nn.Module):
 class BigGANGenerator(nn.Module):
     family = "biggan"
 
+    @records_init_kwargs
     def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 4096,
                  channel_max: int = 256, embed_dim: int = 32, attention_res: int = 16):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(z_dim=z_dim, c_dim=c_dim, img_resolution=img_resolution,
-                                                img_channels=img_channels, channel_base=channel_base,
-                                                channel_max=channel_max, embed_dim=embed_dim, attention_res=attention_res)
         self.z_dim, self.c_dim = z_dim, c_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
@@ -140,12 +138,10 @@ class BigGANGenerator(nn.Module):
 class BigGANDiscriminator(nn.Module):
     family = "biggan"
 
+    @records_init_kwargs
     def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 4096,
                  channel_max: int = 256, attention_res: int = 16):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                                channel_base=channel_base, channel_max=channel_max,
-                                                attention_res=attention_res)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
         self.blocks = nn.ModuleList()

@@ -1,12 +1,30 @@
-"""Pieces shared by the non-StyleGAN families: latent input (labels, truncation) and the
-projection head of conditional discriminators."""
+"""Pieces shared by the model families: recorded constructor arguments (for exports), latent
+input (labels, truncation) and the projection head of conditional discriminators."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Optional
 
 import torch
 from torch import nn
+
+
+def records_init_kwargs(init):
+    """Decorate a network's `__init__` so the arguments it was built with, defaults filled in, are
+    kept as `self.init_kwargs`. Exports store them and rebuild the network from them
+    (`trainer.models.build_generator`), so a family's parameters are written once: in the
+    signature. Constructors take keyword arguments of JSON types only."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        init(self, *args, **kwargs)
+        self.init_kwargs = {name: value for name, value in bound.arguments.items() if name != "self"}
+    return wrapper
 
 
 def truncate_latent(z: torch.Tensor, psi: float) -> torch.Tensor:

@@ -7,10 +7,12 @@ and exports take them unchanged; the export holds both directions.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
+
+from trainer.models.common import records_init_kwargs
 
 
 def _norm(channels: int) -> nn.Module:
@@ -57,10 +59,9 @@ class CycleGenerators(nn.Module):
     z_dim = 0  # translates images; no latent and no labels
     c_dim = 0
 
+    @records_init_kwargs
     def __init__(self, *, img_resolution: int, img_channels: int, filters: int = 64, blocks: int = 6):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(img_resolution=img_resolution, img_channels=img_channels,
-                                                filters=filters, blocks=blocks)
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.ab = resnet_generator(img_channels, filters, blocks)
         self.ba = resnet_generator(img_channels, filters, blocks)
@@ -78,10 +79,9 @@ class CycleGenerators(nn.Module):
 class CycleDiscriminators(nn.Module):
     family = "cyclegan"
 
+    @records_init_kwargs
     def __init__(self, *, img_resolution: int, img_channels: int, filters: int = 64, layers: int = 3):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(img_resolution=img_resolution, img_channels=img_channels,
-                                                filters=filters, layers=layers)
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.a = patch_discriminator(img_channels, filters, layers)  # real A vs G_ba's images
         self.b = patch_discriminator(img_channels, filters, layers)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from trainer.models.common import ProjectionHead, dcgan_init, latent_input
+from trainer.models.common import ProjectionHead, dcgan_init, latent_input, records_init_kwargs
 
 D_NORMS = ("batch", "none")
 
@@ -21,12 +21,10 @@ def _channels(res: int, channel_base: int, channel_max: int) -> int:
 class DCGANGenerator(nn.Module):
     family = "dcgan"
 
+    @records_init_kwargs
     def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int,
                  channel_base: int = 4096, channel_max: int = 256):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(z_dim=z_dim, c_dim=c_dim, img_resolution=img_resolution,
-                                                img_channels=img_channels, channel_base=channel_base,
-                                                channel_max=channel_max)
         self.z_dim, self.c_dim = z_dim, c_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
@@ -54,13 +52,12 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     family = "dcgan"
 
+    @records_init_kwargs
     def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 4096,
                  channel_max: int = 256, norm: str = "batch"):
         super().__init__()
         if norm not in D_NORMS:
             raise ValueError(f"DCGAN discriminator norm={norm!r}; valid choices: {', '.join(D_NORMS)}")
-        self.init_kwargs: dict[str, Any] = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                                channel_base=channel_base, channel_max=channel_max, norm=norm)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
         layers: list[nn.Module] = []

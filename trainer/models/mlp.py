@@ -3,22 +3,21 @@ with leaky ReLU instead of maxout: fully connected layers from z to pixels and b
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
-from trainer.models.common import ProjectionHead, latent_input
+from trainer.models.common import ProjectionHead, latent_input, records_init_kwargs
 
 
 class MLPGenerator(nn.Module):
     family = "mlp"
 
+    @records_init_kwargs
     def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512,
                  layers: int = 3):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(z_dim=z_dim, c_dim=c_dim, img_resolution=img_resolution,
-                                                img_channels=img_channels, hidden=hidden, layers=layers)
         self.z_dim, self.c_dim = z_dim, c_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         blocks: list[nn.Module] = []
@@ -38,10 +37,9 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     family = "mlp"
 
+    @records_init_kwargs
     def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512, layers: int = 3):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                                hidden=hidden, layers=layers)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         blocks: list[nn.Module] = []
         width = img_channels * img_resolution ** 2

@@ -13,14 +13,14 @@ buffer, so checkpoints and exports remember it.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.models.common import ProjectionHead, truncate_latent
+from trainer.models.common import ProjectionHead, records_init_kwargs, truncate_latent
 
 
 def _channels(res: int, channel_base: int, channel_max: int) -> int:
@@ -82,12 +82,10 @@ class Staged(nn.Module):
 class ProGANGenerator(Staged):
     family = "progan"
 
+    @records_init_kwargs
     def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 8192,
                  channel_max: int = 512):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(z_dim=z_dim, c_dim=c_dim, img_resolution=img_resolution,
-                                                img_channels=img_channels, channel_base=channel_base,
-                                                channel_max=channel_max)
         self.z_dim, self.c_dim = z_dim, c_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
@@ -142,12 +140,10 @@ class MinibatchStd(nn.Module):
 class ProGANDiscriminator(Staged):
     family = "progan"
 
+    @records_init_kwargs
     def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 8192,
                  channel_max: int = 512, mbstd_group: int = 4):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                                channel_base=channel_base, channel_max=channel_max,
-                                                mbstd_group=mbstd_group)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
         levels = int(np.log2(img_resolution)) - 1

@@ -4,12 +4,13 @@ models, a projection head (Miyato & Koyama 2018): the score is <features, embed(
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from trainer.models.common import records_init_kwargs
 from trainer.models.layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork
 from trainer.models.stylegan2_generator import channels_at
 
@@ -78,13 +79,11 @@ class DiscriminatorEpilogue(nn.Module):
 class Discriminator(nn.Module):
     family = "stylegan2"
 
+    @records_init_kwargs
     def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
                  channel_max: int = 512, mbstd_group: int = 4, conv_clamp: Optional[float] = 256.0,
                  mapping_layers: int = 8):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(
-            c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, channel_base=channel_base,
-            channel_max=channel_max, mbstd_group=mbstd_group, conv_clamp=conv_clamp, mapping_layers=mapping_layers)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         resolutions = [2 ** i for i in range(int(np.log2(img_resolution)), 2, -1)]
         blocks = []

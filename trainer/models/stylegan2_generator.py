@@ -4,13 +4,14 @@ modulated/demodulated convolutions, per-pixel noise inputs and skip connections 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 import kernels
+from trainer.models.common import records_init_kwargs
 from trainer.models.layers import FullyConnectedLayer, MappingNetwork
 
 
@@ -139,14 +140,11 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     family = "stylegan2"
 
+    @records_init_kwargs
     def __init__(self, *, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_layers: int = 8, channel_base: int = 32768, channel_max: int = 512,
                  conv_clamp: Optional[float] = 256.0, mapping_lr_mult: float = 0.01):
         super().__init__()
-        self.init_kwargs: dict[str, Any] = dict(
-            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-            mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max,
-            conv_clamp=conv_clamp, mapping_lr_mult=mapping_lr_mult)
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
