@@ -12,6 +12,7 @@ from trainer import checkpoint
 from trainer.config import Config, ConfigError
 from trainer.data.sources import DataError, expand_urls, find_manifest, resolve_urls
 from trainer.data.digits import ensure_digit_shards
+from trainer.data.photos import ensure_photo_shards, photos_root
 
 
 def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300) -> None:
@@ -19,6 +20,14 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
     urls = expand_urls(cfg.data.urls)
     if not urls:
         raise ConfigError(f"config key 'data.urls': '{cfg.data.urls}' names no shard")
+    if cfg.data.prepare == "photos":
+        root = photos_root(urls[0])
+        if is_main:
+            ensure_photo_shards(root)
+        else:  # another rank of an external launch writes them
+            deadline = time.monotonic() + wait_seconds
+            while not (root / "photos.json").is_file() and time.monotonic() < deadline:
+                time.sleep(0.5)
     if cfg.data.prepare == "digits":
         # data.urls may name the shards (or the manifest) or the folder they go in.
         folder = Path(urls[0]).parent if urls[0].endswith((".tar", ".json")) else Path(urls[0])

@@ -11,7 +11,7 @@ import re
 import sys
 
 from .errors import ShardError
-from .writer import CROPS, DEFAULT_MAXCOUNT, DEFAULT_MAXSIZE, write_shards
+from .writer import CROPS, DEFAULT_CROPS_PER_IMAGE, DEFAULT_MAXCOUNT, DEFAULT_MAXSIZE, write_shards
 
 PROG = "hiresgan shards"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -44,7 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output side length in pixels; a power of two >= 4")
     parser.add_argument("--crop", choices=CROPS, default="center",
                         help="center: crop the largest centred square; none: images must already be "
-                             "square (default: center)")
+                             "square; full: keep every image whole at its own size (--resolution is "
+                             "the smallest side allowed); tiled: every RESxRES tile; random: "
+                             "--crops-per-image RESxRES crops per image (default: center)")
+    parser.add_argument("--crops-per-image", type=int, default=DEFAULT_CROPS_PER_IMAGE,
+                        help=f"--crop random: crops drawn per image (default: {DEFAULT_CROPS_PER_IMAGE})")
+    parser.add_argument("--crop-seed", type=int, default=0,
+                        help="--crop random: seed of the crop positions (default: 0)")
     parser.add_argument("--format", dest="fmt", choices=("png", "jpg", "webp"), default="png",
                         help="image encoding in the shards (default: png, lossless)")
     parser.add_argument("--quality", type=int, default=None,
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             quality=args.quality, labels=args.labels, maxcount=args.maxcount,
             maxsize=args.maxsize, workers=args.workers, channels=args.channels,
             progress=not args.quiet and sys.stderr.isatty(),
+            crops_per_image=args.crops_per_image, crop_seed=args.crop_seed,
         )
     except ShardError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -26,7 +26,7 @@ SUPPORTED_MODES = GRAY_MODES | {"P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr
 @dataclass(frozen=True)
 class EncodeSettings:
     resolution: int
-    crop: str  # "center" | "none"
+    crop: str  # "center" | "none" | "full" | "tiled" | "random" (the last three never resize: crops.py)
     fmt: str  # "png" | "jpg" | "webp"
     quality: int | None  # jpg 1-100; webp 1-99 lossy, 100 lossless; png None
     channels: int  # 1 or 3
@@ -104,8 +104,20 @@ def _encode(img: Image.Image, s: EncodeSettings) -> bytes:
     return buf.getvalue()
 
 
-def process(payload: Payload, s: EncodeSettings) -> bytes:
-    """Encoded bytes of one sample's image; ValueError with a reason on bad input."""
+def _crop_box(img: Image.Image, box) -> Image.Image:
+    """A planned crop (tiled/random modes); the plan used the header size, so check it still fits
+    (an EXIF rotation swaps width and height)."""
+    if box[2] > img.size[0] or box[3] > img.size[1]:
+        raise ValueError(f"is {img.size[0]}x{img.size[1]} after EXIF orientation; crop {box} does not fit")
+    return img.crop(box)
+
+
+def process(payload: Payload | tuple, s: EncodeSettings) -> bytes:
+    """Encoded bytes of one sample's image; ValueError with a reason on bad input. A
+    (payload, box) pair is one planned crop of the multi-crop modes (crops.py)."""
+    box = None
+    if isinstance(payload, tuple):
+        payload, box = payload
     try:
         img = _open(payload)
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
@@ -113,6 +125,13 @@ def process(payload: Payload, s: EncodeSettings) -> bytes:
     with img:
         img = _drop_alpha(_to_8bit(img))
         img = img.convert("L") if s.channels == 1 else img.convert("RGB")
+        if box is not None:
+            return _encode(_crop_box(img, box), s)
+        if s.crop == "full":
+            if min(img.size) < s.resolution:
+                raise ValueError(f"is {img.size[0]}x{img.size[1]}, smaller than --resolution {s.resolution} "
+                                 "on a side (after EXIF orientation)")
+            return _encode(img, s)
         img = _square(img, s.crop)
         if img.size != (s.resolution, s.resolution):
             # Lanczos both ways: best for downscaling, and for tiny sources (8x8 digits) it

@@ -20,6 +20,7 @@ import re
 import PIL
 from tqdm import tqdm
 
+from .crops import MULTI_CROPS, WHOLE_IMAGE_CROPS, CropPlan, CroppedSource, check_sizes
 from .encode import EXTENSIONS, GRAY_MODES, SUPPORTED_MODES, EncodeSettings
 from .errors import ShardError, problem
 from .labels import LABEL_MODES, Labels, resolve_labels
@@ -32,13 +33,17 @@ from .tarshard import ShardTar, sample_size
 DEFAULT_MAXCOUNT = 10_000
 DEFAULT_MAXSIZE = 1 << 30  # 1 GiB: large enough for few files, small enough to shuffle well
 DEFAULT_QUALITY = {"png": None, "jpg": 95, "webp": 100}
-CROPS = ("center", "none")
+CROPS = ("center", "none") + WHOLE_IMAGE_CROPS + MULTI_CROPS  # the last three: crops.py
+DEFAULT_CROPS_PER_IMAGE = 4  # --crop random
 # After the first decode failure, look at this many more results so the error lists several.
 EXTRA_ERRORS_WINDOW = 64
 
 
-def check_settings(*, resolution, crop, fmt, quality, labels, maxcount, maxsize, workers, channels) -> int | None:
+def check_settings(*, resolution, crop, fmt, quality, labels, maxcount, maxsize, workers, channels,
+                   crops_per_image=DEFAULT_CROPS_PER_IMAGE) -> int | None:
     """Validate the flags (errors name the flag); returns the effective quality."""
+    if not isinstance(crops_per_image, int) or crops_per_image < 1:
+        raise ShardError(f"--crops-per-image {crops_per_image}: must be >= 1")
     if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
         raise ShardError(f"--resolution {resolution}: must be a power of two >= 4 (e.g. 32, 256, 1024)")
     if crop not in CROPS:
@@ -226,28 +231,39 @@ def write_shards(
     workers: int = 1,
     channels: str | int = "auto",
     progress: bool = False,
+    crops_per_image: int = DEFAULT_CROPS_PER_IMAGE,
+    crop_seed: int = 0,
 ) -> Manifest:
     """Convert the dataset at `source` into OUT/shard-NNNNNN.tar + OUT/manifest.json.
 
     Reruns with the same inputs and settings skip shards already finished. Raises ShardError for
     bad settings or input, leaving no finished-looking output behind. With workers > 1 the
     encoders are spawned processes, so a calling script needs the `if __name__ == "__main__":`
-    guard.
+    guard. `crop` full/tiled/random keep pixels unresized (crops.py); random draws
+    `crops_per_image` crops per image from `crop_seed`.
     """
     source, out_dir = os.fspath(source), os.fspath(out_dir)
     quality = check_settings(resolution=resolution, crop=crop, fmt=fmt, quality=quality, labels=labels,
-                             maxcount=maxcount, maxsize=maxsize, workers=workers, channels=channels)
+                             maxcount=maxcount, maxsize=maxsize, workers=workers, channels=channels,
+                             crops_per_image=crops_per_image)
     src = open_source(source)
     try:
         scan = _scan(src)
         if crop == "none":
             _check_square(scan.items)
+        if crop in WHOLE_IMAGE_CROPS + MULTI_CROPS:
+            check_sizes(scan.items, resolution, crop)
         lab = resolve_labels(labels, scan.items, source_kind=scan.kind,
                              source_has_labels=scan.has_labels, source_path=source)
         if channels == "auto":
             channels = 1 if all(it.mode in GRAY_MODES for it in scan.items) else 3
         args = {"resolution": resolution, "crop": crop, "format": fmt, "quality": quality,
                 "labels": labels, "maxcount": maxcount, "maxsize": maxsize, "channels": channels}
+        if crop == "random":
+            args.update(crops_per_image=crops_per_image, crop_seed=crop_seed)
+        if crop in MULTI_CROPS:  # each crop becomes an item of its own; the rest runs unchanged
+            plan = CropPlan(scan, lab, mode=crop, size=resolution, count=crops_per_image, seed=crop_seed)
+            scan, lab, src = plan.scan, plan.labels, CroppedSource(src, plan)
         _prepare_out(out_dir)
         settings = EncodeSettings(resolution, crop, fmt, quality, channels)
         run = _Run(out_dir, src, scan, lab, settings, _fingerprint(args, scan, lab), maxcount, maxsize)

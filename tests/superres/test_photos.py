@@ -1,0 +1,75 @@
+"""The embedded photos: written once through the shard writer, validation photos held out."""
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer.data.crops import RandomCrop, decode_full
+from trainer.data.photos import HELD_OUT, TRAIN, ensure_photo_shards, load_photo, photos_root
+
+
+def _train_samples(root):
+    out = {}
+    for shard in sorted((root / "train").glob("shard-*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, payload in members.items():
+            if name.endswith(".png"):
+                key = name[:-4]
+                out[json.loads(members[key + ".json"])["path"]] = {"png": payload, "__key__": key}
+    return out
+
+
+def test_held_out_photos_never_reach_training_shards(photo_root):
+    samples = _train_samples(photo_root)
+    assert sorted(samples) == sorted(f"{name}.png" for name in TRAIN)
+    assert sorted(p.stem for p in (photo_root / "val").glob("*.png")) == sorted(HELD_OUT)
+    assert not set(HELD_OUT) & set(TRAIN)
+    assert {"astronaut", "coffee", "rocket", "camera"} <= set(HELD_OUT)
+    # Pixel level too: no training image equals a held-out photo.
+    held = [np.asarray(Image.open(p).convert("RGB")) for p in (photo_root / "val").glob("*.png")]
+    for sample in samples.values():
+        image = decode_full(sample, 3).transpose(1, 2, 0)
+        assert not any(image.shape == h.shape and np.array_equal(image, h) for h in held)
+
+
+def test_shards_keep_photos_whole_and_unresized(photo_root):
+    samples = _train_samples(photo_root)
+    chelsea = decode_full(samples["chelsea.png"], 3).transpose(1, 2, 0)
+    assert np.array_equal(chelsea, load_photo("chelsea"))
+    moon = decode_full(samples["moon.png"], 3)  # grayscale photo replicated to RGB
+    assert moon.shape == (3, 512, 512) and np.array_equal(moon[0], load_photo("moon")) and np.array_equal(moon[0], moon[2])
+    manifest = json.loads((photo_root / "train" / "manifest.json").read_text())
+    assert manifest["args"]["crop"] == "full" and manifest["num_samples"] == len(TRAIN)
+
+
+def test_prepared_set_is_reused(photo_root):
+    stamp = (photo_root / "train" / "manifest.json").stat().st_mtime_ns
+    ensure_photo_shards(photo_root)
+    assert (photo_root / "train" / "manifest.json").stat().st_mtime_ns == stamp
+    for item in (photo_root, photo_root / "train", photo_root / "train" / "manifest.json",
+                 photo_root / "train" / "shard-{000000..000000}.tar"):
+        assert photos_root(str(item)) == photo_root
+
+
+def test_random_crop_is_seeded_and_exact(photo_root):
+    sample = _train_samples(photo_root)["chelsea.png"]
+    full = decode_full(sample, 3)
+    crop = RandomCrop(64)
+    a = crop(sample, np.random.default_rng([1, 2]))["image"]
+    b = crop(sample, np.random.default_rng([1, 2]))["image"]
+    c = crop(sample, np.random.default_rng([1, 3]))["image"]
+    assert a.shape == (3, 64, 64) and np.array_equal(a, b) and not np.array_equal(a, c)
+    # the crop is a window of the full image, pixel for pixel
+    hits = [(t, l) for t in range(full.shape[1] - 63) for l in range(full.shape[2] - 63)
+            if np.array_equal(full[:, t:t + 64, l:l + 64], a)]
+    assert hits
+
+
+def test_crop_larger_than_image_is_a_clear_error(photo_root):
+    sample = _train_samples(photo_root)["chelsea.png"]
+    with pytest.raises(ValueError, match="smaller than the 512x512 crop"):
+        RandomCrop(512)(sample, np.random.default_rng(0))
