@@ -148,6 +148,7 @@ class MetricsConfig:
     # Seconds a finishing rank keeps /metrics up until Prometheus has scraped its final values (it
     # returns at the first scrape after the end); at least the scrape interval. 0: stop at once.
     final_scrape_wait: float = 0.0
+    tensorboard: bool = False  # also write TensorBoard events (every catalog series + sample grids) to RUN/tensorboard (rank 0)
 
 
 @dataclass
@@ -166,6 +167,37 @@ class EvalConfig:
 
 
 @dataclass
+class Pix2PixConfig:
+    """Families pix2pix and inpaint (docs/PAIRED.md): the U-Net G and PatchGAN D of both, and
+    pix2pix's paired data and L1 weight."""
+
+    # where the input of a pair comes from: none (paired shards: <key>.a.png input, <key>.b.png
+    # target), or derived from each image on the fly: edges (Canny), gray, downscale
+    transform: str = "none"
+    input_channels: int = 0  # channels of the input (0: 1 for edges/gray, else data.channels)
+    canny_sigma: float = 1.0  # transform edges: Gaussian sigma of the Canny detector
+    downscale: int = 4  # transform downscale: the factor the input is reduced by (then scaled back up)
+    l1_weight: float = 100.0  # pix2pix: weight of |G(input) - target|_1 beside the adversarial loss
+    filters: int = 64  # channels of the U-Net's first level (x2 per level, at most x8)
+    depth: int = 0  # U-Net levels (0: down to 1x1 at data.resolution, e.g. 8 at 256)
+    d_filters: int = 64  # channels of the PatchGAN's first conv
+    patch_layers: int = 3  # stride-2 convs of the PatchGAN (3: 70x70 patches)
+
+
+@dataclass
+class InpaintConfig:
+    """Family inpaint (docs/PAIRED.md): masks and losses."""
+
+    masks: str = "generate"  # "generate": free-form strokes plus boxes per sample; or a folder of mask PNGs (white = missing)
+    strokes: int = 4  # generate: at most this many free-form strokes per mask
+    boxes: int = 2  # generate: at most this many boxes per mask
+    max_hole: float = 0.5  # generate: largest share of the image a mask may cover (redrawn above it)
+    hole_l1: float = 1.0  # weight of the L1 distance inside the hole (0: adversarial only there)
+    known_l1: float = 1.0  # weight of the L1 distance on the known pixels of G's raw output
+    feature_matching: float = 0.0  # weight of D-feature matching between real and composite (0: off)
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -178,6 +210,8 @@ class Config:
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -194,13 +228,14 @@ EVAL_METRICS = ("fid", "kid", "pr", "is")
 
 # Fields whose value must come from a fixed set.
 CHOICES = {
-    "data.prepare": ("none", "digits", "photos"),
+    "data.prepare": ("none", "digits", "photos", "edges2digits"),
     "data.on_error": ("skip", "fail"),
     "train.precision": ("fp32", "bf16"),
     "train.zero_stage": (0, 1, 2),
     "launch.backend": ("auto", "gloo", "nccl"),
     "loss.kind": ("logistic", "hinge", "wgan_gp"),
     "augment.kind": ("none", "diffaugment", "ada"),
+    "pix2pix.transform": ("none", "edges", "gray", "downscale"),
 }
 
 # Keys that only the StyleGAN2 family reads: other families refuse non-zero values rather than
@@ -330,7 +365,44 @@ def validate(cfg: Config) -> Config:
     if cfg.model.conditional and cfg.data.num_classes == 1:
         _fail("data.num_classes", "is 1; a conditional model needs at least 2 classes (or set model.conditional=false)")
     _validate_eval(cfg)
+    _validate_image_to_image(cfg)
     return cfg
+
+
+def _validate_image_to_image(cfg: Config) -> None:
+    """Sections pix2pix and inpaint: sizes always, family rules when the family is chosen."""
+    p, i = cfg.pix2pix, cfg.inpaint
+    for key, value in {"pix2pix.filters": p.filters, "pix2pix.d_filters": p.d_filters,
+                       "pix2pix.patch_layers": p.patch_layers, "pix2pix.canny_sigma": p.canny_sigma}.items():
+        if not value > 0:
+            _fail(key, f"got {value}; must be > 0")
+    for key, value in {"pix2pix.l1_weight": p.l1_weight, "pix2pix.depth": p.depth, "inpaint.strokes": i.strokes,
+                       "inpaint.boxes": i.boxes, "inpaint.hole_l1": i.hole_l1, "inpaint.known_l1": i.known_l1,
+                       "inpaint.feature_matching": i.feature_matching}.items():
+        if value < 0:
+            _fail(key, f"got {value}; must be >= 0")
+    if p.input_channels not in (0, 1, 3):
+        _fail("pix2pix.input_channels", f"got {p.input_channels}; valid choices: 0 (from the transform), 1, 3")
+    if p.downscale < 2:
+        _fail("pix2pix.downscale", f"got {p.downscale}; the downscale transform needs a factor >= 2")
+    if not 0 < i.max_hole <= 1:
+        _fail("inpaint.max_hole", f"got {i.max_hole}; a share of the image in (0, 1]")
+    if i.masks == "generate" and i.strokes + i.boxes == 0:
+        _fail("inpaint.strokes", "and inpaint.boxes are both 0: generated masks need strokes or boxes")
+    family = cfg.model.family
+    if family not in ("pix2pix", "inpaint"):
+        return
+    if family == "inpaint" and cfg.c_dim:
+        _fail("model.conditional", "is true; model.family=inpaint takes no labels: set model.conditional=false")
+    if cfg.augment.kind != "none":
+        _fail("augment.kind", f"is not supported with model.family={family} (D sees input and output as a pair); "
+              "set augment.kind=none")
+    depth = p.depth or cfg.data.resolution.bit_length() - 1
+    if cfg.data.resolution % (2 ** depth):
+        _fail("pix2pix.depth", f"got {p.depth}; data.resolution={cfg.data.resolution} must divide by 2**depth")
+    if cfg.data.resolution >> p.patch_layers < 2:
+        _fail("pix2pix.patch_layers", f"got {p.patch_layers}; data.resolution={cfg.data.resolution} is too small "
+              f"for it: use at most {cfg.data.resolution.bit_length() - 2}")
 
 
 def _validate_eval(cfg: Config) -> None:

@@ -30,6 +30,7 @@ from trainer.evaluation.periodic import PeriodicEval
 from trainer.export import export_generator
 from trainer.images import save_grid
 from trainer.telemetry.jsonl import JsonlLog
+from trainer.telemetry.tensorboard import TensorBoardLog
 from trainer.telemetry.probes import DiversityProbe, engine_stats, gpu_label, grad_norm, rank_identity
 from trainer.telemetry.prometheus import TrainingMetrics
 from trainer.models import build_networks
@@ -94,6 +95,8 @@ class Trainer:
         self._grad_norms: dict[str, torch.Tensor] = {}  # filled on log steps only (device tensors)
         self._probe = DiversityProbe(batch=self.batch, z_dim=self.G.z_dim, seed=cfg.run.seed)
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
+        self.registry = registry
+        self.tensorboard = TensorBoardLog(self.run_dir if env.is_main and cfg.metrics.tensorboard else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
         self.evaluation = PeriodicEval(cfg, env, self.G_ema, registry=registry)  # eval.every_kimg (0: off)
         self._sums: dict[str, torch.Tensor] = {}
@@ -228,6 +231,8 @@ class Trainer:
             diversity = self._probe.ratio(self.G_ema, self.D, *self._last_real) if self._probe.due() else None
             self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta,
                                      diversity_ratio=None if diversity is None else float(diversity), **engines)
+        if self.registry is not None:
+            self.tensorboard.write_registry(self.registry, step=self.progress.images_seen)
         bar.update(self.progress.kimg, record)
         return record
 
@@ -257,6 +262,7 @@ class Trainer:
         path = self.run_dir / "samples" / f"grid-{self.progress.images_seen // 1000:06d}kimg.png"
         save_grid(images, path, rows=rows)
         save_grid(images, self.run_dir / "samples" / "latest.png", rows=rows)
+        self.tensorboard.write_grid(path, step=self.progress.images_seen)
         return path
 
     def export(self) -> Optional[Path]:
@@ -321,3 +327,6 @@ class Trainer:
 
     def close(self) -> None:
         self.jsonl.close()
+        if self.registry is not None:  # the final values (the last checkpoint comes after the last log step)
+            self.tensorboard.write_registry(self.registry, step=self.progress.images_seen)
+        self.tensorboard.close()

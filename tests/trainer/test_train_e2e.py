@@ -54,10 +54,35 @@ def assert_exported(run_dir: Path):
     return weights
 
 
+def assert_tensorboard_has_the_catalog(run_dir: Path):
+    """TensorBoard's own reader finds a scalar for every catalog series this CPU run sets, and the
+    sample grids as images."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainer.telemetry.catalog import CATALOG, PREFIX
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0}).Reload()
+    tags = events.Tags()
+    names = {tag.split("/")[0] for tag in tags["scalars"]}
+    # Unset here: CUDA memory (no GPU), eval gauges (eval off), the ADA probability (no ADA).
+    unset = {"cuda_memory_allocated_bytes", "cuda_memory_reserved_bytes"}
+    for spec in CATALOG:
+        if spec.key in unset:
+            continue
+        name = f"{PREFIX}_{spec.key}"
+        assert {name, f"{name}_total", f"{name}_sum"} & names, f"no TensorBoard scalar for {name}"
+    losses = [t for t in tags["scalars"] if t.startswith(f"{PREFIX}_loss/")]
+    assert any("network=G" in t for t in losses) and any("network=D" in t for t in losses)
+    steps = [e.step for e in events.Scalars(f"{PREFIX}_images_seen_total")]
+    assert steps == sorted(steps) and steps[-1] == 48  # the step axis is images seen
+    assert "samples" in tags["images"] and events.Images("samples")[-1].width > 0
+
+
 def test_one_rank_trains_exports_and_samples_from_the_export_alone(tmp_path):
-    result = train(tmp_path, "one", "launch.nproc_per_node=1", "train.kimg=0.048")
+    result = train(tmp_path, "one", "launch.nproc_per_node=1", "train.kimg=0.048", "metrics.tensorboard=true")
     run_dir = tmp_path / "one"
     weights = assert_exported(run_dir)
+    assert_tensorboard_has_the_catalog(run_dir)
     assert str(weights) in result.stdout  # it says where the export is
     out = tmp_path / "samples"
     sampled = hiresgan("sample", weights, "--seeds", "0-3", "--class", "3", "--truncation", "0.7", "--out", out)
