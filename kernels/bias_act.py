@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from kernels._dispatch import acc_dtype, use_triton
-from kernels.activations import ACTIVATIONS, check_act
+from kernels.activations import ACTIVATIONS, act_d1, act_d2, act_fwd, check_act
 
 
 def check_args(x, b, dim, act, alpha, gain, clamp) -> None:
@@ -127,66 +127,150 @@ def _sum_to_bias(g: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
     return g.sum(dim=[i for i in range(g.ndim) if i != dim]).to(b.dtype)
 
 
-class BiasActFunction(torch.autograd.Function):
-    """Forward in one pass; the backward is BiasActGradFunction, itself differentiable once more,
-    so R1 and path-length regularization (second derivatives) run on the kernels too. The
-    original x and b are saved (not contiguous copies) so the backward stays on their graph."""
+def grad_wanted(ctx, i: int, t: Optional[torch.Tensor]) -> bool:
+    """Whether this backward pass uses input i's gradient. needs_input_grad only says that t
+    requires grad: R1's autograd.grad(D(x), x) would otherwise reduce every bias gradient of D
+    just to drop it. Outside the autograd engine (a compiler tracing the backward) the engine
+    cannot be asked, and the gradient is computed."""
+    if t is None or not ctx.needs_input_grad[i]:
+        return False
+    try:
+        return torch._C._will_engine_execute_node(torch.autograd.graph.get_gradient_edge(t).node)
+    except (RuntimeError, AttributeError, ValueError):
+        return True
 
-    @staticmethod
-    def forward(ctx, x, b, cfg):
-        ctx.save_for_backward(x, b)
-        ctx.cfg = cfg
+
+# ---- custom ops (torch.library) ---------------------------------------------------------------
+# The op, its gradient and its second-derivative term are custom ops with arguments already
+# resolved by KernelConfig.of (selu rewritten, defaults filled), so torch.compile sees three
+# opaque nodes with fake (shape-only) implementations instead of a Triton launch it would break
+# the graph on. Each op runs "triton" (the kernels) or "ref" (the same math in PyTorch, what a
+# CPU compile dispatches, so the graph is the same on every device). Their autograd formulas
+# call the next op, so the double backward of R1 is recorded too; a third derivative raises.
+
+def _reshape_bias(b, x, dim):
+    return b.to(x.dtype).reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+
+
+def _pre_act_ref(x, b, cfg: KernelConfig):
+    return x if b is None else x + _reshape_bias(b, x, cfg.dim)
+
+
+def _clamp_mask_ref(z, cfg: KernelConfig):
+    """gain where the clamp passes the gradient (inclusive bounds, as torch.clamp), else 0."""
+    if cfg.clamp is None:
+        return cfg.gain
+    y = act_fwd(cfg.act, z, cfg.alpha) * cfg.gain
+    return ((y >= -cfg.clamp) & (y <= cfg.clamp)).to(z.dtype) * cfg.gain
+
+
+def forward_ref(x, b, cfg: KernelConfig) -> torch.Tensor:
+    """The kernel's math in PyTorch, differentiable (also the epilogue's create_graph fallback)."""
+    y = act_fwd(cfg.act, _pre_act_ref(x, b, cfg), cfg.alpha) * cfg.gain
+    return y if cfg.clamp is None else y.clamp(-cfg.clamp, cfg.clamp)
+
+
+def grad_ref(gy, z, cfg: KernelConfig) -> torch.Tensor:
+    """gy * act'(z) * gain * [clamp passes], z the pre-activation (x + b)."""
+    return gy.to(z.dtype) * act_d1(cfg.act, z, cfg.alpha) * _clamp_mask_ref(z, cfg)
+
+
+def _cfg(dim, act, alpha, gain, clamp) -> KernelConfig:
+    return KernelConfig(act, alpha, gain, clamp, dim)
+
+
+@torch.library.custom_op("hiresgan::bias_act", mutates_args=())
+def bias_act_op(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
+                clamp: Optional[float], impl: str) -> torch.Tensor:
+    cfg = _cfg(dim, act, alpha, gain, clamp)
+    if impl == "triton":
         return bias_act_triton(x, b, cfg)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, b = ctx.saved_tensors
-        gz = BiasActGradFunction.apply(gy, x, b, ctx.cfg)
-        gb = _sum_to_bias(gz, b, ctx.cfg.dim) if ctx.needs_input_grad[1] else None
-        return (gz if ctx.needs_input_grad[0] else None), gb, None
+    return forward_ref(x, b, cfg).contiguous()  # contiguous: what the fake promises
 
 
-class BiasActGradFunction(torch.autograd.Function):
-    """gz = gy * act'(x + b) * gain * [clamp passes]. Its derivative w.r.t. gy is this same
-    Function again; w.r.t. x and b it is BiasActGrad2Function (act'')."""
-
-    @staticmethod
-    def forward(ctx, gy, x, b, cfg):
-        ctx.save_for_backward(gy, x, b)
-        ctx.cfg = cfg
+@torch.library.custom_op("hiresgan::bias_act_grad", mutates_args=())
+def bias_act_grad_op(gy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
+                     gain: float, clamp: Optional[float], impl: str) -> torch.Tensor:
+    """gz = gy * act'(x + b) * gain * [clamp passes]."""
+    cfg = _cfg(dim, act, alpha, gain, clamp)
+    if impl == "triton":
         return _grad_launch(1, gy, None, x, b, cfg)
-
-    @staticmethod
-    def backward(ctx, ggz):
-        gy, x, b = ctx.saved_tensors
-        d_gy = BiasActGradFunction.apply(ggz, x, b, ctx.cfg) if ctx.needs_input_grad[0] else None
-        d_x = d_b = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            d_x = BiasActGrad2Function.apply(gy, ggz, x, b, ctx.cfg)
-            d_b = _sum_to_bias(d_x, b, ctx.cfg.dim) if ctx.needs_input_grad[2] else None
-        return d_gy, (d_x if ctx.needs_input_grad[1] else None), d_b, None
+    return grad_ref(gy, _pre_act_ref(x, b, cfg), cfg).to(x.dtype).contiguous()
 
 
-class BiasActGrad2Function(torch.autograd.Function):
-    """gy * ggz * act''(x + b) * gain * [clamp passes]: the second-derivative term. Going one
-    order further would need the third derivative of act; it raises instead of silently
-    dropping terms."""
-
-    @staticmethod
-    def forward(ctx, gy, ggz, x, b, cfg):
+@torch.library.custom_op("hiresgan::bias_act_grad2", mutates_args=())
+def bias_act_grad2_op(gy: torch.Tensor, ggz: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int,
+                      act: str, alpha: float, gain: float, clamp: Optional[float], impl: str) -> torch.Tensor:
+    """gy * ggz * act''(x + b) * gain * [clamp passes]: the second-derivative term."""
+    cfg = _cfg(dim, act, alpha, gain, clamp)
+    if impl == "triton":
         return _grad_launch(2, gy, ggz, x, b, cfg)
+    z = _pre_act_ref(x, b, cfg)
+    return (gy * ggz * act_d2(cfg.act, z, cfg.alpha) * _clamp_mask_ref(z, cfg)).to(x.dtype).contiguous()
 
-    @staticmethod
-    def backward(ctx, _):
-        raise RuntimeError("bias_act(impl='triton') supports first and second derivatives; a third "
-                           "derivative through the activation needs impl='ref'")
+
+@bias_act_op.register_fake
+def _(x, b, dim, act, alpha, gain, clamp, impl):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@bias_act_grad_op.register_fake
+def _(gy, x, b, dim, act, alpha, gain, clamp, impl):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@bias_act_grad2_op.register_fake
+def _(gy, ggz, x, b, dim, act, alpha, gain, clamp, impl):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _setup(ctx, inputs, output):
+    # The original tensors (not contiguous copies) are saved, so the backward stays on their graph.
+    *tensors, dim, act, alpha, gain, clamp, impl = inputs
+    ctx.save_for_backward(*tensors)
+    ctx.args = (dim, act, alpha, gain, clamp, impl)
+
+
+def _bias_act_backward(ctx, gy):
+    x, b = ctx.saved_tensors
+    dim = ctx.args[0]
+    gz = bias_act_grad_op(gy, x, b, *ctx.args)
+    gb = _sum_to_bias(gz, b, dim) if grad_wanted(ctx, 1, b) else None
+    return gz, gb, None, None, None, None, None, None
+
+
+def _grad_backward(ctx, ggz):
+    gy, x, b = ctx.saved_tensors
+    dim, act = ctx.args[:2]
+    d_gy = bias_act_grad_op(ggz, x, b, *ctx.args) if ctx.needs_input_grad[0] else None
+    d_x = d_b = None
+    # act'' is zero for linear, relu and lrelu: the term would be a kernel writing zeros and a
+    # reduction of them (every R1 step through D's lrelu layers). None means zero to autograd.
+    if not ACTIVATIONS[act].piecewise_linear and (ctx.needs_input_grad[1] or grad_wanted(ctx, 2, b)):
+        d_x = bias_act_grad2_op(gy, ggz, x, b, *ctx.args)
+        d_b = _sum_to_bias(d_x, b, dim) if grad_wanted(ctx, 2, b) else None
+    return d_gy, (d_x if ctx.needs_input_grad[1] else None), d_b, None, None, None, None, None, None
+
+
+def _grad2_backward(ctx, _):
+    raise RuntimeError("bias_act(impl='triton') supports first and second derivatives; a third "
+                       "derivative through the activation needs impl='ref'")
+
+
+bias_act_op.register_autograd(_bias_act_backward, setup_context=_setup)
+bias_act_grad_op.register_autograd(_grad_backward, setup_context=_setup)
+bias_act_grad2_op.register_autograd(_grad2_backward, setup_context=lambda ctx, inputs, output: None)
 
 
 def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="auto"):
     """Bias along `dim`, activation, gain (default per activation), then clamp to [-clamp, clamp].
 
-    `impl`: "auto" (Triton on CUDA, reference elsewhere), "ref" or "triton"."""
+    `impl`: "auto" (Triton on CUDA, reference elsewhere), "ref" or "triton". Under
+    torch.compile the op is one custom-op node whatever the device (see above); in eager mode
+    the reference is plain PyTorch, so autograd gives it derivatives of every order."""
     check_args(x, b, dim, act, alpha, gain, clamp)
-    if use_triton(impl, x):
-        return BiasActFunction.apply(x, b, KernelConfig.of(act, alpha, gain, clamp, dim))
+    triton = use_triton(impl, x)
+    if triton or torch.compiler.is_compiling():
+        cfg = KernelConfig.of(act, alpha, gain, clamp, dim)
+        return bias_act_op(x, b, cfg.dim, cfg.act, cfg.alpha, cfg.gain, cfg.clamp, "triton" if triton else "ref")
     return bias_act_ref(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)

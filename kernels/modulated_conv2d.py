@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels._dispatch import acc_dtype, use_triton
-from kernels.bias_act import KernelConfig, bias_act_ref
+from kernels.bias_act import KernelConfig, bias_act_ref, forward_ref, grad_ref, grad_wanted
 from kernels.bias_act import check_args as check_bias_act
 from kernels.upfirdn2d import filter_size, parse_padding, upfirdn2d
 
@@ -147,46 +147,99 @@ def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0,
     return epilogue_ref(c, scale, noise, bias, act, alpha, gain, clamp)
 
 
-class ModconvEpilogueFunction(torch.autograd.Function):
-    """y = clamp(act(c * scale + noise + bias) * gain) on the Triton kernels.
+# ---- custom ops (torch.library) ----------------------------------------------------------------
+# The epilogue and its one-pass backward are opaque nodes for torch.compile, running "triton"
+# (the fused kernels) or "ref" (PyTorch: what a CPU compile dispatches, so the graph is the same
+# on every device). Arguments arrive resolved by KernelConfig.of.
+#
+# Double backward (R1, path length: create_graph=True) is served by PyTorch ops: when the
+# backward is itself being recorded, it recomputes the epilogue with differentiable ops and
+# differentiates those, so gradients of every order are right, at the reference's speed. (A
+# custom-op backward can only be differentiated through ops with autograd formulas, and the
+# fused backward kernel has no derivative of its own.)
 
-    Double backward (R1, path length: `create_graph=True`) is served by the reference: when
-    the backward itself is being recorded, it recomputes the epilogue with PyTorch ops and
-    differentiates those, so gradients of every order are right, at the reference's speed."""
+def _epilogue_forward_ref(c, scale, noise, bias, cfg: KernelConfig):
+    if scale is not None:
+        c = c * scale.to(c.dtype).reshape(*scale.shape, 1, 1)
+    if noise is not None:
+        c = c + noise.to(c.dtype)
+    return forward_ref(c, bias, cfg)
 
-    @staticmethod
-    def forward(ctx, c, scale, noise, bias, cfg, ref_args):
-        ctx.save_for_backward(c, scale, noise, bias)
-        ctx.cfg, ctx.ref_args = cfg, ref_args
+
+@torch.library.custom_op("hiresgan::modconv_epilogue", mutates_args=())
+def epilogue_op(c: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                bias: Optional[torch.Tensor], act: str, alpha: float, gain: float, clamp: Optional[float],
+                impl: str) -> torch.Tensor:
+    cfg = KernelConfig(act, alpha, gain, clamp, 1)
+    if impl == "triton":
         return epilogue_triton(c, scale, noise, bias, cfg)
+    return _epilogue_forward_ref(c, scale, noise, bias, cfg).contiguous()
 
-    @staticmethod
-    def backward(ctx, g):
-        c, scale, noise, bias = ctx.saved_tensors
-        inputs = (c, scale, noise, bias)
-        wanted = [i for i in range(4) if ctx.needs_input_grad[i]]
-        grads = [None] * 4
-        if torch.is_grad_enabled():  # create_graph=True: fall back to the differentiable reference
-            with torch.enable_grad():
-                y = epilogue_ref(c, scale, noise, bias, *ctx.ref_args)
-                found = torch.autograd.grad(y, [inputs[i] for i in wanted], g, create_graph=True, allow_unused=True)
-            for i, grad in zip(wanted, found):
-                grads[i] = grad if grad is not None else torch.zeros_like(inputs[i])
-            return (*grads, None, None)
+
+@epilogue_op.register_fake
+def _(c, scale, noise, bias, act, alpha, gain, clamp, impl):
+    return torch.empty(c.shape, dtype=c.dtype, device=c.device)
+
+
+@torch.library.custom_op("hiresgan::modconv_epilogue_bwd", mutates_args=())
+def epilogue_bwd_op(g: torch.Tensor, c: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                    bias: Optional[torch.Tensor], act: str, alpha: float, gain: float, clamp: Optional[float],
+                    impl: str, wanted: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> gradients of (c, scale, noise, bias), each in its input's shape and dtype; an empty
+    tensor for one not `wanted` (or absent)."""
+    cfg = KernelConfig(act, alpha, gain, clamp, 1)
+    if impl == "triton":
         from kernels.triton_ops import modconv as tk
 
         gc, gnoise, gscale, gbias = tk.launch_bwd(
-            g.contiguous(), c.detach().contiguous(), _as_scale(scale, c), noise, _as_bias(bias, c),
-            ctx.cfg.params(acc_dtype(c.dtype), c.device), act=ctx.cfg.act, clamp=ctx.cfg.clamp is not None,
-            want_noise_grad=ctx.needs_input_grad[2])
-        grads[0] = gc
-        if ctx.needs_input_grad[1]:
-            grads[1] = gscale.to(scale.dtype)
-        if ctx.needs_input_grad[2]:
-            grads[2] = gnoise.to(noise.dtype)
-        if ctx.needs_input_grad[3]:
-            grads[3] = gbias.sum(0).to(bias.dtype)
-        return (*grads, None, None)
+            g.contiguous(), c.contiguous(), _as_scale(scale, c), noise, _as_bias(bias, c),
+            cfg.params(acc_dtype(c.dtype), c.device), act=act, clamp=clamp is not None, want_noise_grad=wanted[2])
+        gbias = None if gbias is None else gbias.sum(0)
+    else:
+        z = c if scale is None else c * scale.to(c.dtype).reshape(*scale.shape, 1, 1)
+        z = z if noise is None else z + noise.to(c.dtype)
+        gz = grad_ref(g, z if bias is None else z + bias.to(c.dtype).reshape(-1, 1, 1), cfg)
+        gc = gz if scale is None else gz * scale.to(c.dtype).reshape(*scale.shape, 1, 1)
+        gscale = None if scale is None else (gz * c).sum([2, 3])
+        gnoise = None if noise is None else gz.sum_to_size(noise.shape)
+        gbias = None if bias is None else gz.sum([0, 2, 3])
+    out = []
+    for grad, like, want in zip((gc, gscale, gnoise, gbias), (c, scale, noise, bias), wanted):
+        out.append(grad.to(like.dtype).contiguous() if want and like is not None else c.new_empty(0))
+    return tuple(out)
+
+
+@epilogue_bwd_op.register_fake
+def _(g, c, scale, noise, bias, act, alpha, gain, clamp, impl, wanted):
+    return tuple(torch.empty(like.shape, dtype=like.dtype, device=c.device) if want and like is not None
+                 else c.new_empty(0) for like, want in zip((c, scale, noise, bias), wanted))
+
+
+def _epilogue_setup(ctx, inputs, output):
+    *tensors, act, alpha, gain, clamp, impl = inputs
+    ctx.save_for_backward(*tensors)
+    ctx.args = (act, alpha, gain, clamp, impl)
+
+
+def _epilogue_backward(ctx, g):
+    c, scale, noise, bias = inputs = ctx.saved_tensors
+    act, alpha, gain, clamp, impl = ctx.args
+    wanted = [i == 0 or grad_wanted(ctx, i, t) for i, t in enumerate(inputs)]
+    grads = [None] * 4
+    if torch.is_grad_enabled():  # create_graph=True: differentiate PyTorch ops instead (see above)
+        with torch.enable_grad():
+            y = _epilogue_forward_ref(c, scale, noise, bias, KernelConfig(act, alpha, gain, clamp, 1))
+            idx = [i for i in range(4) if wanted[i] and ctx.needs_input_grad[i]]
+            found = torch.autograd.grad(y, [inputs[i] for i in idx], g, create_graph=True, allow_unused=True)
+        for i, grad in zip(idx, found):
+            grads[i] = grad if grad is not None else torch.zeros_like(inputs[i])
+    else:
+        found = epilogue_bwd_op(g, c, scale, noise, bias, act, alpha, gain, clamp, impl, wanted)
+        grads = [grad if want and t is not None else None for grad, want, t in zip(found, wanted, inputs)]
+    return (*grads, None, None, None, None, None)
+
+
+epilogue_op.register_autograd(_epilogue_backward, setup_context=_epilogue_setup)
 
 
 def _as_scale(scale, c):
@@ -220,7 +273,8 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     on CUDA, reference elsewhere), "ref" or "triton"."""
     _check_modconv(x, weight, styles, bias)
     check_bias_act(x, None, 1, act, alpha, gain, clamp)
-    if not use_triton(impl, x):
+    triton = use_triton(impl, x)
+    if not triton and not torch.compiler.is_compiling():  # eager reference: plain PyTorch
         return modulated_conv2d_ref(x, weight, styles, noise=noise, up=up, down=down, padding=padding,
                                     resample_filter=resample_filter, demodulate=demodulate,
                                     flip_weight=flip_weight, fused_modconv=fused_modconv, impl="ref", bias=bias,
@@ -229,4 +283,4 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
                                fused_modconv, impl)
     _check_noise(noise, c.shape)
     cfg = KernelConfig.of(act, alpha, gain, clamp, 1)
-    return ModconvEpilogueFunction.apply(c, scale, noise, bias, cfg, (act, alpha, gain, clamp))
+    return epilogue_op(c, scale, noise, bias, cfg.act, cfg.alpha, cfg.gain, cfg.clamp, "triton" if triton else "ref")

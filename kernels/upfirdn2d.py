@@ -168,33 +168,49 @@ def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry,
     return tk.launch(x, fy, fx, out, up=geom.up, down=geom.down, pad0=geom.pad0, fsize=geom.fsize, tile=tile)
 
 
-class Upfirdn2dFunction(torch.autograd.Function):
-    """The gradient of upfirdn2d is upfirdn2d of the output gradient with up and down swapped,
-    the filter flipped and the padding mirrored; calling this Function again in backward makes
-    gradients of every order work (the filter gets none: it is a constant buffer)."""
+# ---- custom op (torch.library) ----------------------------------------------------------------
+# One opaque node for torch.compile (a fake implementation gives it the output shape), running
+# "triton" (the polyphase kernel) or "ref" (the reference: what a CPU compile dispatches, so the
+# graph is the same on every device). The gradient of upfirdn2d is upfirdn2d of the output
+# gradient with up and down swapped, the filter flipped and the padding mirrored; the autograd
+# formula calls the op again, so gradients of every order work (the filter gets none: it is a
+# constant buffer; a filter that requires grad is served by the plain reference).
 
-    @staticmethod
-    def forward(ctx, x, f, up, down, padding, flip_filter, gain):
-        geom = check_args(x, f, up, down, padding, gain)
-        if f is not None:
-            ctx.save_for_backward(f)
-        ctx.args = (geom, flip_filter, gain, x.shape[2:], f is not None)
-        return upfirdn2d_triton(x, f, geom, flip_filter, gain)
+@torch.library.custom_op("hiresgan::upfirdn2d", mutates_args=())
+def upfirdn2d_op(x: torch.Tensor, f: Optional[torch.Tensor], up: list[int], down: list[int], padding: list[int],
+                 flip_filter: bool, gain: float, impl: str) -> torch.Tensor:
+    if impl == "triton":
+        return upfirdn2d_triton(x, f, check_args(x, f, up, down, padding, gain), flip_filter, gain)
+    # contiguous: what the fake promises (down > 1 leaves a strided view of the conv output)
+    return upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain).contiguous()
 
-    @staticmethod
-    def backward(ctx, grad):
-        geom, flip_filter, gain, (H, W), has_f = ctx.args
-        f = ctx.saved_tensors[0] if has_f else None
-        if not ctx.needs_input_grad[0]:
-            return (None,) * 7
-        (fw, fh), (upx, upy), (dx, dy) = geom.fsize, geom.up, geom.down
-        ow, oh = geom.out_size
-        # Adjoint of "read xu[o*down + k - p0]": zero-insert the gradient by `down`, correlate with
-        # the reversed taps from p0' = fsize - 1 - p0, keep every up-th sample; p1' sizes it to H x W.
-        pad = [fw - 1 - geom.pad0[0], W * upx - ow * dx + geom.pad0[0] - upx + 1,
-               fh - 1 - geom.pad0[1], H * upy - oh * dy + geom.pad0[1] - upy + 1]
-        gx = Upfirdn2dFunction.apply(grad, f, (dx, dy), (upx, upy), pad, not flip_filter, gain)
-        return gx, None, None, None, None, None, None
+
+@upfirdn2d_op.register_fake
+def _(x, f, up, down, padding, flip_filter, gain, impl):
+    ow, oh = check_args(x, f, up, down, padding, gain).out_size
+    return x.new_empty([x.shape[0], x.shape[1], oh, ow])
+
+
+def _setup(ctx, inputs, output):
+    x, f, up, down, padding, flip_filter, gain, impl = inputs
+    ctx.save_for_backward(f)
+    ctx.args = (check_args(x, f, up, down, padding, gain), flip_filter, gain, impl, x.shape[2:])
+
+
+def _backward(ctx, grad):
+    (f,) = ctx.saved_tensors
+    geom, flip_filter, gain, impl, (H, W) = ctx.args
+    (fw, fh), (upx, upy), (dx, dy) = geom.fsize, geom.up, geom.down
+    ow, oh = geom.out_size
+    # Adjoint of "read xu[o*down + k - p0]": zero-insert the gradient by `down`, correlate with
+    # the reversed taps from p0' = fsize - 1 - p0, keep every up-th sample; p1' sizes it to H x W.
+    pad = [fw - 1 - geom.pad0[0], W * upx - ow * dx + geom.pad0[0] - upx + 1,
+           fh - 1 - geom.pad0[1], H * upy - oh * dy + geom.pad0[1] - upy + 1]
+    gx = upfirdn2d_op(grad, f, [dx, dy], [upx, upy], pad, not flip_filter, gain, impl)
+    return gx, None, None, None, None, None, None, None
+
+
+upfirdn2d_op.register_autograd(_backward, setup_context=_setup)
 
 
 def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="auto"):
@@ -203,10 +219,15 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     `f`: None, 1-D (separable, applied along both axes) or 2-D taps, as from setup_filter.
     `impl`: "auto" (Triton on CUDA, reference elsewhere), "ref" or "triton". A filter that
     requires grad is served by the reference (the Triton backward treats filters as constants).
+    Under torch.compile the op is one custom-op node (see above); in eager mode the reference is
+    plain PyTorch.
     """
-    check_args(x, f, up, down, padding, gain)  # before dispatch: the same errors on every device
-    if use_triton(impl, x) and not (f is not None and f.requires_grad and torch.is_grad_enabled()):
-        return Upfirdn2dFunction.apply(x, f, up, down, padding, bool(flip_filter), gain)
+    geom = check_args(x, f, up, down, padding, gain)  # before dispatch: the same errors on every device
+    triton = use_triton(impl, x)
+    if (triton or torch.compiler.is_compiling()) and not (f is not None and f.requires_grad and torch.is_grad_enabled()):
+        pad = [geom.pad0[0], geom.pad1[0], geom.pad0[1], geom.pad1[1]]
+        return upfirdn2d_op(x, None if f is None else f.detach(), list(geom.up), list(geom.down), pad,
+                            bool(flip_filter), float(gain), "triton" if triton else "ref")
     return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 
