@@ -14,7 +14,7 @@ ARGS ?=
 # (e.g. CI and a checkout) do not rebuild it in turn under one lock in ~/.cache/torch_extensions.
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
 
-.PHONY: venv train test test-fast eval-digits bench bench-kernels bench-data bench-metrics clean
+.PHONY: venv train test test-fast lint eval-digits bench bench-kernels bench-data bench-metrics clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ train: $(STAMP)
 ## The whole test suite (CPU; multi-process DeepSpeed runs included).
 test: $(STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
+
+## Lint and format check (ruff, configured in pyproject.toml); CI runs it before the tests.
+## `make format` rewrites the files in place.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 ## Tests without the multi-process training runs.
 test-fast: $(STAMP)
