@@ -43,8 +43,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from trainer.sample import parse_seeds, sample_to_folder, translate_folder
+    from trainer.sampling.latents import parse_seeds, sample_to_folder, translate_folder
+    from trainer.sampling.paired import export_family, run_folder_job
 
+    if args.inpaint is not None or (args.translate is not None and export_family(args.export) == "pix2pix"):
+        return run_folder_job(args)
     if args.translate is not None:
         paths = translate_folder(args.export, args.translate, args.out, direction=args.direction, device=args.device)
         print(f"hiresgan: translated {len(paths)} image(s) ({args.direction}) to {args.out}")
@@ -59,9 +62,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import json
-
-    from trainer.evaluation.run import evaluate, parse_metrics
+    from trainer.evaluation.run import evaluate, parse_metrics, write_report
 
     if args.watch or args.once:
         from trainer.evaluation.watch import watch
@@ -73,13 +74,8 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(args.export, args.data, names=parse_metrics(args.metrics), num_fake=args.num,
                       num_real=args.num_real, features=args.features, inception_weights=args.inception_weights,
                       inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
-    if report is None:  # a non-zero rank under torchrun: rank 0 reports
-        return 0
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    if report is not None:  # None on a non-zero rank under torchrun: rank 0 reports
+        print(write_report(report, args.out))
     return 0
 
 
@@ -92,29 +88,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _sample_composite(args: argparse.Namespace) -> int:
-    from trainer import sample
-    from trainer.export import load_generator
-    from trainer.images import save_grid
+    from trainer.sampling.composites import write_composite
+    from trainer.sampling.latents import parse_seeds
 
-    G, description = load_generator(args.export)  # small composites: CPU is enough
-    seeds = sample.parse_seeds(args.seeds)
-    if not (args.grid and args.class_index is None):  # a grid without --class shows every class
-        sample.one_hot(args.class_index, G.c_dim, 1, class_names=description.get("class_names"))
-    if args.grid:
-        images, rows = sample.class_grid(G, seeds, truncation=args.truncation) if args.class_index is None else (
-            sample.generate(G, seeds, args.class_index, truncation=args.truncation), 1)
-        path = args.out / "grid.png"
-    elif args.style_mix:
-        cols = sample.parse_seeds(args.style_mix)
-        images = sample.style_mixing_grid(G, seeds, cols, class_index=args.class_index, cutoff=args.mix_cutoff,
-                                          truncation=args.truncation)
-        rows, path = len(seeds) + 1, args.out / "style-mixing.png"
-    else:
-        frames = sample.interpolation_frames(G, seeds, class_index=args.class_index, frames=args.frames,
-                                             truncation=args.truncation)
-        print(f"hiresgan: wrote {sample.save_animation(frames, args.video, fps=args.fps)}")
-        return 0
-    save_grid(images, path, rows=rows)
+    kind = "grid" if args.grid else "style-mix" if args.style_mix else "video"
+    path = write_composite(args.export, parse_seeds(args.seeds), args.out, kind=kind, class_index=args.class_index,
+                           truncation=args.truncation, mix_seeds=parse_seeds(args.style_mix) if args.style_mix else None,
+                           mix_cutoff=args.mix_cutoff, video=args.video, frames=args.frames, fps=args.fps)
     print(f"hiresgan: wrote {path}")
     return 0
 
@@ -167,8 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--frames", type=int, default=24, help="frames per seed-to-seed transition")
     sample.add_argument("--fps", type=int, default=24)
     sample.add_argument("--translate", type=Path, default=None,
-                        help="image-to-image exports (cyclegan): translate every image of this folder instead")
+                        help="image-to-image exports (cyclegan, pix2pix): translate every image of this folder instead")
     sample.add_argument("--direction", default="ab", help="with --translate: ab (domain A to B) or ba")
+    sample.add_argument("--inpaint", type=Path, default=None,
+                        help="inpainting exports: fill the holes of every image of this folder (needs --masks)")
+    sample.add_argument("--masks", type=Path, default=None,
+                        help="with --inpaint: mask PNGs named like the images, white = missing")
+    sample.add_argument("--tile", type=int, default=0,
+                        help="with --translate (pix2pix): translate images larger than this in tiles of this size")
     sample.set_defaults(func=_sample)
 
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")

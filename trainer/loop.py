@@ -37,7 +37,7 @@ from trainer.models import build_networks
 from trainer.telemetry.console import ProgressBar
 from trainer.phases import Counters, Network, StepBatch, StepContext, one_hot
 from trainer.recipes import build_recipe
-from trainer.sample import latent
+from trainer.sampling.latents import latent
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,20 @@ class Trainer:
                             for i, z in zip(range(0, len(self.grid_z), GRID_COLUMNS), self.grid_z.split(GRID_COLUMNS))])
         return self._write_grid(images, self.grid_rows)
 
+    def validate(self) -> Optional[dict]:
+        """The recipe's validation scores of G_ema (rank 0, with every grid) -> JSONL + gauges."""
+        if not self.env.is_main:
+            return None
+        scores = self.recipe.validate(self.G_ema)
+        if not scores:
+            return None
+        record = {"step": self.progress.step, "kimg": round(self.progress.kimg, 3), "time": time.time(),
+                  "validation": scores}
+        self.jsonl.write(record)
+        if self.metrics is not None:
+            self.metrics.observe_validation(scores)
+        return record
+
     def _write_grid(self, images: torch.Tensor, rows: int) -> Path:
         path = self.run_dir / "samples" / f"grid-{self.progress.images_seen // 1000:06d}kimg.png"
         save_grid(images, path, rows=rows)
@@ -303,6 +317,7 @@ class Trainer:
                 last_log, steps_since_log, waited_since_log = now, 0, 0.0
             if not done and self._crossed(cfg.train.sample_kimg):
                 self.save_grid()
+                self.validate()
             if not done and self._crossed(cfg.train.checkpoint_kimg):
                 self.save_checkpoint()
                 saved_at = self.progress.step
@@ -320,6 +335,7 @@ class Trainer:
             self.save_checkpoint()
         self.evaluation.at_end(self.progress)
         grid = self.save_grid()
+        self.validate()
         export = self.export()
         if env.is_main:
             print(f"hiresgan: training done at {self.progress.kimg:.2f} kimg\n"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from launch.cli import main
 from trainer.export import ExportError, export_generator, load_generator
-from trainer.sample import generate
+from trainer.sampling.latents import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLER = ROOT / "sampler" / "hiresgan_sampler.py"

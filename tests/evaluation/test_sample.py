@@ -7,7 +7,7 @@ from PIL import Image
 
 from launch.cli import main
 from trainer.export import load_generator
-from trainer.sample import generate, interpolation_frames, style_mixing_grid
+from trainer.sampling.latents import generate, interpolation_frames, style_mixing_grid
 
 
 def test_style_mixing_grid_takes_coarse_styles_from_columns(tiny_export):

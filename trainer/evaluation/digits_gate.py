@@ -33,7 +33,7 @@ from trainer.data.digits import load_digit_arrays
 from trainer.evaluation import scores
 from trainer.evaluation.features import DigitFeatures
 from trainer.export import load_generator
-from trainer.sample import generate
+from trainer.sampling.latents import generate
 
 
 MIN_ACCURACY = 0.90  # the quality bar for conditional generators

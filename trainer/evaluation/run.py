@@ -7,6 +7,7 @@ passed through the same feature network as the real images.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def fake_features(G: torch.nn.Module, extractor, *, num: int, truncation: float 
                   seed: int = 0, rank: int = 0, world_size: int = 1) -> dict[str, np.ndarray]:
     """Features of generated images rank, rank + world_size, ... of 0..num-1: image i has the
     same latent and class however many ranks share the work."""
-    from trainer.sample import latent
+    from trainer.sampling.latents import latent
 
     classes = np.random.default_rng(seed).integers(0, max(G.c_dim, 1), num)
     device = next(G.parameters()).device
@@ -163,3 +164,13 @@ def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000,
         return None
     report = {"export": str(export), **report, "seconds": round(time.perf_counter() - started, 2)}
     return report
+
+
+def write_report(report: dict, out: Optional[Path]) -> str:
+    """The report as indented JSON, also written to `out` when given; returns the text."""
+    text = json.dumps(report, indent=2)
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return text
