@@ -5,7 +5,7 @@ logistic loss, the hinge loss (Lim & Ye 2017, used by SAGAN/BigGAN) or the Wasse
 a gradient penalty on real/fake interpolates (WGAN-GP, Gulrajani et al. 2017).
 
 Every function takes the plain nn.Modules (engine.module), never the DeepSpeed engine: its
-forward hooks break create_graph=True gradients (R1, path length), see DESIGN.md. The loop owns
+forward hooks break create_graph=True gradients (R1, path length), see docs/ARCHITECTURE.md. The loop owns
 backward/step and which network takes gradients.
 """
 

@@ -1,4 +1,4 @@
-"""A real two-node SLURM cluster on this machine, for tests (recipe: ../shared/DESIGN.md).
+"""A real two-node SLURM cluster on this machine, for tests (munge + slurmctld + two slurmd, see docs/LAUNCH.md).
 
 slurmctld plus two slurmd daemons ("node1", "node2", both at 127.0.0.1) with their own config,
 ports, state and logs in a temporary folder; munged is shared with the machine (started when it
