@@ -244,11 +244,16 @@ def _grad_backward(ctx, ggz):
     dim, act = ctx.args[:2]
     d_gy = bias_act_grad_op(ggz, x, b, *ctx.args) if ctx.needs_input_grad[0] else None
     d_x = d_b = None
-    # act'' is zero for linear, relu and lrelu: the term would be a kernel writing zeros and a
-    # reduction of them (every R1 step through D's lrelu layers). None means zero to autograd.
-    if not ACTIVATIONS[act].piecewise_linear and (ctx.needs_input_grad[1] or grad_wanted(ctx, 2, b)):
+    want_b = grad_wanted(ctx, 2, b)
+    if ACTIVATIONS[act].piecewise_linear:
+        # act'' is zero for linear, relu and lrelu: skip the kernel that would compute zeros from
+        # gy, ggz, x and b and the reduction of them (every R1 step through D's lrelu layers).
+        # Zeros, not None: autograd.grad(..., x) must find x used, as with the reference.
+        d_x = torch.zeros_like(x) if ctx.needs_input_grad[1] else None
+        d_b = torch.zeros_like(b) if want_b else None
+    elif ctx.needs_input_grad[1] or want_b:
         d_x = bias_act_grad2_op(gy, ggz, x, b, *ctx.args)
-        d_b = _sum_to_bias(d_x, b, dim) if grad_wanted(ctx, 2, b) else None
+        d_b = _sum_to_bias(d_x, b, dim) if want_b else None
     return d_gy, (d_x if ctx.needs_input_grad[1] else None), d_b, None, None, None, None, None, None
 
 
