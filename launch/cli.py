@@ -99,6 +99,16 @@ def _sample_composite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from trainer.sampling.synth import synthesize
+
+    m = synthesize(args.export, args.out, per_class=args.per_class, truncation=args.truncation, classes=args.classes,
+                   seed=args.seed, maxcount=args.maxcount, overwrite=args.overwrite, progress=not args.quiet,
+                   device=args.device)
+    print(f"hiresgan: wrote {m.num_samples} labelled image(s) in {len(m.shards)} shard(s) to {args.out}")
+    return 0
+
+
 def _shards(args: argparse.Namespace) -> int:
     from trainer.shards import cli as shards_cli
 
@@ -188,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=_export)
 
     from trainer.shards import cli as shards_cli
+
+    synth = sub.add_parser("synth", help="write N generated images per class of an export as labelled shards")
+    synth.add_argument("export", type=Path, help="conditional (or text) export folder, e.g. runs/digits/export")
+    synth.add_argument("--per-class", type=int, required=True, help="images per class")
+    synth.add_argument("--out", type=Path, required=True, help="output folder: shard-*.tar + manifest.json")
+    synth.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none)")
+    synth.add_argument("--classes", nargs="+", help="class names or indices (default: all); prompts for text exports")
+    synth.add_argument("--seed", type=int, default=0, help="latents are drawn from (seed, class, n)")
+    synth.add_argument("--maxcount", type=int, default=1000, help="samples per shard (default 1000)")
+    synth.add_argument("--overwrite", action="store_true", help="replace a shard set already in --out")
+    synth.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(func=_synth)
 
     shards = sub.add_parser("shards", help="write an image dataset (folder, zip, IDX, npz) as WebDataset shards")
     shards_cli.add_arguments(shards)
