@@ -30,6 +30,14 @@ class RunConfig:
 
 
 @dataclass
+class MixConfig:
+    """data.mix: a second shard set mixed into every batch (docs/SYNTH.md), e.g. `hiresgan synth` output."""
+
+    urls: str = ""  # shards mixed in (same kinds as data.urls); labels must share data.num_classes' classes
+    fraction: float = 0.0  # share of each rank's batch from mix.urls, round(fraction * batch) images (0: off; 1: only)
+
+
+@dataclass
 class DataConfig:
     # shards: local brace pattern, folder, manifest.json, http(s)://, pipe:CMD, s3://, gs://
     # (several joined with '::'; see docs/DATA.md)
@@ -48,6 +56,7 @@ class DataConfig:
     retries: int = 3  # reopen attempts for a remote (http/pipe) shard that breaks off mid-read
     timeout: float = 60.0  # seconds an http(s) shard read may stall before it counts as broken
     urls_b: str = ""  # family cyclegan: shard URLs of domain B (`urls` is domain A)
+    mix: MixConfig = field(default_factory=MixConfig)  # a second set mixed into each batch (off by default)
 
 
 @dataclass
@@ -365,6 +374,7 @@ def validate(cfg: Config) -> Config:
     if cfg.model.conditional and cfg.data.num_classes == 1:
         _fail("data.num_classes", "is 1; a conditional model needs at least 2 classes (or set model.conditional=false)")
     _validate_eval(cfg)
+    _validate_mix(cfg)
     _validate_image_to_image(cfg)
     return cfg
 
@@ -403,6 +413,18 @@ def _validate_image_to_image(cfg: Config) -> None:
     if cfg.data.resolution >> p.patch_layers < 2:
         _fail("pix2pix.patch_layers", f"got {p.patch_layers}; data.resolution={cfg.data.resolution} is too small "
               f"for it: use at most {cfg.data.resolution.bit_length() - 2}")
+
+
+def _validate_mix(cfg: Config) -> None:
+    m = cfg.data.mix
+    if not 0 <= m.fraction <= 1:
+        _fail("data.mix.fraction", f"got {m.fraction}; the share of each batch from data.mix.urls lies in 0..1")
+    if m.fraction > 0 and not m.urls:
+        _fail("data.mix.urls", f"is empty but data.mix.fraction={m.fraction}; name the shards to mix in "
+              "(e.g. a `hiresgan synth` output folder) or set data.mix.fraction=0")
+    if m.urls and m.fraction == 0:
+        _fail("data.mix.fraction", f"is 0, so data.mix.urls={m.urls!r} would never be read; set the share of "
+              "each batch to take from it (e.g. 0.5) or clear data.mix.urls")
 
 
 def _validate_eval(cfg: Config) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from trainer.data.sources import resolve_urls
+from trainer.data.sources import DataError, resolve_urls
 from trainer.data.stream import Batch, SampleDecoder, StreamSpec, make_loader
 
 
@@ -22,8 +22,22 @@ def stream_for(cfg, *, rank: int, world_size: int, batch_size: int, start_batch:
 
     `urls` defaults to `data.urls`; `labeled` to `data.num_classes > 0`; `seed_offset` gives an
     extra stream an order of its own; `start_batch` is the number of batches this rank already
-    consumed (resume). A spec that names nothing usable raises `DataError` naming the item."""
+    consumed (resume). A spec that names nothing usable raises `DataError` naming the item.
+    With `data.mix.fraction` > 0 the main stream mixes in `data.mix.urls` (trainer/data/mix.py)."""
     d = cfg.data
+    mix = getattr(d, "mix", None)
+    if urls is None and mix is not None and mix.fraction > 0:  # the main stream only, not a recipe's extras
+        from trainer.data.mix import MIX_SEED_OFFSET, MixedStream, split_batch
+
+        n_main, n_mix = split_batch(mix.fraction, batch_size)
+        common = dict(rank=rank, world_size=world_size, start_batch=start_batch, labeled=labeled, decoder=decoder)
+        main = stream_for(cfg, urls=d.urls, seed_offset=seed_offset, batch_size=n_main, **common) if n_main else None
+        try:
+            mixed = stream_for(cfg, urls=mix.urls, seed_offset=seed_offset + MIX_SEED_OFFSET, batch_size=n_mix,
+                               **common)
+        except DataError as exc:
+            raise DataError(f"data.mix.urls: {exc}") from None
+        return MixedStream(main, mixed, seed=cfg.run.seed + seed_offset, rank=rank, start_batch=start_batch)
     spec = StreamSpec(
         urls=tuple(resolve_urls(d.urls if urls is None else urls, timeout=d.timeout)),
         seed=cfg.run.seed + seed_offset, rank=rank, world_size=world_size, batch_size=batch_size,
