@@ -21,6 +21,7 @@ from typing import Mapping, Optional
 
 from launch.local import FRESH_STORE_ENV, SHUTDOWN_TIMEOUT, SIGNALS_TO_HANDLE
 from trainer.preemption import PREEMPTED_EXIT, REQUEUE_ENV
+from trainer.telemetry.endpoint import node_address  # the address SLURM reaches a node at
 
 SCRIPT_NAME = "job.sbatch"
 DEFAULT_SIGNAL = "USR1@120"
@@ -163,16 +164,6 @@ def in_srun_step(environ: Mapping[str, str]) -> bool:
 def _first_tasks_per_node(value: str) -> int:
     # SLURM_TASKS_PER_NODE looks like "2(x3),1": the local count of the first nodes.
     return int(value.split(",")[0].split("(")[0])
-
-
-def node_address(node: str) -> str:
-    """The address SLURM reaches a node at (NodeAddr), falling back to its name."""
-    try:
-        out = subprocess.run(["scontrol", "show", "node", node], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return node
-    match = re.search(r"NodeAddr=(\S+)", out)
-    return match.group(1) if match else node
 
 
 def first_node(nodelist: str) -> str:

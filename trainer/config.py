@@ -151,8 +151,13 @@ class LaunchConfig:
 
 @dataclass
 class MetricsConfig:
-    port: int = 9400  # Prometheus port of local rank 0 (local rank r serves port + r); 0 disables
-    bind: str = "127.0.0.1"  # address the metrics endpoint binds to (0.0.0.0 for remote scrapes)
+    # Prometheus port of local rank 0 (local rank r serves port + r; a taken port moves on to the next
+    # free one, written in the targets file); 0 disables. 19400 lies outside 9100-9999, the range
+    # Prometheus allocates to exporters (node 9100, DCGM 9400, ...), and below the ephemeral ports.
+    port: int = 19400
+    # address the endpoint binds to: auto = 127.0.0.1 on one machine, the node's address (SLURM's
+    # NodeAddr) under SLURM or a multi-node launch; or an address, or 0.0.0.0 for every interface
+    bind: str = "auto"
     job: str = ""  # `job` label value (default: run.name)
     # Seconds a finishing rank keeps /metrics up until Prometheus has scraped its final values (it
     # returns at the first scrape after the end); at least the scrape interval. 0: stop at once.

@@ -26,10 +26,10 @@ def run_worker(run_dir: Path) -> int:
     from prometheus_client import CollectorRegistry
 
     from trainer import checkpoint, distributed, preemption
-    from trainer.telemetry.endpoint import RankEndpoint
-    from trainer.telemetry.probes import rank_identity
     from trainer.config import load_run_config
     from trainer.loop import Trainer
+    from trainer.telemetry.endpoint import RankEndpoint, resolve_bind
+    from trainer.telemetry.probes import rank_identity
 
     cfg = load_run_config(run_dir)
     env = distributed.init_distributed(cfg.launch.backend)
@@ -43,9 +43,10 @@ def run_worker(run_dir: Path) -> int:
     endpoint = None
     if cfg.metrics.port:  # /metrics on port + local rank, and a file_sd entry under the run dir
         identity = rank_identity(job=cfg.metrics.job or cfg.run.name, rank=env.rank,
-                                         local_rank=env.local_rank, node=env.node)
+                                 local_rank=env.local_rank, node=env.node)
+        bind = resolve_bind(cfg.metrics.bind, multi_node=env.world_size > env.local_world_size)
         endpoint = RankEndpoint(registry, run_dir=cfg.run_dir, port=cfg.metrics.port + env.local_rank,
-                                        bind=cfg.metrics.bind, identity=identity)
+                                bind=bind, identity=identity, port_stride=env.local_world_size)
 
     if env.is_main:
         preemption.clear_marker(cfg.run_dir)  # a marker from an earlier, resumed interruption

@@ -203,17 +203,6 @@ def test_a_finishing_endpoint_serves_until_its_final_scrape(tmp_path):
     assert time.monotonic() - started >= 0.3 and not target.exists()
 
 
-def test_a_taken_port_is_one_clear_error_and_publishes_no_target(tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(catalog.MetricsError, match=rf"cannot bind 127.0.0.1:{port}.*metrics.port"):
-            rank_endpoint.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
-                                 identity=IDENTITY)
-    assert not (tmp_path / "prometheus-targets").exists()
-
-
 def tiny_networks():
     from trainer.config import load_config
     from trainer.models import build_networks

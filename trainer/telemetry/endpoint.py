@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
+import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Mapping
@@ -16,15 +20,69 @@ from trainer.telemetry.catalog import TARGETS_DIR, MetricsError
 log = logging.getLogger(__name__)
 
 
-def serve(registry: CollectorRegistry, *, port: int, bind: str):
-    """Start this rank's HTTP endpoint; a clear error names metrics.port when it is taken."""
+# Ports tried before giving up: port, port + stride, port + 2 stride, ... (stride = ranks on the
+# node, so a rank that moves on never takes the port a sibling rank was given).
+PORT_ATTEMPTS = 64
+
+
+def serve(registry: CollectorRegistry, *, port: int, bind: str, stride: int = 1,
+          attempts: int = PORT_ATTEMPTS) -> tuple[object, int]:
+    """Start this rank's HTTP endpoint: (server, port it serves on). A taken port (another exporter,
+    another job on the node) is not fatal: the next free one of port + k * stride is used and
+    logged. Only when none is free, or the address itself cannot be bound, one clear error names
+    metrics.port / metrics.bind."""
+    tried = []
+    for k in range(max(1, attempts)):
+        candidate = port + k * max(1, stride)
+        if candidate > 65535:
+            break
+        try:
+            server, _thread = start_http_server(candidate, addr=bind, registry=registry)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise MetricsError(
+                    f"metrics endpoint: cannot bind {bind}:{candidate} ({exc.strerror}); set metrics.bind to an "
+                    f"address of this node (or auto), or metrics.port=0 to disable") from None
+            tried.append(candidate)
+            continue
+        if tried:
+            log.warning("metrics: port(s) %s already in use on %s; serving on %d instead (the targets file says so)",
+                        ",".join(map(str, tried)), bind, candidate)
+        return server, candidate
+    raise MetricsError(
+        f"metrics endpoint: cannot bind {bind}:{port} (Address already in use, and {len(tried) - 1} more port(s) "
+        f"after it); set metrics.port to a free base port (local rank r uses port + r) or metrics.port=0 to disable")
+
+
+def node_address(node: str, *, timeout: float = 30) -> str:
+    """The address SLURM reaches a node at (its NodeAddr), falling back to the node's name; the
+    rendezvous and a central Prometheus reach the node there."""
     try:
-        server, _thread = start_http_server(port, addr=bind, registry=registry)
-    except OSError as exc:
-        raise MetricsError(
-            f"metrics endpoint: cannot bind {bind}:{port} ({exc.strerror}); set metrics.port to a free "
-            f"base port (local rank r uses port + r) or metrics.port=0 to disable") from None
-    return server
+        out = subprocess.run(["scontrol", "show", "node", node], capture_output=True, text=True,
+                             timeout=timeout).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return node
+    match = re.search(r"NodeAddr=(\S+)", out)
+    return match.group(1) if match else node
+
+
+def resolve_bind(bind: str, *, multi_node: bool, environ=None) -> str:
+    """metrics.bind=auto: 127.0.0.1 for a run on this machine only; under SLURM or any launch that
+    spans nodes, this node's address (SLURM's NodeAddr, else the hostname's address), so a central
+    Prometheus can reach every node and the targets file says where. Any other value is kept."""
+    if bind != "auto":
+        return bind
+    environ = os.environ if environ is None else environ
+    if not (multi_node or "SLURM_JOB_ID" in environ):
+        return "127.0.0.1"
+    name = environ.get("SLURMD_NODENAME", "")
+    address = node_address(name) if name else ""
+    if address and address != name:
+        return address
+    try:
+        return socket.gethostbyname(name or socket.gethostname())
+    except OSError:
+        return "0.0.0.0"  # unresolvable: listen everywhere; the target then names the hostname
 
 
 def scrape_address(*, bind: str, node: str, port: int) -> str:
@@ -55,10 +113,11 @@ class RankEndpoint:
     alert fires. The identity labels go on the target too, so `up` carries job and rank."""
 
     def __init__(self, registry: CollectorRegistry, *, run_dir: Path, port: int, bind: str,
-                 identity: Mapping[str, str]):
+                 identity: Mapping[str, str], port_stride: int = 1):
         self.scrapes = ScrapeClock()
         registry.register(self.scrapes)
-        self.server = serve(registry, port=port, bind=bind)
+        self.server, port = serve(registry, port=port, bind=bind, stride=port_stride)
+        self.port = port
         self.address = scrape_address(bind=bind, node=identity.get("node", ""), port=port)
         self.path = target_path(run_dir, int(identity["rank"]))
         write_targets_file(self.path, targets=[self.address], labels=identity)
