@@ -224,7 +224,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     """
     geom = check_args(x, f, up, down, padding, gain)  # before dispatch: the same errors on every device
     triton = use_triton(impl, x)
-    if (triton or torch.compiler.is_compiling()) and not (f is not None and f.requires_grad and torch.is_grad_enabled()):
+    trainable_filter = f is not None and f.requires_grad and torch.is_grad_enabled()
+    if (triton or torch.compiler.is_compiling()) and not trainable_filter:
         pad = [geom.pad0[0], geom.pad1[0], geom.pad0[1], geom.pad1[1]]
         return upfirdn2d_op(x, None if f is None else f.detach(), list(geom.up), list(geom.down), pad,
                             bool(flip_filter), float(gain), "triton" if triton else "ref")

@@ -23,7 +23,7 @@ _SCALARS = {"alpha": "fp32", "gain": "fp32", "clamp": "fp32"}
 
 
 def _upfirdn2d_jobs(tl):
-    from kernels.triton_ops.upfirdn2d import _upfirdn2d_kernel as k
+    from kernels.triton_ops.upfirdn2d import upfirdn2d_kernel as k
 
     def sig(dt, acc, idx):
         return {"x_ptr": f"*{dt}", "fy_ptr": f"*{acc}", "fx_ptr": f"*{acc}", "out_ptr": f"*{dt}",
@@ -41,7 +41,7 @@ def _upfirdn2d_jobs(tl):
 
 def _bias_act_jobs(tl):
     from kernels.activations import KERNEL_ACTS
-    from kernels.triton_ops.bias_act import _bias_act_fwd, _bias_act_grad
+    from kernels.triton_ops.bias_act import bias_act_fwd_kernel, bias_act_grad_kernel
 
     def fwd_sig(dt, acc, idx=_I):
         return {"x_ptr": f"*{dt}", "b_ptr": f"*{dt}", "p_ptr": f"*{acc}", "out_ptr": f"*{dt}", "R": idx, "C": _I,
@@ -51,20 +51,20 @@ def _bias_act_jobs(tl):
         return {"g_ptr": f"*{dt}", "gg_ptr": f"*{dt}", **fwd_sig(dt, acc)}
 
     tiles = dict(INT64=False, BR=1, BI=1024)
-    jobs = [(_bias_act_fwd, fwd_sig("bf16", "fp32", "i64"),
+    jobs = [(bias_act_fwd_kernel, fwd_sig("bf16", "fp32", "i64"),
              dict(P_PTR=False, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, INT64=True, BR=4, BI=256)),
-            (_bias_act_fwd, fwd_sig("fp64", "fp64"),
+            (bias_act_fwd_kernel, fwd_sig("fp64", "fp64"),
              dict(P_PTR=True, HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, **tiles))]
     for code in KERNEL_ACTS:  # both derivative orders of every activation
         for order in (1, 2):
-            jobs.append((_bias_act_grad, grad_sig("fp32", "fp32"),
+            jobs.append((bias_act_grad_kernel, grad_sig("fp32", "fp32"),
                          dict(P_PTR=False, ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32,
                               **tiles)))
     return jobs
 
 
 def _modconv_jobs(tl):
-    from kernels.triton_ops.modconv import _epilogue_bwd, _epilogue_fwd
+    from kernels.triton_ops.modconv import epilogue_bwd_kernel, epilogue_fwd_kernel
 
     strides = {**{n: _I for n in ("O", "HW", "W", "snn", "sno", "snh", "snw")}, **_SCALARS}
     def ptrs(dt, acc, names):  # parameters and partial sums are in the accumulation dtype
@@ -79,11 +79,11 @@ def _modconv_jobs(tl):
     bwd_sig = lambda dt, acc: {**ptrs(dt, acc, bwd_names), **{n: _I for n in (  # noqa: E731
         "O", "HW", "W", "chunks", "groups", "per_group", "snn", "sno", "snh", "snw")}, **_SCALARS}
     return [
-        (_epilogue_fwd, {**ptrs("bf16", "fp32", fwd_names), **strides}, on),
-        (_epilogue_fwd, {**ptrs("fp64", "fp64", fwd_names), **strides}, off),
-        (_epilogue_bwd, {**bwd_sig("bf16", "fp32"), "gn_ptr": "*fp32"}, {**on, "NOISE_GRAD": 1}),
-        (_epilogue_bwd, bwd_sig("bf16", "fp32"), {**on, "NOISE_FLAT": False, "NOISE_GRAD": 2}),
-        (_epilogue_bwd, bwd_sig("fp64", "fp64"), {**off, "NOISE_GRAD": 0}),
+        (epilogue_fwd_kernel, {**ptrs("bf16", "fp32", fwd_names), **strides}, on),
+        (epilogue_fwd_kernel, {**ptrs("fp64", "fp64", fwd_names), **strides}, off),
+        (epilogue_bwd_kernel, {**bwd_sig("bf16", "fp32"), "gn_ptr": "*fp32"}, {**on, "NOISE_GRAD": 1}),
+        (epilogue_bwd_kernel, bwd_sig("bf16", "fp32"), {**on, "NOISE_FLAT": False, "NOISE_GRAD": 2}),
+        (epilogue_bwd_kernel, bwd_sig("fp64", "fp64"), {**off, "NOISE_GRAD": 0}),
     ]
 
 

@@ -145,7 +145,7 @@ def tile_index(pid, R, inner, chunks, INT64: tl.constexpr, BR: tl.constexpr, BI:
 
 
 @triton.jit
-def _bias_act_fwd(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp, P_PTR: tl.constexpr,
+def bias_act_fwd_kernel(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp, P_PTR: tl.constexpr,
                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
                   INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
     r, offs, mask = tile_index(tl.program_id(0), R, inner, chunks, INT64, BR, BI)
@@ -160,7 +160,7 @@ def _bias_act_fwd(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain
 
 
 @triton.jit
-def _bias_act_grad(g_ptr, gg_ptr, x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp,
+def bias_act_grad_kernel(g_ptr, gg_ptr, x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp,
                    P_PTR: tl.constexpr, ORDER: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr,
                    ACC: tl.constexpr, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
     # ORDER 1: out = g * act'(z) * gain * [clamp passes]           (dL/dz from dL/dy = g)
@@ -200,7 +200,7 @@ def launch_fwd(x, b, params, out, *, C, inner, act, clamp, tile=None):
     R = out.numel() // inner
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
-    _bias_act_fwd[grid](x, x if b is None else b, p_ptr, out, R, C, inner, chunks, alpha, gain, clamp_value,
+    bias_act_fwd_kernel[grid](x, x if b is None else b, p_ptr, out, R, C, inner, chunks, alpha, gain, clamp_value,
                         P_PTR=params.tensor is not None, HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp,
                         ACC=_TL_ACC[params.acc], **blocks)
     return out
@@ -210,7 +210,7 @@ def launch_grad(order, g, gg, x, b, params, out, *, C, inner, act, clamp, tile=N
     R = out.numel() // inner
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
-    _bias_act_grad[grid](g, g if gg is None else gg, x, x if b is None else b, p_ptr, out, R, C, inner, chunks,
+    bias_act_grad_kernel[grid](g, g if gg is None else gg, x, x if b is None else b, p_ptr, out, R, C, inner, chunks,
                          alpha, gain, clamp_value, P_PTR=params.tensor is not None, ORDER=order,
                          HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc], **blocks)
     return out

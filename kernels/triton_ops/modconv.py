@@ -43,7 +43,7 @@ def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, s
 
 
 @triton.jit
-def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno, snh, snw, alpha, gain, clamp,
+def epilogue_fwd_kernel(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno, snh, snw, alpha, gain, clamp,
                   P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
                   BLOCK: tl.constexpr):
@@ -61,7 +61,7 @@ def _epilogue_fwd(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno
 
 
 @triton.jit
-def _epilogue_bwd(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
+def epilogue_bwd_kernel(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
                   groups, per_group, snn, sno, snh, snw, alpha, gain, clamp, P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr,
                   NOISE_FLAT: tl.constexpr, HAS_BIAS: tl.constexpr, NOISE_GRAD: tl.constexpr, ACT: tl.constexpr,
                   CLAMP: tl.constexpr,
@@ -125,7 +125,7 @@ def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     N, O, H, W = c.shape
     (block,) = tile_shape(H * W)
     p_ptr, *scalars = param_args(params, c)
-    _epilogue_fwd[(N * O, triton.cdiv(H * W, block))](
+    epilogue_fwd_kernel[(N * O, triton.cdiv(H * W, block))](
         c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr, out,
         O, H * W, W, *_noise_strides(noise, c.shape), *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
         NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=kernel_code(act),
@@ -160,7 +160,7 @@ def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad,
     ps = torch.empty([N * O, chunks], dtype=params.acc, device=c.device) if scale is not None else None
     pb = torch.empty([N * O, chunks], dtype=params.acc, device=c.device) if bias is not None else None
     p_ptr, *scalars = param_args(params, c)
-    _epilogue_bwd[(N * groups, chunks)](
+    epilogue_bwd_kernel[(N * groups, chunks)](
         g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr,
         gc, gn, gc if ps is None else ps, gc if pb is None else pb, O, H * W, W, chunks, groups, per_group,
         *nstr, *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),

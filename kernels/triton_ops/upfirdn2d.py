@@ -17,7 +17,7 @@ from kernels.triton_ops.tiles import tile_shape
 
 
 @triton.jit
-def _upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sxc, sxh, sxw, tiles_y, tiles_x,
+def upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sxc, sxh, sxw, tiles_y, tiles_x,
                       UPX: tl.constexpr, UPY: tl.constexpr, DOWNX: tl.constexpr, DOWNY: tl.constexpr,
                       PX0: tl.constexpr, PY0: tl.constexpr, FW: tl.constexpr, FH: tl.constexpr,
                       SEPARABLE: tl.constexpr, ACC: tl.constexpr, INT64: tl.constexpr,
@@ -78,7 +78,7 @@ def launch(x: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor | None, out: torc
     bp, bh, bw = tile or tile_shape(N * C, OH, OW, caps=(None, None, 256))
     tiles_y, tiles_x = triton.cdiv(OH, bh), triton.cdiv(OW, bw)
     reach = max(out.numel(), sum((d - 1) * st for d, st in zip(x.shape, x.stride())) + 1)
-    _upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
+    upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
         x, fy, fy if fx is None else fx, out, N * C, C, H, W, OH, OW, *x.stride(), tiles_y, tiles_x,
         UPX=up[0], UPY=up[1], DOWNX=down[0], DOWNY=down[1], PX0=pad0[0], PY0=pad0[1], FW=fsize[0], FH=fsize[1],
         SEPARABLE=fx is not None, ACC=_TL_ACC[fy.dtype], INT64=reach >= 2**31 - 1, BP=bp, BH=bh, BW=bw)

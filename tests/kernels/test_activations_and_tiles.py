@@ -49,7 +49,7 @@ def test_unknown_activation_code_does_not_compile(device, code):
     x = torch.randn(8, device=device)
     params = KernelConfig.of("lrelu", None, None, None, 1).params(torch.float32, device)
     with pytest.raises(Exception, match="unknown activation code"):
-        tk._bias_act_fwd[(1,)](x, x, x, torch.empty_like(x), 1, 1, 8, 1, params.alpha, params.gain, 0.0,
+        tk.bias_act_fwd_kernel[(1,)](x, x, x, torch.empty_like(x), 1, 1, 8, 1, params.alpha, params.gain, 0.0,
                                P_PTR=False, HAS_BIAS=False, ACT=code, CLAMP=False, ACC=tk.tl.float32, INT64=False,
                                BR=1, BI=8)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import kernels
-from kernels.bias_act import bias_act, bias_act_grad2_op, bias_act_op, bias_act_ref
+from kernels.bias_act import bias_act, bias_act_op, bias_act_ref
 from kernels.modulated_conv2d import epilogue_op
 from kernels.upfirdn2d import upfirdn2d_op
 

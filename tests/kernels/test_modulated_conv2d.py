@@ -140,7 +140,7 @@ def test_epilogue_backward_channel_groups_and_noise_gradient(device, groups, noi
 
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("up, flip_weight", [(1, True), (1, False), (2, False), (2, True)])
-@pytest.mark.parametrize("extra", [dict(gain=0.6), dict(gain=1.7, clamp=0.8), dict(act="swish", alpha=None, gain=1 / 3, clamp=1.1)],
+@pytest.mark.parametrize("extra", [dict(gain=0.6), dict(gain=1.7, clamp=0.8), dict(act="swish", gain=1 / 3, clamp=1.1)],
                          ids=["gain", "gain+clamp", "swish+gain+clamp"])
 def test_float64_parity_with_gains_clamps_and_flips(device, fused, up, flip_weight, extra):
     x, w, s, noise, b = _inputs(device, torch.float64, up=up, requires_grad=True)
