@@ -52,6 +52,20 @@ test-fast: $(STAMP)
 eval-digits: $(STAMP)
 	$(PY) -m trainer.evaluation.digits_gate runs/digits/export --check --out runs/digits/eval-digits.json
 
+## pix2pix on the embedded digits: train configs/edges2digits.yaml from scratch, then translate the
+## held-out (odd-indexed) digits' edge maps and read them with the digit network (>= 90% right).
+quality-edges2digits: $(STAMP)
+	rm -rf runs/quality-edges2digits
+	$(PY) -m launch train configs/edges2digits.yaml run.name=quality-edges2digits $(ARGS)
+	$(PY) -m trainer.evaluation.edges2digits_gate runs/quality-edges2digits --check --out runs/quality-edges2digits/eval-edges2digits.json
+
+## Inpainting of real photos: train configs/inpaint_photos.yaml from scratch, then fill a 96x96 centre
+## box in 256x256 crops of the held-out photos: PSNR vs biharmonic, detail in the hole, known pixels.
+quality-inpaint: $(STAMP)
+	rm -rf runs/quality-inpaint
+	$(PY) -m launch train configs/inpaint_photos.yaml run.name=quality-inpaint $(ARGS)
+	$(PY) -m trainer.evaluation.inpaint_gate runs/quality-inpaint --check --out runs/quality-inpaint/eval-inpaint.json
+
 ## Quality gate of one family on the embedded digits: train configs/NAME.yaml from scratch into
 ## runs/quality-NAME, then `digits_eval --check` (all ten digits clearly drawn; conditional
 ## models also >= 90% class accuracy). E.g. make quality-progan, quality-dcgan, quality-digits.

@@ -12,6 +12,7 @@ from trainer import checkpoint
 from trainer.config import Config, ConfigError
 from trainer.data.sources import DataError, expand_urls, find_manifest, resolve_urls
 from trainer.data.digits import ensure_digit_shards
+from trainer.data.edges2digits import ensure_edges2digits_shards
 from trainer.data.photos import ensure_photo_shards, photos_root
 
 
@@ -28,11 +29,12 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
             deadline = time.monotonic() + wait_seconds
             while not (root / "photos.json").is_file() and time.monotonic() < deadline:
                 time.sleep(0.5)
-    if cfg.data.prepare == "digits":
+    if cfg.data.prepare in ("digits", "edges2digits"):
         # data.urls may name the shards (or the manifest) or the folder they go in.
         folder = Path(urls[0]).parent if urls[0].endswith((".tar", ".json")) else Path(urls[0])
         if is_main:
-            ensure_digit_shards(folder)
+            ensure = {"digits": ensure_digit_shards, "edges2digits": ensure_edges2digits_shards}[cfg.data.prepare]
+            ensure(folder)
         else:  # another rank of an external launch writes them; wait for its manifest
             deadline = time.monotonic() + wait_seconds
             while not (folder / "manifest.json").is_file() and time.monotonic() < deadline:

@@ -89,10 +89,37 @@ def _build_cyclegan(cfg) -> tuple[nn.Module, nn.Module]:
 
 
 
+def _build_pix2pix(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.data.paired import input_channels_of
+    from trainer.models.pix2pix import Pix2PixDiscriminator, Pix2PixGenerator
+
+    p, d = cfg.pix2pix, cfg.data
+    in_channels = p.input_channels or input_channels_of(p.transform, d.channels)
+    G = Pix2PixGenerator(img_resolution=d.resolution, img_channels=d.channels, in_channels=in_channels,
+                         c_dim=cfg.c_dim, filters=p.filters, depth=p.depth)
+    D = Pix2PixDiscriminator(img_resolution=d.resolution, img_channels=d.channels, in_channels=in_channels,
+                             c_dim=cfg.c_dim, filters=p.d_filters, layers=p.patch_layers)
+    return G, D
+
+
+def _build_inpaint(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.inpaint import InpaintGenerator
+    from trainer.models.pix2pix import Pix2PixDiscriminator
+
+    p, d = cfg.pix2pix, cfg.data
+    G = InpaintGenerator(img_resolution=d.resolution, img_channels=d.channels, filters=p.filters, depth=p.depth)
+    # D judges the composite beside the mask (in_channels=1: the mask is its condition)
+    D = Pix2PixDiscriminator(img_resolution=d.resolution, img_channels=d.channels, in_channels=1,
+                             filters=p.d_filters, layers=p.patch_layers)
+    return G, D
+
+
 # family -> builder of (G, D) from a Config
 FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
                                  "biggan": _build_biggan, "progan": _build_progan,
-                                 "cyclegan": _build_cyclegan}
+                                 "cyclegan": _build_cyclegan,
+                                 "pix2pix": _build_pix2pix,
+                                 "inpaint": _build_inpaint}
 
 
 def generator_classes() -> dict[str, type[nn.Module]]:
@@ -100,12 +127,16 @@ def generator_classes() -> dict[str, type[nn.Module]]:
     from trainer.models.biggan import BigGANGenerator
     from trainer.models.cyclegan import CycleGenerators
     from trainer.models.dcgan import DCGANGenerator
+    from trainer.models.inpaint import InpaintGenerator
     from trainer.models.mlp import MLPGenerator
+    from trainer.models.pix2pix import Pix2PixGenerator
     from trainer.models.progan import ProGANGenerator
     from trainer.models.stylegan2_generator import Generator
 
     return {"stylegan2": Generator, "dcgan": DCGANGenerator, "mlp": MLPGenerator, "biggan": BigGANGenerator,
-            "progan": ProGANGenerator, "cyclegan": CycleGenerators}
+            "progan": ProGANGenerator, "cyclegan": CycleGenerators,
+            "pix2pix": Pix2PixGenerator,
+            "inpaint": InpaintGenerator}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:

@@ -38,10 +38,24 @@ def _cyclegan(cfg, device) -> Recipe:
     return CycleGANRecipe(cfg, device=device)
 
 
+def _pix2pix(cfg, device) -> Recipe:
+    from trainer.recipes.pix2pix import Pix2PixRecipe
+
+    return Pix2PixRecipe(cfg, device=device)
+
+
+def _inpaint(cfg, device) -> Recipe:
+    from trainer.recipes.inpaint import InpaintRecipe
+
+    return InpaintRecipe(cfg, device=device)
+
+
 # family -> recipe factory; every family in trainer.models.FAMILIES has one (a test checks).
 RECIPES: dict[str, Callable[..., Recipe]] = {"stylegan2": _stylegan2, "dcgan": _adversarial, "mlp": _adversarial,
                                              "biggan": _adversarial, "progan": _progan,
-                                             "cyclegan": _cyclegan}
+                                             "cyclegan": _cyclegan,
+                                             "pix2pix": _pix2pix,
+                                             "inpaint": _inpaint}
 
 
 def build_recipe(cfg, *, device: torch.device) -> Recipe:

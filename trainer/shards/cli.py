@@ -67,10 +67,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=parse_channels, default="auto",
                         help="auto (1 if every image is grayscale, else 3), 1 or 3 (default: auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--paired", metavar="TARGETS", default=None,
+                        help="paired shards for pix2pix: SRC holds the inputs, TARGETS the targets, paired by "
+                             "file name (members <key>.a.png, <key>.b.png; see trainer/shards/paired.py)")
+    parser.add_argument("--input-channels", type=parse_channels, default="auto",
+                        help="with --paired: channels of the inputs, auto, 1 or 3 (default: auto)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """0 on success; 2 with one line on stderr for bad input or settings."""
+    """0 on success; 2 with one line on stderr for bad input or settings; 1 when --paired left
+    some pairs out (each named on stderr, the rest written)."""
+    if args.paired is not None:
+        return _run_paired(args)
     try:
         manifest = write_shards(
             args.src, args.out, resolution=args.resolution, crop=args.crop, fmt=args.fmt,
@@ -86,6 +94,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: wrote {manifest.num_samples} samples in {len(manifest.shards)} shard(s) "
               f"to {args.out} ({manifest.urls})", file=sys.stderr)
     return 0
+
+
+def _run_paired(args: argparse.Namespace) -> int:
+    from .paired import write_paired_shards
+
+    try:
+        result = write_paired_shards(args.src, args.paired, args.out, resolution=args.resolution,
+                                     channels=args.channels, input_channels=args.input_channels,
+                                     maxcount=args.maxcount)
+    except ShardError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    for line in result.errors:
+        print(f"{PROG}: error: {line}", file=sys.stderr)
+    if not args.quiet:
+        m = result.manifest
+        print(f"{PROG}: wrote {m.num_samples} pairs in {len(m.shards)} shard(s) to {args.out} ({m.urls})"
+              + (f"; {len(result.errors)} left out (see above)" if result.errors else ""), file=sys.stderr)
+    return 1 if result.errors else 0
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,89 @@
+"""Does an edges2digits pix2pix export turn edge maps back into the digits they came from?
+
+The held-out (odd-indexed, never trained on) digits' Canny edge maps (`trainer.data.edges2digits`)
+are translated by the export, and the shipped digit network (`trainer.evaluation.digit_features`,
+as in `trainer.evaluation.digits_gate`) reads each translation; `accuracy` is the share read as
+the digit its edge map came from. For reference the report also has the network's accuracy on
+the raw edge maps (about 24%: the edges alone do not look like digits to it) and on the real
+digits (about 97%).
+
+    python -m trainer.evaluation.edges2digits_gate runs/edges2digits/export [--out report.json] [--check]
+
+`--check` exits 1 when accuracy < MIN_ACCURACY. `make quality-edges2digits` trains the config and
+runs this gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.data.edges2digits import eval_pairs
+from trainer.evaluation.features import DigitFeatures
+from trainer.export import load_generator
+
+MIN_ACCURACY = 0.90
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # as saved PNGs
+
+
+def _accuracy(extractor: DigitFeatures, pixels: torch.Tensor, labels: np.ndarray) -> tuple[float, list[float]]:
+    probabilities = extractor(pixels)[1]
+    predicted = probabilities.argmax(1)
+    per_class = [float((predicted[labels == k] == k).mean()) for k in range(10)]
+    return float((predicted == labels).mean()), per_class
+
+
+@torch.no_grad()
+def evaluate(export: Path, *, batch: int = 128) -> dict:
+    G, description = load_generator(export)
+    if description["family"] != "pix2pix" or (G.in_channels, G.img_channels) != (1, 1):
+        raise ValueError(f"{export}: the edges2digits gate needs a pix2pix export from 1-channel edges to "
+                         f"1-channel digits, got family {description['family']}")
+    edges, digits, labels = eval_pairs()
+    x = torch.from_numpy(edges).unsqueeze(1).float() / 127.5 - 1
+    c = None
+    if G.c_dim:  # a class-conditional G gets the true label, as a user of it would give
+        c = torch.nn.functional.one_hot(torch.from_numpy(labels), G.c_dim).float()
+    out = torch.cat([G(x[i:i + batch], None if c is None else c[i:i + batch]) for i in range(0, len(x), batch)])
+    extractor = DigitFeatures()
+    accuracy, per_class = _accuracy(extractor, _pixels(out), labels)
+    edge_accuracy, _ = _accuracy(extractor, torch.from_numpy(edges).unsqueeze(1), labels)
+    real_accuracy, _ = _accuracy(extractor, torch.from_numpy(digits).unsqueeze(1), labels)
+    l1 = float((out - (torch.from_numpy(digits).unsqueeze(1).float() / 127.5 - 1)).abs().mean())
+    return {"export": str(export), "held_out_digits": int(len(labels)), "accuracy": round(accuracy, 4),
+            "accuracy_per_class": [round(a, 4) for a in per_class], "raw_edges_accuracy": round(edge_accuracy, 4),
+            "real_digits_accuracy": round(real_accuracy, 4), "l1_to_real": round(l1, 4),
+            "conditional": bool(G.c_dim)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export", type=Path, help="export folder or run directory")
+    parser.add_argument("--out", type=Path, help="write the report as JSON here too")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 unless accuracy >= {MIN_ACCURACY:.0%}")
+    args = parser.parse_args(argv)
+    report = evaluate(args.export)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    if args.check:
+        if report["accuracy"] < MIN_ACCURACY:
+            print(f"edges2digits_gate: below the quality bar: accuracy {report['accuracy']:.1%} < "
+                  f"{MIN_ACCURACY:.0%} (per class {report['accuracy_per_class']})", file=sys.stderr)
+            return 1
+        print("edges2digits_gate: quality bar met", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Inpainting: fill the missing pixels of an image, keeping the known ones exactly.
+
+G is pix2pix's U-Net (`trainer.models.pix2pix.UNet`) reading the masked image (missing pixels set
+to 0, mid-gray) and the mask; its output is composited, so every known pixel of the result is the
+input's own. D is the pix2pix PatchGAN judging the composite beside the mask (it learns where to
+look), trained with R1 by the recipe (`trainer.recipes.inpaint`).
+
+Masks are float [N, 1, H, W] with 1 = missing (white in mask PNGs), 0 = known.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from trainer.models.common import records_init_kwargs
+from trainer.models.pix2pix import UNet, default_depth
+
+
+def composite(image: torch.Tensor, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Known pixels from `image`, missing ones (mask 1) from `filled`. A select, not a blend: with a
+    binary mask the known pixels come out bit-exact."""
+    return torch.where(mask > 0.5, filled, image)
+
+
+class InpaintGenerator(nn.Module):
+    """G(image [N, C, H, W] in [-1, 1], mask [N, 1, H, W]) -> the composite [N, C, H, W]."""
+
+    family = "inpaint"
+    z_dim = 0  # fills images: no latent, no labels
+    c_dim = 0
+
+    @records_init_kwargs
+    def __init__(self, *, img_resolution: int, img_channels: int, filters: int = 64, depth: int = 0):
+        super().__init__()
+        depth = depth or default_depth(img_resolution)  # 0: down to 1x1
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.size_multiple = 2 ** depth  # any input whose sides divide by this
+        self.net = UNet(in_channels=img_channels + 1, out_channels=img_channels, resolution=img_resolution,
+                        filters=filters, depth=depth)
+
+    def fill(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """G's raw output (every pixel, before compositing)."""
+        assert image.ndim == 4 and image.shape[1] == self.img_channels and mask.shape[1] == 1, \
+            f"expects images [N, {self.img_channels}, H, W] and masks [N, 1, H, W], " \
+            f"got {list(image.shape)}, {list(mask.shape)}"
+        dtype = self.net.down[0][0].weight.dtype
+        image, mask = image.to(dtype), mask.to(dtype)
+        return self.net(torch.cat([image * (1 - mask), mask * 2 - 1], dim=1))
+
+    def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, **_sampling) -> torch.Tensor:
+        assert mask is not None, "inpainting needs a mask [N, 1, H, W] (1 = missing)"
+        return composite(image.to(self.net.down[0][0].weight.dtype), self.fill(image, mask), mask)
