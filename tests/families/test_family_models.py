@@ -204,3 +204,31 @@ def test_generators_record_every_constructor_argument_once(family):
     assert set(G.init_kwargs) == set(inspect.signature(cls.__init__).parameters) - {"self"}
     rebuilt = cls(**G.init_kwargs)
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in G.state_dict().items()}
+
+
+@pytest.mark.parametrize("n_critic", [1, 5])
+def test_n_critic_trains_the_critic_n_times_per_generator_step(n_critic):
+    """Through the public phase API: the recipe asks for G main on every n-th step only, D main on
+    every step (one fresh real batch each)."""
+    from trainer.phases import Counters, StepBatch, StepContext
+
+    cfg = tiny("dcgan", "loss.kind=wgan_gp", f"loss.n_critic={n_critic}")
+    G, D = build_networks(cfg)
+    recipe = RECIPES["dcgan"](cfg, torch.device("cpu"))
+    ran = []
+    for step in range(10):
+        ctx = StepContext(nets={"G": G, "D": D, "G_ema": G}, engines={}, batch=StepBatch(torch.zeros(4, 1, 32, 32), None),
+                          counters=Counters(step=step, images_seen=4 * step), batch_size=4, device=torch.device("cpu"),
+                          dtype=torch.float32, rank=0, world_size=1, z_dim=8, c_dim=0,
+                          run_phase=lambda name, network, compute: ran.append((step, name, network)),
+                          next_batch=lambda name: None)
+        recipe.train_phases(ctx)
+    assert [s for s, name, net in ran if name == "G_main" and net == "G"] == list(range(0, 10, n_critic))
+    assert [s for s, name, net in ran if name == "D_main" and net == "D"] == list(range(10))
+
+
+def test_n_critic_is_refused_where_no_recipe_applies_it():
+    with pytest.raises(ConfigError, match="loss.n_critic"):
+        load_config(ROOT / "configs/digits.yaml", ["loss.n_critic=5"])
+    with pytest.raises(ConfigError, match="loss.n_critic"):
+        tiny("dcgan", "loss.n_critic=0")

@@ -1,7 +1,11 @@
 """The step of single-generator, single-discriminator families without a mapping network
 (DCGAN, MLP GAN, BigGAN-style): G main (plus orthogonal regularization when
 `loss.ortho_weight > 0`), D main (any `loss.kind`; WGAN-GP's penalty rides in D main), and an
-optional lazy R1 phase (`loss.r1_gamma > 0`)."""
+optional lazy R1 phase (`loss.r1_gamma > 0`).
+
+`loss.n_critic = n` trains the critic n times per G update, as the WGAN-GP paper does (n = 5):
+every step is one D update on a fresh real batch, and G main runs on every n-th step only, so
+images seen still count the reals D sees."""
 
 from __future__ import annotations
 
@@ -50,9 +54,8 @@ class AdversarialRecipe(AugmentedRecipe):
 
     def adversarial_phases(self, ctx: StepContext, real: torch.Tensor, real_c: Optional[torch.Tensor]) -> None:
         loss, batch, D = self.cfg.loss, ctx.batch_size, self.critic(ctx)
-        ctx.run_phase("G_main", "G", lambda: generator_main(
-            ctx.G, D, ctx.z(batch), ctx.random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
-            extra_terms=self.stage_terms))
+        if ctx.step % loss.n_critic == 0:
+            self.generator_phase(ctx, D)
         ctx.run_phase("D_main", "D", self.observed(lambda: discriminator_main(
             ctx.G, D, real, real_c, ctx.z(batch), ctx.random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight,
             drift_weight=loss.drift_weight)))
@@ -61,3 +64,9 @@ class AdversarialRecipe(AugmentedRecipe):
             ctx.run_phase("D_reg", "D", lambda: losses.discriminator_r1(
                 D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
         self.after_step(ctx)
+
+    def generator_phase(self, ctx: StepContext, D) -> None:
+        loss, batch = self.cfg.loss, ctx.batch_size
+        ctx.run_phase("G_main", "G", lambda: generator_main(
+            ctx.G, D, ctx.z(batch), ctx.random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
+            extra_terms=self.stage_terms))
