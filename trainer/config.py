@@ -88,6 +88,7 @@ class LossConfig:
     cycle_weight: float = 10.0  # family cyclegan: weight of |G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1
     identity_weight: float = 5.0  # family cyclegan: weight of |G_ab(b) - b|_1 + |G_ba(a) - a|_1 (0: off)
     pool_size: int = 50  # family cyclegan: generated images kept per domain for D (0: no pool)
+    n_critic: int = 1  # D (critic) steps per G step: G trains every n-th step (WGAN-GP paper: 5); dcgan, mlp, biggan, progan
     ortho_weight: float = 0.0  # BigGAN orthogonal regularization of G's weights (0: off; BigGAN uses 1e-4); not stylegan2
     r1_gamma: float = 10.0  # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2)
     d_reg_interval: int = 16  # lazy R1: every N steps (0 disables R1)
@@ -285,8 +286,13 @@ def validate(cfg: Config) -> Config:
             if getattr(getattr(cfg, section), name) != 0:
                 _fail(key, f"is {getattr(getattr(cfg, section), name)} but only model.family=stylegan2 uses it; "
                       f"set {key}=0 for model.family={cfg.model.family}")
-    if cfg.model.family == "stylegan2" and cfg.loss.ortho_weight != 0:
-        _fail("loss.ortho_weight", "orthogonal regularization is not applied by model.family=stylegan2; set it to 0 "
+    if cfg.loss.n_critic < 1:
+        _fail("loss.n_critic", f"got {cfg.loss.n_critic}; the critic steps per G step must be at least 1")
+    if cfg.loss.n_critic != 1 and cfg.model.family not in ("dcgan", "mlp", "biggan", "progan"):
+        _fail("loss.n_critic", f"is applied by the dcgan, mlp, biggan and progan recipes, not model.family="
+              f"{cfg.model.family}; set loss.n_critic=1")
+    if cfg.model.family in ("stylegan2", "text2img") and cfg.loss.ortho_weight != 0:
+        _fail("loss.ortho_weight", f"orthogonal regularization is not applied by model.family={cfg.model.family}; set it to 0 "
               "or pick model.family=biggan, dcgan or mlp")
     a = cfg.model.attention_res
     if a != 0 and not (_is_power_of_two(a) and 8 <= a <= cfg.data.resolution):
