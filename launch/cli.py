@@ -46,6 +46,10 @@ def _sample(args: argparse.Namespace) -> int:
     from trainer.sampling.latents import parse_seeds, sample_to_folder, translate_folder
     from trainer.sampling.paired import export_family, run_folder_job
 
+    from trainer.superres.sample import is_superres_export, run_upscale
+
+    if args.upscale is not None or is_superres_export(args.export):
+        return run_upscale(args)
     if args.inpaint is not None or (args.translate is not None and export_family(args.export) == "pix2pix"):
         return run_folder_job(args)
     if args.translate is not None:
@@ -63,7 +67,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from trainer.evaluation.run import evaluate, parse_metrics, write_report
+    from trainer.superres.sample import is_superres_export
 
+    if is_superres_export(args.export):
+        from trainer.evaluation.superres import run_eval
+
+        return run_eval(args.export, args.data, on=args.sr_on, out=args.out, device=args.device)
     if args.watch or args.once:
         from trainer.evaluation.watch import watch
 
@@ -164,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--masks", type=Path, default=None,
                         help="with --inpaint: mask PNGs named like the images, white = missing")
     sample.add_argument("--tile", type=int, default=0,
-                        help="with --translate (pix2pix): translate images larger than this in tiles of this size")
+                        help="with --translate (pix2pix): translate images larger than this in tiles of this size; "
+                             "with --upscale: LR tile side (default 128)")
+    sample.add_argument("--upscale", type=Path, default=None,
+                        help="super-resolution exports (esrgan): upscale every image of this folder into --out, "
+                             "same file names")
     sample.set_defaults(func=_sample)
 
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")
@@ -181,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hiresgan" / "eval",
                     help="folder for cached real-data features")
     ev.add_argument("--out", type=Path, help="also write the report as JSON here")
+    ev.add_argument("--sr-on", default="y", choices=("y", "rgb"),
+                    help="super-resolution exports (--data: a folder of HR images): PSNR/SSIM on Y (default) or RGB")
+    ev.add_argument("--device", default="cpu", help="torch device for super-resolution exports (default cpu)")
     ev.add_argument("--watch", action="store_true", help="EXPORT is a run directory: evaluate its checkpoints "
                     "as they appear (into RUN/eval.jsonl and Prometheus)")
     ev.add_argument("--once", action="store_true", help="like --watch, but evaluate what is there and exit")

@@ -16,6 +16,8 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from trainer.superres.settings import SuperResConfig, validate_superres
+
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that names the key and how to fix it."""
@@ -227,6 +229,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
+    sr: SuperResConfig = field(default_factory=SuperResConfig)  # family esrgan (trainer/superres/settings.py)
 
     @property
     def run_dir(self) -> Path:
@@ -385,6 +388,7 @@ def validate(cfg: Config) -> Config:
     if cfg.model.conditional and cfg.data.num_classes == 1:
         _fail("data.num_classes", "is 1; a conditional model needs at least 2 classes (or set model.conditional=false)")
     _validate_eval(cfg)
+    validate_superres(cfg, _fail)
     _validate_mix(cfg)
     _validate_image_to_image(cfg)
     return cfg

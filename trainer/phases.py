@@ -179,6 +179,11 @@ class Recipe(Protocol):
     def export_metadata(self) -> dict[str, Any]:
         """JSON-able facts the export must carry for samplers (e.g. a tokenizer, a scale)."""
 
+    def validate(self, G_ema: torch.nn.Module) -> Optional[dict[str, float]]:
+        """Scores of G_ema on the family's held-out data, called on rank 0 with every sample grid
+        (e.g. super-resolution PSNR/SSIM on validation photos); the loop writes them to the JSONL
+        and the `hiresgan_validation_score{metric}` gauge. None: nothing to score."""
+
 
 class RecipeBase:
     """Defaults for `Recipe`'s optional hooks; recipes subclass it and override what they need."""
@@ -206,3 +211,6 @@ class RecipeBase:
 
     def export_metadata(self) -> dict[str, Any]:
         return {}
+
+    def validate(self, G_ema: torch.nn.Module) -> Optional[dict[str, float]]:
+        return None

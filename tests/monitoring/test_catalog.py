@@ -39,6 +39,7 @@ def populated(**log_overrides) -> tuple[CollectorRegistry, prometheus.TrainingMe
     kwargs.update(log_overrides)
     m.observe_log(**kwargs)
     m.observe_checkpoint(1.25)
+    m.observe_validation({"sr_psnr": 27.5})
     return registry, m
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from trainer.data.crops import RandomCrop, decode_full
-from trainer.data.photos import HELD_OUT, TRAIN, ensure_photo_shards, load_photo, photos_root
+from trainer.data.photos import HELD_OUT, TILE, TRAIN, ensure_photo_shards, load_photo, photos_root
 
 
 def _train_samples(root):
@@ -19,13 +19,14 @@ def _train_samples(root):
         for name, payload in members.items():
             if name.endswith(".png"):
                 key = name[:-4]
-                out[json.loads(members[key + ".json"])["path"]] = {"png": payload, "__key__": key}
+                meta = json.loads(members[key + ".json"])
+                out[(meta["path"], tuple(meta["crop"]))] = {"png": payload, "__key__": key}
     return out
 
 
 def test_held_out_photos_never_reach_training_shards(photo_root):
     samples = _train_samples(photo_root)
-    assert sorted(samples) == sorted(f"{name}.png" for name in TRAIN)
+    assert sorted({path for path, _ in samples}) == sorted(f"{name}.png" for name in TRAIN)
     assert sorted(p.stem for p in (photo_root / "val").glob("*.png")) == sorted(HELD_OUT)
     assert not set(HELD_OUT) & set(TRAIN)
     assert {"astronaut", "coffee", "rocket", "camera"} <= set(HELD_OUT)
@@ -36,14 +37,23 @@ def test_held_out_photos_never_reach_training_shards(photo_root):
         assert not any(image.shape == h.shape and np.array_equal(image, h) for h in held)
 
 
-def test_shards_keep_photos_whole_and_unresized(photo_root):
+def test_shards_hold_unresized_tiles_covering_every_photo(photo_root):
     samples = _train_samples(photo_root)
-    chelsea = decode_full(samples["chelsea.png"], 3).transpose(1, 2, 0)
-    assert np.array_equal(chelsea, load_photo("chelsea"))
-    moon = decode_full(samples["moon.png"], 3)  # grayscale photo replicated to RGB
-    assert moon.shape == (3, 512, 512) and np.array_equal(moon[0], load_photo("moon")) and np.array_equal(moon[0], moon[2])
+    for name in ("chelsea", "moon", "retina"):
+        photo = load_photo(name)
+        covered = np.zeros(photo.shape[:2], bool)
+        for (path, (left, top, right, bottom)), sample in samples.items():
+            if path != f"{name}.png":
+                continue
+            tile = decode_full(sample, 3).transpose(1, 2, 0)
+            window = photo[top:bottom, left:right]
+            if window.ndim == 2:  # grayscale photo replicated to RGB
+                window = np.repeat(window[..., None], 3, 2)
+            assert tile.shape == (TILE, TILE, 3) and np.array_equal(tile, window)
+            covered[top:bottom, left:right] = True
+        assert covered.all()
     manifest = json.loads((photo_root / "train" / "manifest.json").read_text())
-    assert manifest["args"]["crop"] == "full" and manifest["num_samples"] == len(TRAIN)
+    assert manifest["args"]["crop"] == "tiled" and manifest["num_samples"] == len(samples)
 
 
 def test_prepared_set_is_reused(photo_root):
@@ -56,7 +66,7 @@ def test_prepared_set_is_reused(photo_root):
 
 
 def test_random_crop_is_seeded_and_exact(photo_root):
-    sample = _train_samples(photo_root)["chelsea.png"]
+    sample = _train_samples(photo_root)[("chelsea.png", (0, 0, TILE, TILE))]
     full = decode_full(sample, 3)
     crop = RandomCrop(64)
     a = crop(sample, np.random.default_rng([1, 2]))["image"]
@@ -70,6 +80,6 @@ def test_random_crop_is_seeded_and_exact(photo_root):
 
 
 def test_crop_larger_than_image_is_a_clear_error(photo_root):
-    sample = _train_samples(photo_root)["chelsea.png"]
+    sample = _train_samples(photo_root)[("chelsea.png", (0, 0, TILE, TILE))]
     with pytest.raises(ValueError, match="smaller than the 512x512 crop"):
         RandomCrop(512)(sample, np.random.default_rng(0))

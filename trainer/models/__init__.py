@@ -114,12 +114,19 @@ def _build_inpaint(cfg) -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
+def _build_esrgan(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.esrgan import build_esrgan
+
+    return build_esrgan(cfg)
+
+
 # family -> builder of (G, D) from a Config
 FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
                                  "biggan": _build_biggan, "progan": _build_progan,
                                  "cyclegan": _build_cyclegan,
                                  "pix2pix": _build_pix2pix,
-                                 "inpaint": _build_inpaint}
+                                 "inpaint": _build_inpaint,
+                                 "esrgan": _build_esrgan}
 
 
 def generator_classes() -> dict[str, type[nn.Module]]:
@@ -127,6 +134,7 @@ def generator_classes() -> dict[str, type[nn.Module]]:
     from trainer.models.biggan import BigGANGenerator
     from trainer.models.cyclegan import CycleGenerators
     from trainer.models.dcgan import DCGANGenerator
+    from trainer.models.esrgan import RRDBNet
     from trainer.models.inpaint import InpaintGenerator
     from trainer.models.mlp import MLPGenerator
     from trainer.models.pix2pix import Pix2PixGenerator
@@ -136,7 +144,8 @@ def generator_classes() -> dict[str, type[nn.Module]]:
     return {"stylegan2": Generator, "dcgan": DCGANGenerator, "mlp": MLPGenerator, "biggan": BigGANGenerator,
             "progan": ProGANGenerator, "cyclegan": CycleGenerators,
             "pix2pix": Pix2PixGenerator,
-            "inpaint": InpaintGenerator}
+            "inpaint": InpaintGenerator,
+            "esrgan": RRDBNet}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:

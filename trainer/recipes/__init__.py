@@ -50,12 +50,19 @@ def _inpaint(cfg, device) -> Recipe:
     return InpaintRecipe(cfg, device=device)
 
 
+def _esrgan(cfg, device) -> Recipe:
+    from trainer.recipes.esrgan import ESRGANRecipe
+
+    return ESRGANRecipe(cfg, device=device)
+
+
 # family -> recipe factory; every family in trainer.models.FAMILIES has one (a test checks).
 RECIPES: dict[str, Callable[..., Recipe]] = {"stylegan2": _stylegan2, "dcgan": _adversarial, "mlp": _adversarial,
                                              "biggan": _adversarial, "progan": _progan,
                                              "cyclegan": _cyclegan,
                                              "pix2pix": _pix2pix,
-                                             "inpaint": _inpaint}
+                                             "inpaint": _inpaint,
+                                             "esrgan": _esrgan}
 
 
 def build_recipe(cfg, *, device: torch.device) -> Recipe:

@@ -81,6 +81,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("sample_diversity_ratio", "ratio",
        "Mode-collapse signal: pairwise distance of D features of fixed-latent G_ema samples over that of a real "
        "batch (about 1 healthy; falling toward 0: collapse)"),
+    _g("validation_score", "", "A family's score of G_ema on held-out data at each sample grid (esrgan: sr_psnr, "
+       "sr_ssim, sr_sharpness, bicubic_psnr, bicubic_ssim, bicubic_sharpness, sr_psnr_gain_db; rank 0)", ("metric",)),
     # Augmentation and discriminator overfitting
     _g("augment_probability", "ratio", "Augmentation probability p (0 when the family has no ADA)"),
     _g("ada_rt", "ratio", "ADA overfitting signal r_t = E[sign(D(real))], -1..1; ADA targets 0.6"),

@@ -133,6 +133,11 @@ class TrainingMetrics:
             self._l("cuda_memory_allocated_bytes").set(torch.cuda.memory_allocated())
             self._l("cuda_memory_reserved_bytes").set(torch.cuda.memory_reserved())
 
+    def observe_validation(self, scores: Mapping[str, float]) -> None:
+        """A recipe's validation scores (rank 0, at sample grids); one series per metric name."""
+        for metric, value in scores.items():
+            self._l("validation_score", metric=metric).set(value)
+
     def observe_checkpoint(self, seconds: float) -> None:
         self._l("checkpoint_duration_seconds").set(seconds)
         self._l("last_checkpoint_timestamp_seconds").set(time.time())
