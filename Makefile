@@ -59,6 +59,13 @@ quality-edges2digits: $(STAMP)
 	$(PY) -m launch train configs/edges2digits.yaml run.name=quality-edges2digits $(ARGS)
 	$(PY) -m trainer.evaluation.edges2digits_gate runs/quality-edges2digits --check --out runs/quality-edges2digits/eval-edges2digits.json
 
+## The embedded unpaired CycleGAN default (edge maps <-> digits from disjoint halves of the even
+## digits): train from scratch, then translate the held-out odd digits' edge maps A -> B and read them.
+quality-cyclegan_edges2digits: $(STAMP)
+	rm -rf runs/quality-cyclegan_edges2digits
+	$(PY) -m launch train configs/cyclegan_edges2digits.yaml run.name=quality-cyclegan_edges2digits $(ARGS)
+	$(PY) -m trainer.evaluation.edges2digits_gate runs/quality-cyclegan_edges2digits --check --out runs/quality-cyclegan_edges2digits/eval-edges2digits.json
+
 ## Inpainting of real photos: train configs/inpaint_photos.yaml from scratch, then fill a 96x96 centre
 ## box in 256x256 crops of the held-out photos: PSNR vs biharmonic, detail in the hole, known pixels.
 quality-inpaint: $(STAMP)

@@ -12,8 +12,10 @@ from trainer import checkpoint
 from trainer.config import Config, ConfigError
 from trainer.data.sources import DataError, expand_urls, find_manifest, resolve_urls
 from trainer.data.digits import ensure_digit_shards
+from trainer.data.colour_digits import ensure_colour_digit_shards
 from trainer.data.edges2digits import ensure_edges2digits_shards
 from trainer.data.photos import ensure_photo_shards, photos_root
+from trainer.data.unpaired_digits import ensure_unpaired_edges2digits
 
 
 def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300) -> None:
@@ -29,7 +31,15 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
             deadline = time.monotonic() + wait_seconds
             while not (root / "photos.json").is_file() and time.monotonic() < deadline:
                 time.sleep(0.5)
-    if cfg.data.prepare in ("digits", "edges2digits"):
+    if cfg.data.prepare == "edges2digits_unpaired":  # CycleGAN's default: domain A in urls, B in urls_b
+        folder_a, folder_b = (_shard_folder(expand_urls(spec)[0]) for spec in (cfg.data.urls, cfg.data.urls_b))
+        if is_main:
+            ensure_unpaired_edges2digits(folder_a, folder_b)
+        else:
+            deadline = time.monotonic() + wait_seconds
+            while not (folder_b / "manifest.json").is_file() and time.monotonic() < deadline:
+                time.sleep(0.5)
+    if cfg.data.prepare in ("digits", "edges2digits", "text2img_digits"):
         # data.urls may name the shards (or the manifest) or the folder they go in.
         folder = Path(urls[0]).parent if urls[0].endswith((".tar", ".json")) else Path(urls[0])
         if is_main:
@@ -44,6 +54,11 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
     except DataError as exc:
         raise ConfigError(f"config key 'data.urls': {exc}") from None
     check_against_manifest(cfg)
+
+
+def _shard_folder(url: str) -> Path:
+    """data.urls may name the shards (or the manifest) or the folder they go in."""
+    return Path(url).parent if url.endswith((".tar", ".json")) else Path(url)
 
 
 def check_against_manifest(cfg: Config) -> None:

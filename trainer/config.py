@@ -44,9 +44,11 @@ class DataConfig:
     # shards: local brace pattern, folder, manifest.json, http(s)://, pipe:CMD, s3://, gs://
     # (several joined with '::'; see docs/DATA.md)
     urls: str = ""
-    prepare: str = "none"  # "digits": write the embedded scikit-learn digits to `urls`' folder first if missing
-    # "photos": write scikit-image's bundled photos (trainer/data/photos.py) first if missing; `urls`
-    # names the folder's `train` shards, its `val` folder is held out
+    # Embedded data written to `urls`' folder first if missing: "digits", "edges2digits", "text2img_digits";
+    # "photos" (scikit-image's bundled photos, trainer/data/photos.py: `urls` names the folder's `train`
+    # shards, its `val` folder is held out); "edges2digits_unpaired" (CycleGAN: edge maps into `urls`,
+    # digits into `urls_b`); "none": the user's own shards
+    prepare: str = "none"
     resolution: int = 32  # training resolution (a power of two); images are resized to it on load
     channels: int = 3  # image channels (1 grayscale, 3 RGB)
     num_classes: int = 0  # 0: unconditional; >0: labels read from each sample's `cls`
@@ -246,7 +248,7 @@ EVAL_METRICS = ("fid", "kid", "pr", "is")
 
 # Fields whose value must come from a fixed set.
 CHOICES = {
-    "data.prepare": ("none", "digits", "photos", "edges2digits"),
+    "data.prepare": ("none", "digits", "photos", "edges2digits", "edges2digits_unpaired", "text2img_digits"),
     "data.on_error": ("skip", "fail"),
     "train.precision": ("fp32", "bf16"),
     "train.zero_stage": (0, 1, 2),
