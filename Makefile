@@ -14,7 +14,7 @@ ARGS ?=
 # (e.g. CI and a checkout) do not rebuild it in turn under one lock in ~/.cache/torch_extensions.
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
 
-.PHONY: venv train test test-fast lint eval-digits bench bench-kernels bench-data bench-metrics clean
+.PHONY: venv train test test-fast lint quality-all eval-digits bench bench-kernels bench-data bench-metrics clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,20 @@ quality-%: $(STAMP)
 	rm -rf runs/quality-$*
 	$(PY) -m launch train configs/$*.yaml run.name=quality-$* $(ARGS)
 	$(PY) -m trainer.evaluation.digits_gate runs/quality-$* --check --out runs/quality-$*/eval-digits.json
+
+## Every quality gate in turn (hours on 2 CPU cores), then one table of results, wall times and
+## headline figures (runs/quality-all.tsv; each gate's log in runs/quality-NAME.log). Choose a
+## subset with QUALITY_GATES="mlp biggan".
+QUALITY_GATES ?= digits dcgan dcgan_conditional wgan_gp progan mlp mlp_conditional biggan cyclegan_edges2digits \
+	edges2digits inpaint text2img sr
+quality-all: $(STAMP)
+	@mkdir -p runs && rm -f runs/quality-all.tsv
+	@for gate in $(QUALITY_GATES); do \
+	  start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory quality-$$gate > runs/quality-$$gate.log 2>&1; then result=pass; else result=fail; fi; \
+	  printf '%s\t%s\t%s\n' $$gate $$result $$(( $$(date +%s) - start )) | tee -a runs/quality-all.tsv; \
+	done
+	$(PY) -m trainer.evaluation.quality_table runs/quality-all.tsv
 
 ## Training throughput of CONFIG on this machine (images/s, sec/kimg), saved to bench/train.json.
 bench: $(STAMP)

@@ -1,0 +1,21 @@
+"""make quality-all's table: one row per gate with result, wall time and the report's figures."""
+
+import json
+
+from trainer.evaluation.quality_table import main, table
+
+
+def test_table_reads_each_gates_report_and_fails_when_one_failed(tmp_path, capsys):
+    (tmp_path / "quality-mlp").mkdir()
+    (tmp_path / "quality-mlp" / "eval-digits.json").write_text(json.dumps(
+        {"class_accuracy": 0.931, "digits_covered": 10, "accuracy_per_class": [0.9] * 10}))
+    results = tmp_path / "quality-all.tsv"
+    results.write_text("mlp\tpass\t125\nbiggan\tfail\t3700\n")
+    text, passed = table(results)
+    assert not passed
+    assert "| `make quality-mlp` | pass | 2 min 05 s | class_accuracy 0.931, digits_covered 10 |" in text
+    assert "| `make quality-biggan` | fail | 61 min 40 s | (no report) |" in text
+    assert main([str(results)]) == 1 and "quality-mlp" in capsys.readouterr().out
+    results.write_text("mlp\tpass\t125\n")
+    assert main([str(results)]) == 0
+    assert main([str(tmp_path / "missing.tsv")]) == 2

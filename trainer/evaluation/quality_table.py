@@ -1,0 +1,67 @@
+"""One table of every quality gate `make quality-all` ran.
+
+    python -m trainer.evaluation.quality_table runs/quality-all.tsv
+
+The input has one line per gate, `NAME<TAB>pass|fail<TAB>SECONDS`, as the Makefile writes it; each
+gate's JSON report (`runs/quality-NAME/eval-*.json`) gives the headline figures shown beside it.
+Prints a markdown table and exits 1 when any gate failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# Report keys worth a column, in order of preference; a report shows those it has.
+HEADLINES = ("class_accuracy", "digits_covered", "accuracy", "recognized_fraction", "digits_fid", "psnr_gain_db",
+             "sharpness_ratio", "psnr_vs_biharmonic_db", "hole_detail_ratio", "seen_all_correct",
+             "withheld_all_correct")
+
+
+def headline(report: dict) -> str:
+    parts = []
+    for key in HEADLINES:
+        value = report.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return ", ".join(parts) or "(no report)"
+
+
+def load_report(runs: Path, name: str) -> dict:
+    reports = sorted((runs / f"quality-{name}").glob("eval-*.json"))
+    if not reports:
+        return {}
+    try:
+        return json.loads(reports[0].read_text())
+    except ValueError:
+        return {}
+
+
+def table(results: Path) -> tuple[str, bool]:
+    runs = results.parent
+    rows, all_passed = ["| gate | result | wall time | figures |", "|---|---|---|---|"], True
+    for line in results.read_text().splitlines():
+        if not line.strip():
+            continue
+        name, result, seconds = line.split("\t")
+        all_passed &= result == "pass"
+        minutes, secs = divmod(int(seconds), 60)
+        rows.append(f"| `make quality-{name}` | {result} | {minutes} min {secs:02d} s | "
+                    f"{headline(load_report(runs, name))} |")
+    return "\n".join(rows), all_passed
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or not Path(argv[0]).is_file():
+        print("usage: python -m trainer.evaluation.quality_table RESULTS.tsv (written by make quality-all)",
+              file=sys.stderr)
+        return 2
+    text, passed = table(Path(argv[0]))
+    print(text)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
