@@ -107,7 +107,8 @@ def _build_inpaint(cfg) -> tuple[nn.Module, nn.Module]:
     from trainer.models.pix2pix import Pix2PixDiscriminator
 
     p, d = cfg.pix2pix, cfg.data
-    G = InpaintGenerator(img_resolution=d.resolution, img_channels=d.channels, filters=p.filters, depth=p.depth)
+    G = InpaintGenerator(img_resolution=d.resolution, img_channels=d.channels, filters=p.filters, depth=p.depth,
+                         prefill=cfg.inpaint.prefill)
     # D judges the composite beside the mask (in_channels=1: the mask is its condition)
     D = Pix2PixDiscriminator(img_resolution=d.resolution, img_channels=d.channels, in_channels=1,
                              filters=p.d_filters, layers=p.patch_layers)

@@ -2,8 +2,13 @@
 
 G is pix2pix's U-Net (`trainer.models.pix2pix.UNet`) reading the masked image (missing pixels set
 to 0, mid-gray) and the mask; its output is composited, so every known pixel of the result is the
-input's own. D is the pix2pix PatchGAN judging the composite beside the mask (it learns where to
-look), trained with R1 by the recipe (`trainer.recipes.inpaint`).
+input's own. With `prefill` (the default) the hole is first filled by a classical smooth fill
+(`pull_push`: masked averages down an image pyramid, blended back up) that G also reads, and G's
+output is a correction on top of it: a small CPU training budget then starts from a smooth fill
+rather than from gray, and the network spends it on what the smooth fill lacks.
+
+D is the pix2pix PatchGAN judging the composite beside the mask (it learns where to look),
+trained with R1 by the recipe (`trainer.recipes.inpaint`).
 
 Masks are float [N, 1, H, W] with 1 = missing (white in mask PNGs), 0 = known.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.models.common import records_init_kwargs
@@ -25,6 +31,22 @@ def composite(image: torch.Tensor, filled: torch.Tensor, mask: torch.Tensor) -> 
     return torch.where(mask > 0.5, filled, image)
 
 
+def pull_push(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A smooth fill of the missing pixels (mask 1): average the known pixels down a pyramid of 2x2
+    means (each level normalized by its share of known pixels), then blend back up, keeping a
+    level's own average where it had known pixels. [N, C, H, W] -> [N, C, H, W]; no parameters."""
+    known = 1 - mask
+    colors, weights = [image * known], [known]
+    while min(colors[-1].shape[2:]) > 1:
+        colors.append(F.avg_pool2d(colors[-1], 2))
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    out = colors[-1] / weights[-1].clamp_min(1e-6)
+    for color, weight in zip(reversed(colors[:-1]), reversed(weights[:-1])):
+        up = F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
+        out = weight * (color / weight.clamp_min(1e-6)) + (1 - weight) * up
+    return out
+
+
 class InpaintGenerator(nn.Module):
     """G(image [N, C, H, W] in [-1, 1], mask [N, 1, H, W]) -> the composite [N, C, H, W]."""
 
@@ -33,13 +55,19 @@ class InpaintGenerator(nn.Module):
     c_dim = 0
 
     @records_init_kwargs
-    def __init__(self, *, img_resolution: int, img_channels: int, filters: int = 64, depth: int = 0):
+    def __init__(self, *, img_resolution: int, img_channels: int, filters: int = 64, depth: int = 0,
+                 prefill: bool = True):
         super().__init__()
         depth = depth or default_depth(img_resolution)  # 0: down to 1x1
-        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.img_resolution, self.img_channels, self.prefill = img_resolution, img_channels, prefill
         self.size_multiple = 2 ** depth  # any input whose sides divide by this
-        self.net = UNet(in_channels=img_channels + 1, out_channels=img_channels, resolution=img_resolution,
+        in_channels = 2 * img_channels + 1 if prefill else img_channels + 1
+        self.net = UNet(in_channels=in_channels, out_channels=img_channels, resolution=img_resolution,
                         filters=filters, depth=depth)
+        if prefill:  # start exactly at the smooth fill: the correction's last layer begins at zero
+            last = self.net.up[-1][1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def fill(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """G's raw output (every pixel, before compositing)."""
@@ -48,7 +76,11 @@ class InpaintGenerator(nn.Module):
             f"got {list(image.shape)}, {list(mask.shape)}"
         dtype = self.net.down[0][0].weight.dtype
         image, mask = image.to(dtype), mask.to(dtype)
-        return self.net(torch.cat([image * (1 - mask), mask * 2 - 1], dim=1))
+        if not self.prefill:
+            return self.net(torch.cat([image * (1 - mask), mask * 2 - 1], dim=1))
+        smooth = pull_push(image, mask)
+        correction = self.net(torch.cat([image * (1 - mask), mask * 2 - 1, smooth], dim=1))  # tanh: [-1, 1]
+        return (smooth + correction).clamp(-1, 1)
 
     def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, **_sampling) -> torch.Tensor:
         assert mask is not None, "inpainting needs a mask [N, 1, H, W] (1 = missing)"

@@ -1,0 +1,159 @@
+"""Inpainting: generated and folder masks (seeded, exact on resume), the composite keeps known
+pixels bit-exact, the decoder through the real stream, `hiresgan sample --inpaint` with bad masks,
+the gate's measures, and (slow) one rank training a tiny inpainting model through the real CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.config import ConfigError, load_config
+from trainer.data.masks import InpaintDecoder, centre_box, generate_mask, mask_files, read_mask_file
+from trainer.data.stream import StreamSpec, make_loader
+from trainer.evaluation.inpaint_gate import hole_detail, quality_misses
+from trainer.export import export_generator
+from trainer.models import build_networks
+from trainer.models.inpaint import InpaintGenerator, pull_push
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs/inpaint_photos.yaml"
+TINY = ["data.resolution=32", "data.channels=1", "pix2pix.filters=4", "pix2pix.d_filters=4", "pix2pix.depth=0",
+        "pix2pix.patch_layers=2"]
+
+
+def hiresgan(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_generated_masks_repeat_with_the_seed_and_stay_within_bounds():
+    masks = [generate_mask(64, np.random.default_rng(i), max_hole=0.4) for i in range(30)]
+    again = [generate_mask(64, np.random.default_rng(i), max_hole=0.4) for i in range(30)]
+    assert all(np.array_equal(a, b) for a, b in zip(masks, again))
+    shares = [float((m > 0).mean()) for m in masks]
+    assert all(m.shape == (1, 64, 64) and set(np.unique(m)) <= {0, 255} for m in masks)
+    assert all(0 < s <= 0.4 for s in shares) and len(set(shares)) > 20
+    boxes_only = generate_mask(64, np.random.default_rng(0), strokes=0, boxes=1)
+    rows = np.flatnonzero(boxes_only[0].any(1))
+    assert (boxes_only[0, rows[0]:rows[-1] + 1] > 0).sum(0).max() == len(rows)  # one solid rectangle
+
+
+def test_mask_folder_is_read_resized_and_all_white_masks_are_refused(tmp_path):
+    Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 12)).save(tmp_path / "m.png")
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "white.png")
+    assert [p.name for p in mask_files(tmp_path)] == ["m.png", "white.png"]
+    mask = read_mask_file(tmp_path / "m.png", 64)
+    assert mask.shape == (1, 64, 64) and (mask > 0).mean() == pytest.approx(0.0625)
+    with pytest.raises(ValueError, match="white.png.*all white"):
+        read_mask_file(tmp_path / "white.png", 32)
+    with pytest.raises(ValueError, match="inpaint.masks"):
+        mask_files(tmp_path / "none")
+
+
+def test_decoder_in_the_stream_gives_masks_that_resume_exactly(digit_shards):
+    _, pattern = digit_shards
+    from trainer.data.sources import resolve_urls
+
+    def spec(start):
+        return StreamSpec(urls=tuple(resolve_urls(pattern)), seed=3, rank=0, world_size=1, batch_size=4,
+                          resolution=32, channels=1, labeled=False, xflip=True, shuffle_buffer=16, start_batch=start,
+                          decoder=InpaintDecoder(32, 1))
+
+    stream = make_loader(spec(0), 0)
+    batches = [next(stream) for _ in range(3)]
+    assert batches[0].extras["mask"].shape == (4, 1, 32, 32) and batches[0].extras["mask"].dtype == torch.uint8
+    resumed = next(make_loader(spec(2), 0))
+    assert torch.equal(resumed.extras["mask"], batches[2].extras["mask"])
+    assert torch.equal(resumed.images, batches[2].images)
+
+
+def test_composite_keeps_known_pixels_exactly_and_runs_at_any_size():
+    G = InpaintGenerator(img_resolution=32, img_channels=3, filters=4)
+    x = torch.rand(2, 3, 64, 96) * 2 - 1
+    mask = torch.from_numpy(np.stack([generate_mask(64, np.random.default_rng(i))[:, :, :64] for i in range(2)]))
+    mask = torch.nn.functional.pad((mask > 0).float(), (0, 32))
+    out = G(x, mask)
+    assert out.shape == x.shape and torch.equal(out[mask.expand_as(x) == 0], x[mask.expand_as(x) == 0])
+    flat = torch.full((1, 1, 16, 16), 0.5)
+    hole = torch.zeros(1, 1, 16, 16)
+    hole[:, :, 4:12, 4:12] = 1
+    assert torch.allclose(pull_push(flat * (1 - hole), hole), flat)  # a flat image is filled flat
+
+
+def test_bad_inpaint_settings_name_the_key():
+    for override, key in ((["model.conditional=true", "data.num_classes=10"], "model.conditional"),
+                          (["inpaint.max_hole=0"], "inpaint.max_hole"),
+                          (["inpaint.strokes=0", "inpaint.boxes=0"], "inpaint.strokes")):
+        with pytest.raises(ConfigError, match=key):
+            load_config(CONFIG, TINY + override)
+    G, D = build_networks(load_config(CONFIG, TINY))
+    assert G.family == "inpaint" and D(torch.zeros(1, 1, 32, 32), None, cond=torch.zeros(1, 1, 32, 32)).shape[0] == 1
+
+
+def _save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_sample_inpaint_keeps_known_bytes_and_names_each_bad_mask(tmp_path):
+    export_generator(InpaintGenerator(img_resolution=32, img_channels=3, filters=4).eval(), tmp_path / "export")
+    rng = np.random.default_rng(0)
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for name, (h, w) in {"good": (40, 70), "wrongsize": (32, 32), "white": (32, 32), "black": (32, 32),
+                         "nomask": (32, 32)}.items():
+        _save(images / f"{name}.png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    _save(masks / "good.png", np.pad(np.full((10, 20), 255, np.uint8), ((5, 25), (10, 40))))
+    _save(masks / "wrongsize.png", np.zeros((16, 16), np.uint8))
+    _save(masks / "white.png", np.full((32, 32), 255, np.uint8))
+    _save(masks / "black.png", np.zeros((32, 32), np.uint8))
+    out = tmp_path / "out"
+    result = hiresgan("sample", tmp_path / "export", "--inpaint", images, "--masks", masks, "--out", out)
+    assert result.returncode == 1, result.stderr
+    assert [p.name for p in out.iterdir()] == ["good.png"]
+    for needle in ("wrongsize.png: mask is 16x16 but its image is 32x32", "white.png: mask is all white",
+                   "black.png: mask is all black", "nomask.png: no mask named 'nomask.png'"):
+        assert sum(needle in line for line in result.stderr.splitlines()) == 1, (needle, result.stderr)
+    before, after = np.asarray(Image.open(images / "good.png")), np.asarray(Image.open(out / "good.png"))
+    known = np.asarray(Image.open(masks / "good.png")) < 128
+    assert after.shape == before.shape and np.array_equal(after[known], before[known])
+    assert not np.array_equal(after[~known], before[~known])
+    no_masks = hiresgan("sample", tmp_path / "export", "--inpaint", images, "--out", out)
+    assert no_masks.returncode == 2 and "--masks" in no_masks.stderr
+
+
+def test_gate_measures_detail_and_names_each_miss():
+    real = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    hole = centre_box(64, 24)[0] > 0
+    smooth = real.copy()
+    smooth[hole] = 128
+    assert hole_detail(smooth, hole) == 0 and hole_detail(real, hole) > 10
+    report = {"psnr_gap": 1.2, "model": {"psnr": 20.0, "detail": 0.1}, "biharmonic": {"psnr": 21.2},
+              "known_changed": 3}
+    misses = quality_misses(report)
+    assert len(misses) == 3 and "1.20 dB below" in misses[0] and "3 known pixel(s)" in misses[2]
+
+
+@pytest.mark.slow
+def test_inpaint_trains_exports_and_fills_a_folder(tmp_path, digit_shards):
+    _, pattern = digit_shards
+    args = ["train", CONFIG, *TINY, "train.batch_size=4", "train.kimg=0.016", "train.log_every=2",
+            "data.workers=0", "train.threads=1", "metrics.port=0", "loss.d_reg_interval=2",
+            "inpaint.feature_matching=1", f"data.urls={pattern}", "data.prepare=none",
+            f"run.out_dir={tmp_path}", "run.name=inp"]
+    result = hiresgan(*args, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    records = [json.loads(line) for line in (tmp_path / "inp" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 4
+    assert {"G/adversarial", "G/hole_l1", "G/known_l1", "G/feature_matching", "D/r1"} <= set(records[-1]["losses"])
+    assert Image.open(tmp_path / "inp" / "samples" / "latest.png").size[1] == 3 * 32
+    _save(tmp_path / "images" / "d.png", np.full((32, 32), 200, np.uint8))
+    _save(tmp_path / "masks" / "d.png", np.pad(np.full((8, 8), 255, np.uint8), 12))
+    filled = hiresgan("sample", tmp_path / "inp" / "export", "--inpaint", tmp_path / "images", "--masks",
+                      tmp_path / "masks", "--out", tmp_path / "out")
+    assert filled.returncode == 0, filled.stderr
+    assert (tmp_path / "out" / "d.png").is_file()
