@@ -246,6 +246,11 @@ def run_export(source: Path, fmt: str, *, out: Optional[Path] = None, truncation
         return export_generator(G, out, class_names=description.get("class_names"),
                                 training=description.get("training"))
     target = Path(out) if out else folder / graph_file_name(fmt, truncation, class_index)
+    if json.loads((folder / DESCRIPTION).read_text()).get("family") in ("pix2pix", "inpaint"):
+        from trainer.image_graphs import write_image_graph  # image in, image out: no latent, no truncation
+
+        G, description = load_generator(folder)
+        return write_image_graph(G, description, target, fmt, class_index=class_index)
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = export_torchscript if fmt == "torchscript" else export_onnx
     return writer(folder, target, truncation=truncation, class_index=class_index)

@@ -168,3 +168,27 @@ def test_pix2pix_trains_exports_and_translates(tmp_path, e2d_shards):
     translated = hiresgan("sample", tmp_path / "p2p" / "export", "--translate", folder, "--out", tmp_path / "out")
     assert translated.returncode == 0, translated.stderr
     assert (tmp_path / "out" / "d0.png").is_file()
+
+
+@pytest.mark.parametrize("family", ["pix2pix", "inpaint"])
+def test_onnx_and_torchscript_graphs_match_the_export_at_another_size(tmp_path, family):
+    import onnxruntime
+
+    from trainer.export import run_export
+    from trainer.models.inpaint import InpaintGenerator
+
+    G = (Pix2PixGenerator(img_resolution=32, img_channels=1, in_channels=1, filters=4) if family == "pix2pix"
+         else InpaintGenerator(img_resolution=32, img_channels=3, filters=4)).eval()
+    export_generator(G, tmp_path / "export")
+    x = torch.rand(2, G.init_kwargs.get("in_channels", 3), 64, 96) * 2 - 1
+    inputs = {"images": x}
+    if family == "inpaint":
+        inputs["masks"] = torch.zeros(2, 1, 64, 96)
+        inputs["masks"][:, :, 10:40, 20:70] = 1
+    with torch.no_grad():
+        expected = G(*inputs.values())
+    session = onnxruntime.InferenceSession(str(run_export(tmp_path / "export", "onnx")))
+    got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    assert np.abs(got - expected.numpy()).max() < 1e-4
+    traced = torch.jit.load(str(run_export(tmp_path / "export", "torchscript")))
+    assert torch.allclose(traced(*inputs.values()), expected, atol=1e-5)

@@ -31,16 +31,19 @@ def composite(image: torch.Tensor, filled: torch.Tensor, mask: torch.Tensor) -> 
     return torch.where(mask > 0.5, filled, image)
 
 
-def pull_push(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A smooth fill of the missing pixels (mask 1): average the known pixels down a pyramid of 2x2
-    means (each level normalized by its share of known pixels), then blend back up, keeping a
-    level's own average where it had known pixels. [N, C, H, W] -> [N, C, H, W]; no parameters."""
+def pull_push(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
+    """A smooth fill of the missing pixels (mask 1): average the known pixels down `levels` 2x2
+    means (each normalized by its share of known pixels), then blend back up, keeping a level's own
+    average where it had known pixels; coarsest cells without any take the mean of all known
+    pixels. A fixed level count (not "down to 1x1") keeps traced graphs (ONNX) equal to eager
+    runs at every size. [N, C, H, W] -> [N, C, H, W]; no parameters."""
     known = 1 - mask
     colors, weights = [image * known], [known]
-    while min(colors[-1].shape[2:]) > 1:
+    for _ in range(levels):
         colors.append(F.avg_pool2d(colors[-1], 2))
         weights.append(F.avg_pool2d(weights[-1], 2))
-    out = colors[-1] / weights[-1].clamp_min(1e-6)
+    mean = colors[0].sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)  # [N, C, 1, 1]
+    out = torch.where(weights[-1] > 0, colors[-1] / weights[-1].clamp_min(1e-6), mean)
     for color, weight in zip(reversed(colors[:-1]), reversed(weights[:-1])):
         up = F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
         out = weight * (color / weight.clamp_min(1e-6)) + (1 - weight) * up
@@ -78,7 +81,7 @@ class InpaintGenerator(nn.Module):
         image, mask = image.to(dtype), mask.to(dtype)
         if not self.prefill:
             return self.net(torch.cat([image * (1 - mask), mask * 2 - 1], dim=1))
-        smooth = pull_push(image, mask)
+        smooth = pull_push(image, mask, self.net.depth)
         correction = self.net(torch.cat([image * (1 - mask), mask * 2 - 1, smooth], dim=1))  # tanh: [-1, 1]
         return (smooth + correction).clamp(-1, 1)
 
