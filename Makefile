@@ -73,6 +73,14 @@ quality-inpaint: $(STAMP)
 	$(PY) -m launch train configs/inpaint_photos.yaml run.name=quality-inpaint $(ARGS)
 	$(PY) -m trainer.evaluation.inpaint_gate runs/quality-inpaint --check --out runs/quality-inpaint/eval-inpaint.json
 
+## Text-to-image on the embedded colour digits: train configs/text2img_digits.yaml from scratch, then
+## draw 10 samples for each of the 560 (digit, ink, background) prompts and read the three back
+## (all three right: >= 85% of samples for seen (digit, ink) pairs, >= 60% for withheld ones).
+quality-text2img: $(STAMP)
+	rm -rf runs/quality-text2img
+	$(PY) -m launch train configs/text2img_digits.yaml run.name=quality-text2img $(ARGS)
+	$(PY) -m trainer.evaluation.text_alignment runs/quality-text2img --check --out runs/quality-text2img/alignment.json
+
 ## Quality gate of one family on the embedded digits: train configs/NAME.yaml from scratch into
 ## runs/quality-NAME, then `digits_eval --check` (all ten digits clearly drawn; conditional
 ## models also >= 90% class accuracy). E.g. make quality-progan, quality-dcgan, quality-digits.

@@ -52,6 +52,10 @@ def _sample(args: argparse.Namespace) -> int:
         return run_upscale(args)
     if args.inpaint is not None or (args.translate is not None and export_family(args.export) == "pix2pix"):
         return run_folder_job(args)
+    if args.prompt is not None or args.prompts is not None or export_family(args.export) == "text2img":
+        from trainer.sampling.prompts import run_prompts
+
+        return run_prompts(args)
     if args.translate is not None:
         paths = translate_folder(args.export, args.translate, args.out, direction=args.direction, device=args.device)
         print(f"hiresgan: translated {len(paths)} image(s) ({args.direction}) to {args.out}")
@@ -178,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--upscale", type=Path, default=None,
                         help="super-resolution exports (esrgan): upscale every image of this folder into --out, "
                              "same file names")
+    sample.add_argument("--prompt", default=None, help="text-to-image exports: the caption to draw (one PNG per seed)")
+    sample.add_argument("--prompts", type=Path, default=None,
+                        help="text-to-image exports: a file with one prompt a line; line i (from 0) goes to OUT/i/")
     sample.set_defaults(func=_sample)
 
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")

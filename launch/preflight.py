@@ -43,7 +43,8 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
         # data.urls may name the shards (or the manifest) or the folder they go in.
         folder = Path(urls[0]).parent if urls[0].endswith((".tar", ".json")) else Path(urls[0])
         if is_main:
-            ensure = {"digits": ensure_digit_shards, "edges2digits": ensure_edges2digits_shards}[cfg.data.prepare]
+            ensure = {"digits": ensure_digit_shards, "edges2digits": ensure_edges2digits_shards,
+                      "text2img_digits": ensure_colour_digit_shards}[cfg.data.prepare]
             ensure(folder)
         else:  # another rank of an external launch writes them; wait for its manifest
             deadline = time.monotonic() + wait_seconds
@@ -74,6 +75,15 @@ def check_against_manifest(cfg: Config) -> None:
     if cfg.data.num_classes > 0 and isinstance(classes, int) and classes > cfg.data.num_classes:
         raise ConfigError(f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards hold {classes} "
                           f"classes; set data.num_classes={classes}")
+    captioned = bool(manifest.get("captioned"))
+    if captioned and cfg.model.family != "text2img":
+        raise ConfigError(f"config key 'model.family': is {cfg.model.family}, which takes no text, but the shards of "
+                          "data.urls carry captions (their manifest.json says captioned); use model.family=text2img "
+                          "or write the shards with --captions none")
+    if cfg.model.family == "text2img" and not captioned:
+        raise ConfigError("config key 'data.urls': model.family=text2img needs captioned shards but their "
+                          "manifest.json says they carry no captions; write them with `hiresgan shards --captions "
+                          "auto|FILE.csv|FILE.jsonl`")
 
 
 def check_resume(cfg: Config) -> Optional[Path]:

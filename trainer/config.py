@@ -218,6 +218,22 @@ class InpaintConfig:
 
 
 @dataclass
+class TextConfig:
+    """Family text2img (docs/TEXT2IMG.md): the text encoder and how text conditions G and D."""
+
+    encoder: str = "builtin"  # builtin (trained with the GAN) or hf:PATH (a frozen local CLIP/T5 text model)
+    tokenizer: str = ""  # builtin: a tokenizer JSON file; "": built from the caption words in the shards' manifest
+    max_words: int = 1000  # builtin: vocabulary size cap (most frequent caption words; the rest are unknown)
+    context: int = 16  # tokens per caption; longer captions are cut (with a warning when sampling)
+    dim: int = 128  # builtin: embedding width of the text encoder
+    layers: int = 2  # builtin: transformer blocks of the text encoder
+    heads: int = 4  # builtin: attention heads of the text encoder (text.dim must divide by it)
+    attn_res: int = 16  # G's blocks up to this resolution cross-attend to the caption tokens (0: none)
+    attn_heads: int = 2  # heads of G's cross-attention
+    mismatch_weight: float = 1.0  # matching-aware loss: weight of D(real image, wrong caption) as fake (0: off)
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -230,6 +246,7 @@ class Config:
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
     inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     sr: SuperResConfig = field(default_factory=SuperResConfig)  # family esrgan (trainer/superres/settings.py)
@@ -286,7 +303,7 @@ def validate(cfg: Config) -> Config:
             _fail(key, f"got {value!r}; valid choices: {', '.join(map(str, allowed))}")
     if cfg.model.family not in FAMILIES:
         _fail("model.family", f"got {cfg.model.family!r}; valid choices: {', '.join(sorted(FAMILIES))}")
-    if cfg.model.family != "stylegan2":
+    if cfg.model.family not in ("stylegan2", "text2img"):  # text2img runs StyleGAN2's phases
         for key in STYLEGAN2_ONLY:
             section, name = key.split(".")
             if getattr(getattr(cfg, section), name) != 0:
@@ -391,6 +408,7 @@ def validate(cfg: Config) -> Config:
     if cfg.model.conditional and cfg.data.num_classes == 1:
         _fail("data.num_classes", "is 1; a conditional model needs at least 2 classes (or set model.conditional=false)")
     _validate_eval(cfg)
+    _validate_text(cfg)
     validate_superres(cfg, _fail)
     _validate_mix(cfg)
     _validate_image_to_image(cfg)
@@ -443,6 +461,27 @@ def _validate_mix(cfg: Config) -> None:
     if m.urls and m.fraction == 0:
         _fail("data.mix.fraction", f"is 0, so data.mix.urls={m.urls!r} would never be read; set the share of "
               "each batch to take from it (e.g. 0.5) or clear data.mix.urls")
+
+
+def _validate_text(cfg: Config) -> None:
+    """Section text: the encoder name always, the family rules when model.family=text2img."""
+    t = cfg.text
+    if t.encoder != "builtin" and not (t.encoder.startswith("hf:") and len(t.encoder) > 3):
+        _fail("text.encoder", f"got {t.encoder!r}; valid choices: builtin, hf:PATH (a local folder holding a "
+              "CLIP or T5 text model and its tokenizer, saved with save_pretrained)")
+    for key in ("max_words", "context", "dim", "layers", "heads", "attn_heads"):
+        if not getattr(t, key) > 0:
+            _fail(f"text.{key}", f"got {getattr(t, key)}; must be > 0")
+    if t.dim % t.heads:
+        _fail("text.heads", f"got {t.heads}; text.dim={t.dim} must divide by it")
+    if t.mismatch_weight < 0:
+        _fail("text.mismatch_weight", f"got {t.mismatch_weight}; must be >= 0")
+    if t.attn_res != 0 and not (_is_power_of_two(t.attn_res) and t.attn_res <= cfg.data.resolution):
+        _fail("text.attn_res", f"got {t.attn_res}; must be 0 (no cross-attention) or a power of two in "
+              f"4..data.resolution={cfg.data.resolution}")
+    if cfg.model.family == "text2img" and cfg.c_dim:
+        _fail("data.num_classes", f"is {cfg.data.num_classes}; model.family=text2img is conditioned on captions, "
+              "not class labels: set data.num_classes=0")
 
 
 def _validate_eval(cfg: Config) -> None:

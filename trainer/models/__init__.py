@@ -121,13 +121,20 @@ def _build_esrgan(cfg) -> tuple[nn.Module, nn.Module]:
     return build_esrgan(cfg)
 
 
+def _build_text2img(cfg) -> tuple[nn.Module, nn.Module]:
+    from trainer.models.text2img import build
+
+    return build(cfg)
+
+
 # family -> builder of (G, D) from a Config
 FAMILIES: dict[str, Callable] = {"stylegan2": _build_stylegan2, "dcgan": _build_dcgan, "mlp": _build_mlp,
                                  "biggan": _build_biggan, "progan": _build_progan,
                                  "cyclegan": _build_cyclegan,
                                  "pix2pix": _build_pix2pix,
                                  "inpaint": _build_inpaint,
-                                 "esrgan": _build_esrgan}
+                                 "esrgan": _build_esrgan,
+                                 "text2img": _build_text2img}
 
 
 def generator_classes() -> dict[str, type[nn.Module]]:
@@ -141,12 +148,14 @@ def generator_classes() -> dict[str, type[nn.Module]]:
     from trainer.models.pix2pix import Pix2PixGenerator
     from trainer.models.progan import ProGANGenerator
     from trainer.models.stylegan2_generator import Generator
+    from trainer.models.text2img import TextGenerator
 
     return {"stylegan2": Generator, "dcgan": DCGANGenerator, "mlp": MLPGenerator, "biggan": BigGANGenerator,
             "progan": ProGANGenerator, "cyclegan": CycleGenerators,
             "pix2pix": Pix2PixGenerator,
             "inpaint": InpaintGenerator,
-            "esrgan": RRDBNet}
+            "esrgan": RRDBNet,
+            "text2img": TextGenerator}
 
 
 def build_networks(cfg) -> tuple[nn.Module, nn.Module]:

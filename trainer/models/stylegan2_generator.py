@@ -4,7 +4,7 @@ modulated/demodulated convolutions, per-pixel noise inputs and skip connections 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -88,14 +88,17 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if self.conv0 is None else 2
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor, *,
-                noise_mode: str, fused_modconv: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        # ws: [N, num_conv + 1, w_dim]
+                noise_mode: str, fused_modconv: bool, attend: Optional[Callable] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        # ws: [N, num_conv + 1, w_dim]; attend(resolution, x) -> x (an extension point: the
+        # text2img family's cross-attention to caption tokens) runs on the features before toRGB.
         w_iter = iter(ws.unbind(dim=1))
         if self.conv0 is None:
             x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+        if attend is not None:
+            x = attend(self.resolution, x)
         if img is not None:
             img = kernels.upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
@@ -122,7 +125,7 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = sum(block.num_conv for block in self.blocks) + 1
 
     def forward(self, ws: torch.Tensor, *, noise_mode: str = "random",
-                fused_modconv: Optional[bool] = None) -> torch.Tensor:
+                fused_modconv: Optional[bool] = None, attend: Optional[Callable] = None) -> torch.Tensor:
         # Training runs the non-fused path (one shared-weight conv for the batch: faster and
         # lighter on memory for backward); inference folds styles into per-sample weights.
         if fused_modconv is None:
@@ -132,7 +135,7 @@ class SynthesisNetwork(nn.Module):
         index = 0
         for block in self.blocks:
             block_ws = ws.narrow(1, index, block.num_conv + 1)
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv, attend=attend)
             index += block.num_conv
         return img  # [N, img_channels, img_resolution, img_resolution]
 

@@ -1,0 +1,150 @@
+"""Text-to-image step: StyleGAN2's phases (G main, lazy path length, D main, lazy R1, ADA or
+DiffAugment through `AugmentedRecipe`) with the caption tokens as the condition, plus the
+matching-aware term of GAN-INT-CLS: real images paired with another sample's caption count as
+fakes (`text.mismatch_weight`), so D must check the caption and not only the image.
+
+Fakes are drawn for the real batch's own captions, so G trains on the caption distribution of
+the data and never on a caption the data lacks (the withheld pairs of the colour-digits test).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainer import losses
+from trainer.augment import build_augment
+from trainer.losses import PhaseLosses
+from trainer.phases import StepContext
+from trainer.recipes.augmented import AugmentedRecipe
+from trainer.text.captions import CaptionDecoder
+from trainer.text.encoders import build_tokenizer
+
+GRID_PROMPTS = ("a red 0 on a black background", "a white 3 on a blue background",
+                "a yellow 5 on a green background", "a cyan 7 on a magenta background")
+GRID_COLUMNS = 8
+
+
+def mismatch_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
+    """D's loss for calling (real image, wrong caption) fake, in the form of its own loss kind."""
+    if kind == "logistic":
+        return F.softplus(logits).mean()
+    if kind == "hinge":
+        return F.relu(1 + logits).mean()
+    return logits.float().mean()  # wgan_gp: lower scores for mismatches
+
+
+def generate(G, z: torch.Tensor, tokens: torch.Tensor, *, style_mixing: float,
+             update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """G's images for captions `tokens`, with StyleGAN2's style mixing between two latents."""
+    text = G.encode(tokens, z.shape[0], z.device)
+    ws = G.map(z, text, update_w_avg=update_w_avg)
+    if style_mixing > 0:
+        num_ws = ws.shape[1]
+        cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
+        cutoff = torch.where(torch.rand([], device=ws.device) < style_mixing, cutoff, torch.full_like(cutoff, num_ws))
+        mixed = G.map(torch.randn_like(z), text)
+        layer = torch.arange(num_ws, device=ws.device)[None, :, None]
+        ws = torch.where(layer < cutoff, ws, mixed)
+    return G.synthesize(ws, text), ws
+
+
+class Text2ImgRecipe(AugmentedRecipe):
+    def __init__(self, cfg, *, device: torch.device):
+        self.cfg = cfg
+        loss = cfg.loss
+        self.g_reg_interval = loss.g_reg_interval if loss.pl_weight > 0 else 0
+        self.d_reg_interval = loss.d_reg_interval if loss.r1_gamma > 0 else 0
+        self.pl_mean = torch.zeros([], device=device)
+        self.augment = build_augment(cfg, device=device)
+        self.device = device
+        self._tokenizer_json = None
+        if cfg.text.encoder == "builtin":
+            from trainer.text.vocabulary import tokenizer_for
+
+            self._tokenizer_json = tokenizer_for(cfg)
+        self.tokenizer = build_tokenizer(cfg.text.encoder, self._tokenizer_json, cfg.text.context)
+
+    def sample_decoder(self):
+        return CaptionDecoder(self.tokenizer, resolution=self.cfg.data.resolution, channels=self.cfg.data.channels)
+
+    def train_phases(self, ctx: StepContext) -> None:
+        loss, step, n = self.cfg.loss, ctx.step, ctx.batch_size
+        real, tokens = ctx.batch.real, ctx.batch.extras["tokens"]
+        mix, kind, D = loss.style_mixing, loss.kind, self.critic(ctx)
+
+        def g_main() -> PhaseLosses:
+            img, _ = generate(ctx.G, ctx.z(n), tokens, style_mixing=mix, update_w_avg=True)
+            logits = D(img, tokens)
+            adv = losses.g_adversarial(kind, logits)
+            return PhaseLosses(adv, {"adversarial": adv.detach(), "fake_score": logits.detach().mean()})
+        ctx.run_phase("G_main", "G", g_main)
+
+        g_int = self.g_reg_interval
+        if g_int and step % g_int == 0:
+            ctx.run_phase("G_reg", "G", lambda: self._path_length(ctx, tokens, g_int))
+
+        def d_main() -> PhaseLosses:
+            with torch.no_grad():
+                fake, _ = generate(ctx.G, ctx.z(n), tokens, style_mixing=mix)
+            result = losses.discriminator_scores(D, real, tokens, fake, tokens, kind=kind, gp_weight=loss.gp_weight,
+                                                 drift_weight=loss.drift_weight)
+            weight = self.cfg.text.mismatch_weight
+            if weight > 0 and n > 1:
+                wrong = mismatch_loss(kind, D(real, tokens.roll(1, dims=0)))
+                result = PhaseLosses(result.total + weight * wrong, {**result.terms, "mismatch": wrong.detach()})
+            return result
+        ctx.run_phase("D_main", "D", self.observed(d_main))
+
+        d_int = self.d_reg_interval
+        if d_int and step % d_int == 0:
+            ctx.run_phase("D_reg", "D", lambda: losses.discriminator_r1(D, real, tokens, gamma=loss.r1_gamma,
+                                                                         interval=d_int))
+        self.after_step(ctx)
+
+    def _path_length(self, ctx: StepContext, tokens: torch.Tensor, interval: int) -> PhaseLosses:
+        loss = self.cfg.loss
+        m = max(1, tokens.shape[0] // loss.pl_batch_shrink)
+        img, ws = generate(ctx.G, ctx.z(m), tokens[:m], style_mixing=loss.style_mixing)
+        pl_noise = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
+        (grads,) = torch.autograd.grad((img * pl_noise).sum(), ws, create_graph=True)
+        lengths = grads.float().square().sum(dim=2).mean(dim=1).sqrt()
+        self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), loss.pl_decay))
+        penalty = (lengths - self.pl_mean).square().mean()
+        # `img * 0` keeps every G weight (the text encoder's too) in the graph for ZeRO-2.
+        total = penalty * loss.pl_weight * interval + img.float().mean() * 0
+        return PhaseLosses(total, {"path_length": penalty.detach(), "pl_mean": self.pl_mean.detach().clone()})
+
+    def grid_images(self, G_ema):
+        """Fixed prompts (a row each) at fixed latents, so grids from one run compare."""
+        prompts = GRID_PROMPTS if self.cfg.text.encoder != "builtin" or self._known(GRID_PROMPTS) else ()
+        if not prompts:
+            return None  # the loop's default grid (unknown-word prompt)
+        device = next(G_ema.parameters()).device
+        ids = torch.tensor([self.tokenizer.encode(p) for p in prompts], device=device)
+        tokens = ids.repeat_interleave(GRID_COLUMNS, dim=0)
+        gen = torch.Generator().manual_seed(0)
+        z = torch.randn([len(tokens), G_ema.z_dim], generator=gen).to(device)
+        with torch.no_grad():
+            images = G_ema(z, tokens, noise_mode="const")
+        return images, len(prompts)
+
+    def _known(self, prompts) -> bool:
+        from trainer.text.tokenizer import words
+
+        index = getattr(self.tokenizer, "index", {})
+        return all(w in index for p in prompts for w in words(p))
+
+    def export_metadata(self) -> dict:
+        meta = {"text_encoder": self.cfg.text.encoder, "context": self.cfg.text.context}
+        if self._tokenizer_json is not None:
+            meta["tokenizer"] = self._tokenizer_json
+        return meta
+
+    def rank_tensors(self) -> dict[str, torch.Tensor]:
+        return {"pl_mean": self.pl_mean, **super().rank_tensors()}
+
+    def load_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.pl_mean.copy_(tensors["pl_mean"])
+        super().load_rank_tensors(tensors)
