@@ -149,6 +149,8 @@ def _hostfile(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiresgan", description="Distributed training of high-resolution GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
+    from launch.args import version
+
 
     train = sub.add_parser("train", help="train a model from a config (spawns launch.nproc_per_node ranks)")
     train.add_argument("config", type=Path, help="YAML config, e.g. configs/digits.yaml")
@@ -262,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    from launch.args import parse
+
+    args = parse(build_parser(), argv)  # dot-overrides may come before or after the options
     try:
         return args.func(args)
     except USER_ERRORS as exc:

@@ -28,6 +28,10 @@ DEFAULT_SIGNAL = "USR1@120"
 RDZV_PORT_BASE = 29500  # + SLURM_JOB_ID % 1000: jobs sharing a first node do not collide
 _SIGNAL_RE = re.compile(r"^(B:)?(SIG)?[A-Z0-9]+(@\d+)?$")
 _TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+_MEM_RE = re.compile(r"^\d+[KMGT]?$")
+# Directives the script sets itself from other flags: a --sbatch-arg must not contradict them.
+_OWN_DIRECTIVES = ("--job-name", "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task", "--mem",
+                   "--signal", "--requeue", "--open-mode", "--output", "--partition", "--time", "--account")
 
 
 class SlurmError(ValueError):
@@ -48,7 +52,9 @@ class SlurmJob:
     partition: Optional[str] = None
     time: Optional[str] = None  # SLURM time limit, e.g. 2-00:00:00
     account: Optional[str] = None
-    cpus_per_task: Optional[int] = None  # cores per node's task (the agent and its ranks)
+    cpus_per_task: Optional[int] = None  # cores per node's task (the agent, its ranks and their loader workers)
+    mem: Optional[str] = None  # memory per node, SLURM's form: 64G, 500M, 0 (all of the node's)
+    sbatch_args: tuple[str, ...] = ()  # any other directive, e.g. --qos=high, --constraint=a100, --exclusive
     signal: str = DEFAULT_SIGNAL  # SIG@SECONDS before the time limit
     max_restarts: int = 0  # elastic restarts of a node's ranks after a crash
     shutdown_timeout: int = SHUTDOWN_TIMEOUT
@@ -79,6 +85,14 @@ def validate(job: SlurmJob) -> SlurmJob:
         bad("--time", f"got {job.time!r}; use SLURM's form [D-]HH:MM:SS or minutes, e.g. 2-00:00:00")
     if job.cpus_per_task is not None and job.cpus_per_task < 1:
         bad("--cpus-per-task", f"got {job.cpus_per_task}; must be >= 1")
+    if job.mem is not None and not _MEM_RE.match(job.mem):
+        bad("--mem", f"got {job.mem!r}; use SLURM's form: a number with an optional K/M/G/T suffix, e.g. 64G")
+    for arg in job.sbatch_args:
+        name = arg.split("=", 1)[0]
+        if not arg.startswith("-") or any(c in arg for c in "\n\r"):
+            bad("--sbatch-arg", f"got {arg!r}; pass one sbatch option as it would follow #SBATCH, e.g. --qos=high")
+        if name in _OWN_DIRECTIVES:
+            bad("--sbatch-arg", f"got {arg!r}; {name} has its own flag of `hiresgan slurm` (use that)")
     if not 1024 <= job.rdzv_port_base <= 64535:
         bad("--rdzv-port-base", f"got {job.rdzv_port_base}; must be in 1024..64535 (1000 ports are used above it)")
     for name in ("job_name", "partition", "account"):
@@ -94,11 +108,13 @@ def _sbatch_lines(job: SlurmJob) -> list[str]:
         lines.append(f"--gpus-per-node={job.gpus_per_node}")
     if job.cpus_per_task:
         lines.append(f"--cpus-per-task={job.cpus_per_task}")
+    if job.mem:
+        lines.append(f"--mem={job.mem}")
     for flag, value in (("partition", job.partition), ("time", job.time), ("account", job.account)):
         if value:
             lines.append(f"--{flag}={value}")
     lines += [f"--signal={job.signal}", "--requeue", "--open-mode=append",
-              f"--output={job.run_dir}/slurm/%x-%j.out"]
+              f"--output={job.run_dir}/slurm/%x-%j.out", *job.sbatch_args]
     return [f"#SBATCH {line}" for line in lines]
 
 
@@ -143,7 +159,9 @@ def render_sbatch(job: SlurmJob) -> str:
         'echo "hiresgan: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST,'
         ' rendezvous $head_addr:$rdzv_port"',
         "rc=0",
-        f"srun --nodes={job.nodes} --ntasks-per-node=1 --kill-on-bad-exit=0 \\",
+        # srun repeats --cpus-per-task: Slurm 22.05-23.02 does not pass the batch job's value on to its steps.
+        f"srun --nodes={job.nodes} --ntasks-per-node=1"
+        + (f" --cpus-per-task={job.cpus_per_task}" if job.cpus_per_task else "") + " --kill-on-bad-exit=0 \\",
         "  " + " \\\n  ".join(torchrun) + " || rc=$?",
         f'if [ "$rc" -eq {PREEMPTED_EXIT} ]; then',
         '  echo "hiresgan: preempted; the job was requeued by rank 0 and resumes from its checkpoint"',

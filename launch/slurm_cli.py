@@ -26,7 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition", help="SLURM partition")
     parser.add_argument("--time", help="time limit, e.g. 2-00:00:00 (the preemption warning comes --signal ahead)")
     parser.add_argument("--account", help="SLURM account")
-    parser.add_argument("--cpus-per-task", type=int, default=None, help="cores per node for its ranks")
+    parser.add_argument("--cpus-per-task", type=int, default=None,
+                        help="cores per node for its ranks and their loader workers (default: ranks per node x "
+                             "(1 + data.workers)); srun is given it too")
+    parser.add_argument("--mem", help="memory per node, e.g. 64G (0: all of it; default: the partition's)")
+    parser.add_argument("--sbatch-arg", dest="sbatch_args", action="append", default=[], metavar="OPTION",
+                        help="any other #SBATCH directive, repeatable, written with = (its value starts with --), e.g. --sbatch-arg=--qos=high "
+                             "--sbatch-arg=--constraint=a100 --sbatch-arg=--exclusive")
     parser.add_argument("--signal", default=DEFAULT_SIGNAL,
                         help=f"warning signal before the time limit, SIG@SECONDS (default {DEFAULT_SIGNAL})")
     parser.add_argument("--rdzv-port-base", type=int, default=RDZV_PORT_BASE,
@@ -43,18 +49,23 @@ def build_job(args: argparse.Namespace, cfg) -> SlurmJob:
         raise SlurmError(f"--procs-per-node {args.procs_per_node} with --gpus-per-node {gpus}: on GPU nodes "
                          "every rank owns one GPU; leave --procs-per-node out")
     procs = gpus or (args.procs_per_node or 1)
+    # Each rank needs a core, and so does each of its loader workers.
+    cpus = args.cpus_per_task if args.cpus_per_task is not None else procs * (1 + cfg.data.workers)
     return SlurmJob(run_dir=cfg.run_dir.resolve(), project_root=PROJECT_ROOT, python=args.python,
                     job_name=cfg.run.name, nodes=args.nodes, procs_per_node=procs, gpus_per_node=gpus,
                     partition=args.partition, time=args.time, account=args.account,
-                    cpus_per_task=args.cpus_per_task, signal=args.signal, max_restarts=cfg.launch.max_restarts,
-                    rdzv_port_base=args.rdzv_port_base)
+                    cpus_per_task=cpus, mem=args.mem, sbatch_args=tuple(args.sbatch_args), signal=args.signal,
+                    max_restarts=cfg.launch.max_restarts, rdzv_port_base=args.rdzv_port_base)
 
 
 def run(args: argparse.Namespace) -> int:
     from launch import preflight
     from trainer.config import load_config, save_config
 
-    cfg = load_config(args.config, list(args.overrides))
+    from launch.paths import make_paths_absolute
+
+    # The script cds into the checkout: relative paths would then name other places.
+    cfg = make_paths_absolute(load_config(args.config, list(args.overrides)), Path.cwd())
     job = build_job(args, cfg)
     if cfg.train.batch_size % job.world_size:
         raise ConfigError(f"config key 'train.batch_size': {cfg.train.batch_size} does not divide by the world "
@@ -63,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     cfg.launch.nproc_per_node = job.procs_per_node  # recorded for people; torchrun decides at run time
     script = render_sbatch(job)
     if args.dry_run:
+        if cfg.data.prepare == "none":
+            preflight.prepare_data(cfg)  # the shard check of a real render (it writes nothing here)
+        else:
+            print(f"hiresgan: data.prepare={cfg.data.prepare}: a real render writes the shards first",
+                  file=sys.stderr)
         print(script, end="")
         return 0
     preflight.prepare_data(cfg)

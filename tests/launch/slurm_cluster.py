@@ -1,6 +1,6 @@
 """A real two-node SLURM cluster on this machine, for tests (munge + slurmctld + two slurmd, see docs/LAUNCH.md).
 
-slurmctld plus two slurmd daemons ("node1", "node2", both at 127.0.0.1) with their own config,
+slurmctld plus two slurmd daemons ("node1" at 127.0.0.1, "node2" at 127.0.0.2) with their own config,
 ports, state and logs in a temporary folder; munged is shared with the machine (started when it
 is not running). Clients reach the cluster through `SLURM_CONF` in `Cluster.env`.
 
@@ -25,6 +25,7 @@ from portkit import free_ports
 
 BINARIES = ("slurmctld", "slurmd", "sbatch", "srun", "scontrol", "squeue", "scancel", "munged", "munge")
 NODES = ("node1", "node2")
+NODE_ADDRS = ("127.0.0.1", "127.0.0.2")
 
 
 def missing_reason() -> Optional[str]:
@@ -64,8 +65,10 @@ def ensure_munged() -> None:
 
 def render_conf(folder: Path, *, ctld_port: int, node_ports: tuple[int, int]) -> str:
     host = socket.gethostname()
-    nodes = "\n".join(f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} CPUs=1 State=UNKNOWN"
-                      for name, port in zip(NODES, node_ports))
+    # Each node at its own loopback address (any 127/8 address binds on Linux), so what a node
+    # binds and advertises (metrics.bind=auto) can be told apart from the other node's.
+    nodes = "\n".join(f"NodeName={name} NodeHostname={host} NodeAddr={addr} Port={port} CPUs=1 State=UNKNOWN"
+                      for name, addr, port in zip(NODES, NODE_ADDRS, node_ports))
     return f"""ClusterName=hiresgantest
 SlurmctldHost={host}
 SlurmctldPort={ctld_port}

@@ -95,3 +95,44 @@ def test_a_plain_srun_step_runs_each_task_as_a_rank(cluster, tmp_path, digit_sha
     state = json.loads(sorted((tmp_path / "plain" / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text())
     # 2 tasks = 2 ranks (not 2 x nproc_per_node spawned ones), 8 images a step.
     assert state["world_size"] == 2 and state["step"] == 4
+
+
+def test_a_job_rendered_from_the_users_folder_finds_its_files_and_publishes_node_addresses(
+        cluster, tmp_path, digit_shards):
+    """Render from a folder outside the checkout with relative data and output paths, submit: the
+    checkpoints, the export, the SLURM log and the metrics targets land under that folder, and
+    each node's targets file names the node's own address (node2 is 127.0.0.2 here)."""
+    import shutil
+
+    from portkit import free_ports
+
+    me = tmp_path / "me"
+    shutil.copytree(digit_shards[0], me / "shards")
+    port = free_ports()
+    cmd = [sys.executable, "-m", "launch", "slurm", str(ROOT / "configs" / "digits.yaml"), "--nodes", "2",
+           "--gpus-per-node", "0", "--submit", *TINY, "train.kimg=0.032", "train.checkpoint_kimg=10",
+           "train.sample_kimg=10", "data.urls=shards", "run.out_dir=runs", "run.name=mine", f"metrics.port={port}",
+           "metrics.final_scrape_wait=4"]  # options before overrides: any order works
+    result = subprocess.run(cmd, cwd=me, env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.split("submitted job ")[1].split(";")[0]
+    run_dir = me / "runs" / "mine"
+    targets = {}
+    while cluster.job(job_id)["JobState"] in ("PENDING", "RUNNING", "COMPLETING"):
+        for path in (run_dir / "prometheus-targets").glob("rank-*.json"):
+            try:
+                targets[path.name] = json.loads(path.read_text())[0]
+            except (OSError, ValueError):
+                pass  # replaced atomically, but it may vanish between glob and read at the end
+        time.sleep(0.2)
+    info = cluster.wait_job(job_id)
+    assert info["JobState"] == "COMPLETED", job_log(run_dir, job_id)[-3000:]
+    assert "#SBATCH --cpus-per-task=1" in (run_dir / "slurm" / "job.sbatch").read_text()  # 1 rank x (1 + 0 workers)
+    assert (run_dir / "export" / "generator.safetensors").is_file()
+    assert sorted((run_dir / "checkpoints").glob("step-*"))
+    assert "rendezvous 127.0.0.1:" in job_log(run_dir, job_id)
+    assert not (ROOT / "runs" / "mine").exists()
+    # torchrun numbers the ranks in rendezvous order: either node may hold rank 0.
+    assert sorted(t["targets"][0] for t in targets.values()) == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"], targets
+    assert {t["labels"]["slurm_job_id"] for t in targets.values()} == {job_id}
+    assert not list((run_dir / "prometheus-targets").glob("*.json"))  # withdrawn at the clean end

@@ -1,0 +1,55 @@
+"""Command-line parsing shared by every subcommand: dot-overrides in any position, the version.
+
+argparse gives a subcommand's `overrides` (nargs="*") only the key=value words before its first
+option; words after an option come back unrecognised. Users write `train CONFIG --resume RUN
+train.kimg=50` as readily as the other order, so those words are appended to the overrides, in the
+order given (a later override of the same key wins, as on one line)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Optional
+
+_OVERRIDE_RE = re.compile(r"^[A-Za-z_][\w.\-]*=")
+
+
+def version() -> str:
+    """The installed package's version, or pyproject's from a plain checkout."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version as installed
+
+        return installed("hiresgan")
+    except PackageNotFoundError:
+        text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+        match = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)
+        return match.group(1) if match else "unknown"
+
+
+def parse(parser: argparse.ArgumentParser, argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """parse_args, except that key=value words may follow the options of a subcommand with overrides."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    if hasattr(args, "overrides") and all(_OVERRIDE_RE.match(word) for word in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+        return args
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    raise AssertionError  # parser.error exits
+
+
+def with_defaults(description: str, example: str) -> dict:
+    """Keyword arguments of add_parser: help shows each option's default, and one example."""
+    return {"description": description, "epilog": f"example:\n  {example}",
+            "formatter_class": HelpFormatter}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults appended to every option's help (unless it already says its default), epilog kept."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS, []):
+            return text
+        return super()._get_help_string(action)
