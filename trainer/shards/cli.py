@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default="auto",
                         help="auto (the source's own labels, if any), none, from-folder-names, "
                              "or FILE.json (default: auto)")
+    parser.add_argument("--captions", default="auto",
+                        help="auto (NAME.txt beside each image of a folder, if any), none, or a FILE.csv / "
+                             "FILE.jsonl of file,caption (several rows per file: several captions); written as "
+                             "each sample's .txt (default: auto)")
     parser.add_argument("--maxcount", type=int, default=DEFAULT_MAXCOUNT,
                         help=f"most samples per shard (default: {DEFAULT_MAXCOUNT})")
     parser.add_argument("--maxsize", type=parse_size, default=DEFAULT_MAXSIZE,
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             quality=args.quality, labels=args.labels, maxcount=args.maxcount,
             maxsize=args.maxsize, workers=args.workers, channels=args.channels,
             progress=not args.quiet and sys.stderr.isatty(),
-            crops_per_image=args.crops_per_image, crop_seed=args.crop_seed,
+            crops_per_image=args.crops_per_image, crop_seed=args.crop_seed, captions=args.captions,
         )
     except ShardError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -37,6 +37,8 @@ class Manifest:
     source: str
     encoder: dict = field(default_factory=dict)  # library versions the bytes depend on
     version: int = MANIFEST_VERSION
+    captioned: bool = False  # samples carry a "txt" member: captions, one per line (--captions)
+    caption_words: dict | None = None  # word -> count over all captions: the builtin text tokenizer's source
 
     def to_dict(self) -> dict:
         return asdict(self)

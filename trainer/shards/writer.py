@@ -20,6 +20,9 @@ import re
 import PIL
 from tqdm import tqdm
 
+from trainer.text.tokenizer import count_words
+
+from .captions import resolve_captions
 from .crops import MULTI_CROPS, WHOLE_IMAGE_CROPS, CropPlan, CroppedSource, check_sizes
 from .encode import EXTENSIONS, GRAY_MODES, SUPPORTED_MODES, EncodeSettings
 from .errors import ShardError, problem
@@ -144,8 +147,9 @@ def _remove_extra_shards(out_dir: str, num_shards: int) -> None:
 class _Run:
     """State of one writing pass: where shards go, what is done, what to undo on bad input."""
 
-    def __init__(self, out_dir, src, scan, labels, settings, fingerprint, maxcount, maxsize):
+    def __init__(self, out_dir, src, scan, labels, settings, fingerprint, maxcount, maxsize, captions=None):
         self.out_dir, self.src, self.scan, self.labels = out_dir, src, scan, labels
+        self.captions = captions  # one text (captions one per line) or None per item; None: uncaptioned
         self.settings, self.fingerprint = settings, fingerprint
         self.maxcount, self.maxsize = maxcount, maxsize
         self.ext = EXTENSIONS[settings.fmt]
@@ -157,6 +161,8 @@ class _Run:
         label = self.labels.values[index]
         if label is not None:
             fields["cls"] = str(label).encode("ascii")
+        if self.captions is not None and self.captions[index] is not None:
+            fields["txt"] = self.captions[index].encode("utf-8")  # the WebDataset caption convention
         meta = self.scan.items[index].meta
         fields["json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return fields
@@ -233,6 +239,7 @@ def write_shards(
     progress: bool = False,
     crops_per_image: int = DEFAULT_CROPS_PER_IMAGE,
     crop_seed: int = 0,
+    captions: str = "auto",
 ) -> Manifest:
     """Convert the dataset at `source` into OUT/shard-NNNNNN.tar + OUT/manifest.json.
 
@@ -255,18 +262,26 @@ def write_shards(
             check_sizes(scan.items, resolution, crop)
         lab = resolve_labels(labels, scan.items, source_kind=scan.kind,
                              source_has_labels=scan.has_labels, source_path=source)
+        cap = resolve_captions(captions, scan.items, source_kind=scan.kind, source_path=source)
+        if cap.captioned and crop in MULTI_CROPS:
+            raise ShardError(f"--captions with --crop {crop}: several crops of one image would share its caption; "
+                             "use --crop center/none/full, or --captions none")
         if channels == "auto":
             channels = 1 if all(it.mode in GRAY_MODES for it in scan.items) else 3
         args = {"resolution": resolution, "crop": crop, "format": fmt, "quality": quality,
                 "labels": labels, "maxcount": maxcount, "maxsize": maxsize, "channels": channels}
         if crop == "random":
             args.update(crops_per_image=crops_per_image, crop_seed=crop_seed)
+        if cap.captioned:  # only then, so uncaptioned sets keep their fingerprints
+            digest = hashlib.sha256("\n\0".join(cap.values).encode()).hexdigest()
+            args.update(captions=captions, captions_sha256=digest)
         if crop in MULTI_CROPS:  # each crop becomes an item of its own; the rest runs unchanged
             plan = CropPlan(scan, lab, mode=crop, size=resolution, count=crops_per_image, seed=crop_seed)
             scan, lab, src = plan.scan, plan.labels, CroppedSource(src, plan)
         _prepare_out(out_dir)
         settings = EncodeSettings(resolution, crop, fmt, quality, channels)
-        run = _Run(out_dir, src, scan, lab, settings, _fingerprint(args, scan, lab), maxcount, maxsize)
+        run = _Run(out_dir, src, scan, lab, settings, _fingerprint(args, scan, lab), maxcount, maxsize,
+                   captions=cap.values if cap.captioned else None)
         _clean_out(out_dir)
         n = len(scan.items)
         with Encoder(settings, workers) as enc, tqdm(total=n, unit="img", disable=not progress,
@@ -287,6 +302,7 @@ def write_shards(
             labelled=lab.num_classes > 0 or any(v is not None for v in lab.values),
             urls=brace_pattern(len(run.shards)), shards=run.shards, args=args,
             source=source, encoder={"pillow": PIL.__version__},
+            captioned=cap.captioned, caption_words=count_words(cap.values) if cap.captioned else None,
         )
         write_manifest(out_dir, manifest)
         return manifest
