@@ -18,7 +18,8 @@ _OVERRIDE_RE = re.compile(r"^[A-Za-z_][\w.\-]*=")
 def version() -> str:
     """The installed package's version, or pyproject's from a plain checkout."""
     try:
-        from importlib.metadata import PackageNotFoundError, version as installed
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
 
         return installed("hiresgan")
     except PackageNotFoundError:

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from launch.args import version
 
+    parser = argparse.ArgumentParser(prog="hiresgan", description="Distributed training of high-resolution GANs.")
+    parser.add_argument("--version", action="version", version=f"hiresgan {version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model from a config (spawns launch.nproc_per_node ranks)")
     train.add_argument("config", type=Path, help="YAML config, e.g. configs/digits.yaml")

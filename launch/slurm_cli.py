@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(1 + data.workers)); srun is given it too")
     parser.add_argument("--mem", help="memory per node, e.g. 64G (0: all of it; default: the partition's)")
     parser.add_argument("--sbatch-arg", dest="sbatch_args", action="append", default=[], metavar="OPTION",
-                        help="any other #SBATCH directive, repeatable, written with = (its value starts with --), e.g. --sbatch-arg=--qos=high "
-                             "--sbatch-arg=--constraint=a100 --sbatch-arg=--exclusive")
+                        help="any other #SBATCH directive, repeatable, written with = (its value starts with --), "
+                             "e.g. --sbatch-arg=--qos=high --sbatch-arg=--constraint=a100 --sbatch-arg=--exclusive")
     parser.add_argument("--signal", default=DEFAULT_SIGNAL,
                         help=f"warning signal before the time limit, SIG@SECONDS (default {DEFAULT_SIGNAL})")
     parser.add_argument("--rdzv-port-base", type=int, default=RDZV_PORT_BASE,
@@ -60,9 +60,8 @@ def build_job(args: argparse.Namespace, cfg) -> SlurmJob:
 
 def run(args: argparse.Namespace) -> int:
     from launch import preflight
-    from trainer.config import load_config, save_config
-
     from launch.paths import make_paths_absolute
+    from trainer.config import load_config, save_config
 
     # The script cds into the checkout: relative paths would then name other places.
     cfg = make_paths_absolute(load_config(args.config, list(args.overrides)), Path.cwd())
