@@ -147,8 +147,6 @@ def _hostfile(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hiresgan", description="Distributed training of high-resolution GANs.")
-    sub = parser.add_subparsers(dest="command", required=True)
     from launch.args import version
 
     parser = argparse.ArgumentParser(prog="hiresgan", description="Distributed training of high-resolution GANs.")
