@@ -222,9 +222,12 @@ def load_generator(path: str | Path, device: str = "cpu") -> tuple[Generator, di
         description = json.loads(meta.read_text())
     except ValueError as exc:
         raise ExportError(f"'{meta}' is not valid JSON: {exc}") from None
-    if description.get("format") != FORMAT or description.get("family") != "stylegan2":
-        raise ExportError(f"'{meta}' is not a hiresgan stylegan2 export (format={description.get('format')!r}, "
-                          f"family={description.get('family')!r})")
+    if description.get("format") != FORMAT:
+        raise ExportError(f"'{meta}' is not a hiresgan generator description (format={description.get('format')!r})")
+    if description.get("family") != "stylegan2":
+        # A sound export of a family this one-file sampler does not carry: say so, not "damaged".
+        raise ExportError(f"'{meta}' is a family {description.get('family')} export; this standalone sampler runs "
+                          "family stylegan2 only: sample it with `hiresgan sample` (hiresgan installed)")
     if description.get("format_version", 0) > MAX_FORMAT_VERSION:
         raise ExportError(f"'{meta}' has format_version {description['format_version']}; this sampler reads up to "
                           f"{MAX_FORMAT_VERSION}: take the sampler from the hiresgan that made the export")

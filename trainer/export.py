@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -171,13 +172,47 @@ class SamplingGraph(torch.nn.Module):
         return self.G(z, c, self.truncation)
 
 
+# Families whose generator maps (z, c) to images with the keyword `truncation_psi`: graphs of them
+# are traced from the training code's generator (stylegan2 from the standalone sampler's).
+LATENT_GRAPH_FAMILIES = ("mlp", "dcgan", "biggan", "progan")
+
+
+class LatentAdapter(torch.nn.Module):
+    """A latent family's generator called as SamplingGraph calls the sampler's: G(z, c, psi)."""
+
+    def __init__(self, G: torch.nn.Module):
+        super().__init__()
+        self.G, self.z_dim, self.c_dim = G, G.z_dim, G.c_dim
+
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], truncation: float) -> torch.Tensor:
+        return self.G(z, c, truncation_psi=truncation, noise_mode="const")
+
+
+def export_family(export: Path) -> str:
+    _, meta = resolve_export(export)
+    try:
+        return str(json.loads(meta.read_text()).get("family"))
+    except ValueError as exc:
+        raise ExportError(f"'{meta}' is not valid JSON: {exc}") from None
+
+
 def sampling_graph(export: Path, *, truncation: float = 1.0,
                    class_index: Optional[int] = None) -> tuple[SamplingGraph, tuple, dict]:
-    """The standalone sampler's generator for `export`, wrapped for tracing, with example inputs."""
+    """The generator of `export` wrapped for tracing, with example inputs: the standalone sampler's
+    for stylegan2, the training code's for the other latent families."""
     from sampler.hiresgan_sampler import latents
     from sampler.hiresgan_sampler import load_generator as load_standalone
 
-    G, description = load_standalone(export)
+    family = export_family(export)
+    if family in LATENT_GRAPH_FAMILIES:
+        G, description = load_generator(export)
+        G = LatentAdapter(G.eval())
+    elif family == "stylegan2":
+        G, description = load_standalone(export)
+    else:
+        raise ExportError(f"family {family} exports cannot be written as TorchScript/ONNX graphs (graphs exist for "
+                          f"stylegan2, {', '.join(LATENT_GRAPH_FAMILIES)}, pix2pix and inpaint); sample it with "
+                          "`hiresgan sample` instead")
     if class_index is not None:
         if not G.c_dim:
             raise ExportError("--class was given but this generator is unconditional")
@@ -197,7 +232,8 @@ def graph_file_name(fmt: str, truncation: float, class_index: Optional[int]) -> 
 
 def export_torchscript(export: Path, out: Path, *, truncation: float = 1.0, class_index: Optional[int] = None) -> Path:
     graph, example, description = sampling_graph(export, truncation=truncation, class_index=class_index)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape asserts become constants: intended
         traced = torch.jit.trace(graph, example, check_trace=False)
     tmp = out.with_name(f".{out.name}.tmp")
     meta = {**description, "graph_inputs": graph.input_names(), "truncation": truncation, "class_index": class_index}
@@ -214,7 +250,8 @@ def export_onnx(export: Path, out: Path, *, truncation: float = 1.0, class_index
     names = graph.input_names()
     tmp = out.with_name(f".{out.name}.tmp")
     # The TorchScript-based exporter: it needs no onnxscript and keeps the batch axis dynamic.
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(graph, example, str(tmp), dynamo=False, opset_version=opset, input_names=names,
                           output_names=["images"], dynamic_axes={n: {0: "batch"} for n in names + ["images"]})
     model = onnx.load(str(tmp))
