@@ -83,10 +83,12 @@ def _eval(args: argparse.Namespace) -> int:
         return watch(args.export, args.data, every_kimg=args.every_kimg, port=args.port, poll_seconds=args.poll,
                      once=args.once, names=parse_metrics(args.metrics), num_fake=args.num, num_real=args.num_real,
                      features=args.features, inception_weights=args.inception_weights,
-                     inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
+                     inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache,
+                     cas_per_class=args.cas_per_class, cas_seed=args.cas_seed)
     report = evaluate(args.export, args.data, names=parse_metrics(args.metrics), num_fake=args.num,
                       num_real=args.num_real, features=args.features, inception_weights=args.inception_weights,
-                      inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache)
+                      inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache,
+                      cas_per_class=args.cas_per_class, cas_seed=args.cas_seed)
     if report is not None:  # None on a non-zero rank under torchrun: rank 0 reports
         print(write_report(report, args.out))
     return 0
@@ -193,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")
     ev.add_argument("export", type=Path, help="export folder, its .safetensors, or a run directory")
     ev.add_argument("--data", required=True, help="real shards, e.g. 'data/digits/shard-{000000..000007}.tar'")
-    ev.add_argument("--metrics", default="fid,kid,pr,is", help="comma-separated subset of fid,kid,pr,is")
+    ev.add_argument("--metrics", default="fid,kid,pr,is", help="comma-separated subset of fid,kid,pr,is,cas "
+                    "(cas: Classification Accuracy Score, class-conditional exports, labelled --data)")
     # --num-fake also works under torchrun, whose parser takes a bare --num for its --numa-binding.
     ev.add_argument("--num", "--num-fake", dest="num", type=int, default=1000, help="generated images (default 1000)")
     ev.add_argument("--num-real", type=int, default=50000, help="real images at most (default 50000)")
@@ -201,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inception-weights", type=Path, help="Inception safetensors (see docs/EVALUATION.md)")
     ev.add_argument("--inception-sha256", help="expected SHA-256 of --inception-weights")
     ev.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none, as for published FIDs)")
+    ev.add_argument("--cas-per-class", type=int, default=100,
+                    help="cas: generated (and, for the ceiling, real) training images per class (default 100)")
+    ev.add_argument("--cas-seed", type=int, default=0, help="cas: seed of latents, real split and classifier")
     ev.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hiresgan" / "eval",
                     help="folder for cached real-data features")
     ev.add_argument("--out", type=Path, help="also write the report as JSON here")

@@ -16,8 +16,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from trainer.config import EVAL_METRICS as METRICS  # one list for the CLI and the eval.metrics key
+from trainer.config import EVAL_METRICS
 from trainer.evaluation import scores
+
+# The eval.metrics key's list (training evaluates those), plus CAS: it trains two classifiers, too
+# slow to pause training for, so it runs in `hiresgan eval` and its --watch sidecar only.
+METRICS = EVAL_METRICS + ("cas",)
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -136,8 +140,9 @@ def evaluate_generator(G: torch.nn.Module, extractor, real: Optional[dict], *, n
 def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000, num_real: int = 1797,
              features: str = "digits", inception_weights: Optional[Path] = None, inception_sha256: Optional[str] = None,
              truncation: float = 1.0, cache_dir: Optional[Path] = None, batch: int = 64,
-             extractor=None) -> Optional[dict]:
+             extractor=None, cas_per_class: int = 100, cas_seed: int = 0) -> Optional[dict]:
     """Metrics of the generator in `export` against the shards `data` (see the module docstring).
+    "cas" (trainer/evaluation/cas.py) runs on rank 0 with `cas_per_class` images per class.
 
     Under torchrun (WORLD_SIZE > 1) this joins the process group, every rank extracts its share of
     the real and generated features, rank 0 gathers them, computes the metrics and returns the
@@ -148,20 +153,32 @@ def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000,
     from trainer.export import load_generator
 
     started = time.perf_counter()
+    feature_names = [n for n in names if n != "cas"]
+    G, description = load_generator(export)
+    if "cas" in names:  # before any slow work: an export CAS cannot judge fails at once
+        from trainer.evaluation.cas import check_cas
+
+        check_cas(G, description, per_class=cas_per_class, export=f"'{export}'")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = distributed.init_distributed().rank if world > 1 else 0
-    if extractor is None:
-        extractor = build_extractor(features, weights=inception_weights, sha256=inception_sha256)
-    G, description = load_generator(export)
-    extractor.check_images(G.img_channels, G.img_resolution, f"the generator in '{export}'")
-    real = load_real(data, extractor, num=num_real, resolution=G.img_resolution, channels=G.img_channels,
-                     cache_dir=cache_dir, batch=batch, rank=rank, world_size=world)
-    report = evaluate_generator(G, extractor, real, names=names, num_fake=num_fake, data=data,
-                                truncation=truncation, batch=batch, rank=rank, world_size=world)
+    report: Optional[dict] = {"data": data, "truncation": truncation, "ranks": world} if rank == 0 else None
+    if feature_names:
+        if extractor is None:
+            extractor = build_extractor(features, weights=inception_weights, sha256=inception_sha256)
+        extractor.check_images(G.img_channels, G.img_resolution, f"the generator in '{export}'")
+        real = load_real(data, extractor, num=num_real, resolution=G.img_resolution, channels=G.img_channels,
+                         cache_dir=cache_dir, batch=batch, rank=rank, world_size=world)
+        report = evaluate_generator(G, extractor, real, names=feature_names, num_fake=num_fake, data=data,
+                                    truncation=truncation, batch=batch, rank=rank, world_size=world)
     if world > 1:
         distributed.shutdown()
     if report is None:
         return None
+    if "cas" in names:
+        from trainer.evaluation.cas import cas
+
+        report.update(cas(G, description, data, per_class=cas_per_class, seed=cas_seed, truncation=truncation,
+                          export=f"'{export}'"))
     report = {"export": str(export), **report, "seconds": round(time.perf_counter() - started, 2)}
     return report
 

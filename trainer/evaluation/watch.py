@@ -26,7 +26,14 @@ GAUGES = {
     "recall": ("hiresgan_eval_recall_ratio", "Share of real samples inside the generated manifold"),
     "is": ("hiresgan_eval_inception_score", "Inception score of generated samples"),
     "kimg": ("hiresgan_eval_kimg", "Training progress (kimg) of the last evaluated checkpoint"),
+    "cas": ("hiresgan_eval_cas_ratio", "Classification Accuracy Score: real test accuracy of a classifier "
+            "trained on generated images only"),
+    "cas_real": ("hiresgan_eval_cas_real_ratio", "CAS ceiling: the same classifier trained on as many real images"),
 }
+# Per-class CAS (report keys -> value of the `train` label): a class's real test accuracy.
+CLASS_GAUGE = ("hiresgan_eval_cas_class_ratio", "Per-class real test accuracy of the CAS classifier trained on "
+               "generated (train=synthetic) or real (train=real) images")
+CLASS_REPORTS = {"cas_per_class": "synthetic", "cas_real_per_class": "real"}
 
 
 class EvalGauges:
@@ -34,11 +41,16 @@ class EvalGauges:
         self.labels = {"job": job, "features": features}
         self.gauges = {key: Gauge(name, text, list(self.labels), registry=registry)
                        for key, (name, text) in GAUGES.items()}
+        self.class_gauge = Gauge(*CLASS_GAUGE, [*self.labels, "class", "train"], registry=registry)
 
     def update(self, record: dict) -> None:
         for key, gauge in self.gauges.items():
             if key in record:
                 gauge.labels(**self.labels).set(record[key])
+        for key, train in CLASS_REPORTS.items():
+            for name, value in (record.get(key) or {}).items():
+                if value is not None:
+                    self.class_gauge.labels(**self.labels, **{"class": name, "train": train}).set(value)
 
 
 def _done(log_path: Path) -> set[str]:

@@ -1,0 +1,213 @@
+"""Classification Accuracy Score (Ravuri and Vinyals, 2019): train a classifier on generated
+images only, test it on real ones. docs/SYNTH.md.
+
+What is measured, for N images per class (`--cas-per-class`, default 100):
+  * CAS: the classifier below trained on N generated images of each class, exactly the images
+    `hiresgan synth --per-class N --seed S --truncation PSI` writes (same latents, same uint8
+    quantization), tested on real images;
+  * the ceiling: the same classifier, same seed and schedule, trained on N real images per class.
+Both are tested on the same real images, overall and per class. The real images are split per
+class with a seeded permutation: the first N of each class train the ceiling, all the others are
+the test set, so no image the ceiling learned from is ever tested on. (The generator itself may
+have trained on them all: give `--data` a held-out set for a test the GAN never saw.)
+
+The classifier (small on purpose, the same for every export, about 10 s on one CPU core): images
+resized to 16x16 (area filter) and scaled to [-1, 1]; three blocks conv3x3 - batch norm - ReLU of
+16, 32 and 64 channels, 2x2 max-pool after the first two, global average pool, dropout 0.3,
+linear(K). Adam (lr 3e-3), batch 64 drawn with replacement, a fixed 300 steps whatever N is (small
+and large sets get the same optimization budget), each batch shifted by up to 1 pixel (seeded);
+weights, dropout and batches come from `seed`, and it runs on one CPU thread, so the same inputs
+give the same accuracy. 16x16
+is enough to tell classes apart on the digits (the ceiling reaches ~97% from 100 real images per
+class) and keeps the cost flat at any resolution; it judges class identity, not fine detail.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+CLASSIFIER_SIZE = 16  # every export is classified at 16x16, so the cost stays small at any resolution
+STEPS = 300
+BATCH = 64
+LEARNING_RATE = 3e-3
+SHIFT = 1  # pixels of random translation per training batch
+MIN_TEST_PER_CLASS = 10  # real images a class needs beyond the ceiling's N
+DESCRIPTION = (f"CNN conv16-conv32-conv64 (3x3, batch norm, ReLU, 2x max-pool) + GAP + dropout 0.3 + linear, "
+               f"{CLASSIFIER_SIZE}x{CLASSIFIER_SIZE} input, Adam lr {LEARNING_RATE}, batch {BATCH}, {STEPS} steps, "
+               f"+-{SHIFT} px shifts")
+
+
+class CASError(ValueError):
+    """Inputs CAS cannot use; the message names the flag or file and how to fix it."""
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def classifier(channels: int, num_classes: int) -> nn.Module:
+    return nn.Sequential(
+        *_block(channels, 16), nn.MaxPool2d(2),  # [N, 16, 8, 8]
+        *_block(16, 32), nn.MaxPool2d(2),  # [N, 32, 4, 4]
+        *_block(32, 64),  # [N, 64, 4, 4]
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(64, num_classes))
+
+
+def to_input(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> float [N, C, 16, 16] in [-1, 1]."""
+    x = pixels.float() / 127.5 - 1
+    if x.shape[-1] != CLASSIFIER_SIZE:
+        x = nn.functional.interpolate(x, size=(CLASSIFIER_SIZE, CLASSIFIER_SIZE), mode="area" if x.shape[-1] >
+                                      CLASSIFIER_SIZE else "bilinear", align_corners=None)
+    return x
+
+
+def _shifted(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    dx, dy = (int(v) for v in torch.randint(-SHIFT, SHIFT + 1, (2,), generator=gen))
+    padded = nn.functional.pad(x, (SHIFT, SHIFT, SHIFT, SHIFT), mode="replicate")
+    h, w = x.shape[-2:]
+    return padded[..., SHIFT + dy:SHIFT + dy + h, SHIFT + dx:SHIFT + dx + w]
+
+
+def train_classifier(pixels: torch.Tensor, labels: torch.Tensor, num_classes: int, *, seed: int = 0,
+                     steps: Optional[int] = None) -> nn.Module:
+    """The documented classifier trained on uint8 [N, C, H, W] images with int64 labels [N]."""
+    x, y, steps = to_input(pixels), labels.long(), steps or STEPS
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]), one_thread():  # init and dropout from `seed`; caller's RNG untouched
+        torch.manual_seed(seed)
+        net = classifier(x.shape[1], num_classes)
+        opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+        net.train()
+        for _ in range(steps):
+            idx = torch.randint(len(x), (min(BATCH, len(x)),), generator=gen)
+            loss = nn.functional.cross_entropy(net(_shifted(x[idx], gen)), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run on one CPU thread: the network is too small to gain from more (on a busy 2-core box two
+    threads were 5x slower), and a fixed thread count keeps the float results reproducible."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, list]:
+    """(overall accuracy, per-class accuracy list; None for a class absent from the test set)."""
+    with one_thread():
+        pred = torch.cat([net(to_input(chunk)).argmax(1) for chunk in pixels.split(256)])
+    right = pred == labels
+    per = [float(right[labels == k].float().mean()) if (labels == k).any() else None for k in range(num_classes)]
+    return float(right.float().mean()), per
+
+
+def read_labelled(data: str, *, resolution: int, channels: int, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real images (uint8 [N, C, res, res]) and labels of a shard spec, in shard order."""
+    from trainer.data.reader import ErrorPolicy, read_shard
+    from trainer.data.sources import resolve_urls
+    from trainer.data.stream import decode_image, decode_label
+
+    images, labels = [], []
+    policy = ErrorPolicy("fail")
+    for url in resolve_urls(data):
+        for sample in read_shard(url, policy):
+            if "cls" not in sample:
+                raise CASError(f"--data: sample {sample.get('__key__')} in {url} has no 'cls' label; CAS tests on "
+                               "labelled real shards (write them with `hiresgan shards --labels ...`)")
+            images.append(decode_image(sample, resolution, channels))
+            labels.append(decode_label(sample))
+            if limit and len(images) == limit:
+                break
+        if limit and len(images) == limit:
+            break
+    if not images:
+        raise CASError(f"--data {data!r} holds no images")
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+def split_real(labels: torch.Tensor, classes: Sequence[int], per_class: int, *, seed: int) -> tuple[list, list]:
+    """(indices that train the ceiling: `per_class` of each class, indices of the test set: the
+    rest of those classes); disjoint by construction."""
+    train, test = [], []
+    for k in classes:
+        members = (labels == k).nonzero()[:, 0].numpy()
+        if len(members) < per_class + MIN_TEST_PER_CLASS:
+            raise CASError(f"--cas-per-class {per_class}: class {k} has {len(members)} real images in --data; the "
+                           f"ceiling trains on {per_class} and at least {MIN_TEST_PER_CLASS} more are needed for "
+                           "testing: lower --cas-per-class or give more real data")
+        order = members[np.random.default_rng([seed, k, 0xCA5]).permutation(len(members))]
+        train.extend(order[:per_class].tolist())
+        test.extend(order[per_class:].tolist())
+    return train, test
+
+
+@torch.no_grad()
+def generated(G: nn.Module, description: dict, classes: Sequence[int], per_class: int, *, seed: int,
+              truncation: float, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images `hiresgan synth` draws (same latents and order), as uint8 [N, C, H, W] + labels."""
+    from trainer.sampling.synth import latents, sample_seed
+
+    plan = [(classes[i % len(classes)], i // len(classes)) for i in range(per_class * len(classes))]
+    device = next(G.parameters()).device
+    images = []
+    for start in range(0, len(plan), batch):
+        chunk = plan[start:start + batch]
+        z = latents([sample_seed(seed, k, n) for k, n in chunk], G.z_dim).to(device)
+        c = nn.functional.one_hot(torch.tensor([k for k, _ in chunk]), G.c_dim).float().to(device)
+        out = G(z, c, truncation_psi=truncation, noise_mode="const")
+        images.append((out * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu())  # as trainer.images.to_uint8
+    return torch.cat(images), torch.tensor([k for k, _ in plan], dtype=torch.int64)
+
+
+def check_cas(G: nn.Module, description: dict, *, per_class: int, export: str = "the export") -> None:
+    """CASError unless `G` has classes and `per_class` is usable (checked before any slow work)."""
+    if int(getattr(G, "c_dim", 0)) == 0:
+        raise CASError(f"--metrics cas: {export} is unconditional (family {description.get('family')}): CAS "
+                       "trains a classifier on generated images of each class, so it needs a class-conditional "
+                       "export; drop cas from --metrics for this one")
+    if not isinstance(per_class, int) or per_class < 1:
+        raise CASError(f"--cas-per-class {per_class}: must be >= 1 (generated and real images per class)")
+
+
+def cas(G: nn.Module, description: dict, data: str, *, per_class: int = 100, seed: int = 0, truncation: float = 1.0,
+        steps: Optional[int] = None, export: str = "the export", real: Optional[tuple] = None) -> dict:
+    """The CAS report (keys below, accuracies in 0..1) of a class-conditional generator against the
+    labelled real shards `data`. `real` = (images, labels) skips reading `data` (tests, tables)."""
+    check_cas(G, description, per_class=per_class, export=export)
+    c_dim, steps = int(G.c_dim), steps or STEPS
+    names = description.get("class_names") or [str(k) for k in range(c_dim)]
+    images, labels = real if real is not None else read_labelled(data, resolution=G.img_resolution,
+                                                                 channels=G.img_channels)
+    if int(labels.max()) >= c_dim:
+        raise CASError(f"--data holds label {int(labels.max())} but {export} has {c_dim} classes; give real shards "
+                       "of the classes it was trained on")
+    classes = sorted(set(labels.tolist()))
+    train_idx, test_idx = split_real(labels, classes, per_class, seed=seed)
+    test_x, test_y = images[test_idx], labels[test_idx]
+    fake_x, fake_y = generated(G, description, classes, per_class, seed=seed, truncation=truncation)
+    synthetic = train_classifier(fake_x, fake_y, c_dim, seed=seed, steps=steps)
+    ceiling = train_classifier(images[train_idx], labels[train_idx], c_dim, seed=seed, steps=steps)
+    overall, per = accuracy(synthetic, test_x, test_y, c_dim)
+    overall_real, per_real = accuracy(ceiling, test_x, test_y, c_dim)
+    return {
+        "cas": overall, "cas_real": overall_real, "cas_gap": overall_real - overall,
+        "cas_per_class": {names[k]: per[k] for k in classes},
+        "cas_real_per_class": {names[k]: per_real[k] for k in classes},
+        "cas_setup": {"per_class": per_class, "seed": seed, "truncation": truncation, "classes": len(classes),
+                      "num_test": len(test_idx), "num_real_train": len(train_idx), "classifier": DESCRIPTION,
+                      "steps": steps, "split": "per class, seeded: first per_class train the ceiling, the rest test"},
+    }
