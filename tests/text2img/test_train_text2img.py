@@ -10,13 +10,6 @@ import pytest
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.w_dim=16",
-        "model.mapping_layers=1", "text.dim=16", "text.layers=1", "text.heads=2", "text.attn_res=8",
-        "data.resolution=16", "train.batch_size=8", "train.log_every=2", "data.workers=0",
-        "loss.d_reg_interval=2", "loss.g_reg_interval=2", "loss.pl_weight=2", "loss.style_mixing=0.9",
-        "augment.kind=ada", "train.threads=1", "metrics.port=0", "launch.nproc_per_node=2",
-        "train.deterministic=true"]
-
 pytestmark = pytest.mark.slow
 
 
@@ -25,18 +18,18 @@ def hiresgan(*args):
                           text=True, timeout=300)
 
 
-def train(shards, out, name, kimg, *extra):
-    result = hiresgan("train", "configs/text2img_digits.yaml", *TINY, f"data.urls={shards}", "data.prepare=none",
+def train(tiny, shards, out, name, kimg, *extra):
+    result = hiresgan("train", "configs/text2img_digits.yaml", *tiny, f"data.urls={shards}", "data.prepare=none",
                       f"run.out_dir={out}", f"run.name={name}", f"train.kimg={kimg}", "train.checkpoint_kimg=0.032",
                       *extra)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return out / name
 
 
-def test_train_resume_export_and_sample(colour_shards, tmp_path):
-    straight = train(colour_shards, tmp_path, "straight", 0.064)
-    first = train(colour_shards, tmp_path, "resumed", 0.032)
-    resumed = train(colour_shards, tmp_path, "resumed", 0.064)
+def test_train_resume_export_and_sample(tiny, colour_shards, tmp_path):
+    straight = train(tiny, colour_shards, tmp_path, "straight", 0.064)
+    first = train(tiny, colour_shards, tmp_path, "resumed", 0.032)
+    resumed = train(tiny, colour_shards, tmp_path, "resumed", 0.064)
     assert first == resumed
     records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert all("D/mismatch" in r["losses"] for r in records)
