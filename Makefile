@@ -73,6 +73,16 @@ quality-inpaint: $(STAMP)
 	$(PY) -m launch train configs/inpaint_photos.yaml run.name=quality-inpaint $(ARGS)
 	$(PY) -m trainer.evaluation.inpaint_gate runs/quality-inpaint --check --out runs/quality-inpaint/eval-inpaint.json
 
+## Super-resolution x4 on the photos bundled in scikit-image: train the PSNR stage (configs/sr_photos.yaml)
+## and the GAN stage from its export (configs/sr_photos_gan.yaml), both from scratch, then score both and
+## bicubic on the held-out photos: PSNR stage >= bicubic + 0.4 dB (Y); GAN stage PSNR >= bicubic and
+## sharpness >= 0.5 of the real images' (docs/SUPERRES.md). Exit 1 below a bar.
+quality-sr: $(STAMP)
+	rm -rf runs/quality-sr runs/quality-sr-psnr runs/quality-sr-gan
+	$(PY) -m launch train configs/sr_photos.yaml run.name=quality-sr-psnr $(ARGS)
+	$(PY) -m launch train configs/sr_photos_gan.yaml run.name=quality-sr-gan sr.init_from=runs/quality-sr-psnr/export $(ARGS)
+	$(PY) -m trainer.evaluation.superres_gate --psnr runs/quality-sr-psnr/export --gan runs/quality-sr-gan/export --data data/photos/val --check --out runs/quality-sr/eval-sr.json
+
 ## Text-to-image on the embedded colour digits: train configs/text2img_digits.yaml from scratch, then
 ## draw 10 samples for each of the 560 (digit, ink, background) prompts and read the three back
 ## (all three right: >= 85% of samples for seen (digit, ink) pairs, >= 60% for withheld ones).

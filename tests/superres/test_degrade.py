@@ -26,9 +26,9 @@ def test_bicubic_pairs_line_up_pixel_for_pixel(photo_root):
     hr, lr = batch.images.numpy(), batch.extras["lr"].numpy()
     assert hr.shape == (8, 3, 64, 64) and lr.shape == (8, 3, 16, 16) and lr.dtype == np.uint8
     exact, shifted = [], []
-    for h, l in zip(hr, lr):  # flipped samples included: flips commute with the symmetric kernel
-        exact.append(np.abs(bicubic_down(h, 4).astype(int) - l.astype(int)))
-        shifted.append(np.abs(bicubic_down(np.roll(h, 1, axis=2), 4).astype(int) - l.astype(int)))
+    for h, low in zip(hr, lr):  # flipped samples included: flips commute with the symmetric kernel
+        exact.append(np.abs(bicubic_down(h, 4).astype(int) - low.astype(int)))
+        shifted.append(np.abs(bicubic_down(np.roll(h, 1, axis=2), 4).astype(int) - low.astype(int)))
     assert max(e.max() for e in exact) <= 1 and np.mean(exact) < 0.01
     # Off by one HR pixel is clearly worse (flat crops, e.g. the retina's black border, hardly move).
     assert np.mean(shifted) > 0.5 and np.mean(shifted) > 50 * max(np.mean(exact), 0.01)

@@ -74,8 +74,8 @@ def test_random_crop_is_seeded_and_exact(photo_root):
     c = crop(sample, np.random.default_rng([1, 3]))["image"]
     assert a.shape == (3, 64, 64) and np.array_equal(a, b) and not np.array_equal(a, c)
     # the crop is a window of the full image, pixel for pixel
-    hits = [(t, l) for t in range(full.shape[1] - 63) for l in range(full.shape[2] - 63)
-            if np.array_equal(full[:, t:t + 64, l:l + 64], a)]
+    hits = [(top, left) for top in range(full.shape[1] - 63) for left in range(full.shape[2] - 63)
+            if np.array_equal(full[:, top:top + 64, left:left + 64], a)]
     assert hits
 
 
@@ -83,3 +83,33 @@ def test_crop_larger_than_image_is_a_clear_error(photo_root):
     sample = _train_samples(photo_root)[("chelsea.png", (0, 0, TILE, TILE))]
     with pytest.raises(ValueError, match="smaller than the 512x512 crop"):
         RandomCrop(512)(sample, np.random.default_rng(0))
+
+
+def _other_packages_photos():
+    """Sample photos of other packages that users evaluate on (those installed here)."""
+    photos = []
+    from sklearn.datasets import load_sample_images
+
+    photos += list(load_sample_images().images)
+    for module, names in (("matplotlib.cbook", ("grace_hopper.jpg",)), ("pywt.data", ("ascent", "aero", "camera"))):
+        try:
+            mod = __import__(module, fromlist=["x"])
+        except ImportError:
+            continue
+        for name in names:
+            try:
+                photos.append(np.asarray(mod.get_sample_data(name, asfileobj=False) if "cbook" in module
+                                         else getattr(mod, name)()))
+            except Exception:
+                pass
+    return photos
+
+
+def test_photos_of_other_packages_are_never_trained_on(photo_root):
+    sources = {p.stem: np.asarray(Image.open(p)) for p in (photo_root / "source").glob("*.png")}
+    assert sorted(sources) == sorted(TRAIN)
+    others = _other_packages_photos()
+    assert others  # scikit-learn's china and flower at least
+    for other in others:
+        for image in sources.values():
+            assert not (image.shape == other.shape and np.array_equal(image, other))

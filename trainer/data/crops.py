@@ -30,7 +30,8 @@ def decode_full(sample: dict, channels: int) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def random_window(height: int, width: int, size: int, rng: np.random.Generator, *, multiple: int = 1) -> tuple[int, int]:
+def random_window(height: int, width: int, size: int, rng: np.random.Generator, *,
+                  multiple: int = 1) -> tuple[int, int]:
     """(top, left) of a `size` window inside [height, width], both multiples of `multiple`."""
     if height < size or width < size:
         raise ValueError(f"image is {width}x{height}, smaller than the {size}x{size} crop; write shards with "

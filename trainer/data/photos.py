@@ -3,7 +3,8 @@ plus a held-out validation folder (`data.prepare=photos`).
 
 Only photos that ship in the wheel are used (others need a download). They are first written as
 PNG files to `<out>/source/` and then go through `hiresgan shards` like any user folder
-(tiles at their own pixel size, for random crops at training time, `trainer.data.crops`). The validation photos (`HELD_OUT`) go to `<out>/val/` only, never into the
+(tiles at their own pixel size, for random crops at training time, `trainer.data.crops`). The
+validation photos (`HELD_OUT`) go to `<out>/val/` only, never into the
 training folder or shards; photos of other packages (scikit-learn's sample images,
 matplotlib's sample data, PyWavelets) are never written at all, so users can evaluate on them.
 

@@ -50,7 +50,8 @@ def validation_folder(cfg) -> Optional[Path]:
     if cfg.sr.val:
         return Path(cfg.sr.val).expanduser()
     if cfg.data.prepare == "photos":
-        from trainer.data.photos import photos_root, validation_folder as photos_val
+        from trainer.data.photos import photos_root
+        from trainer.data.photos import validation_folder as photos_val
         from trainer.data.sources import expand_urls
 
         return photos_val(photos_root(expand_urls(cfg.data.urls)[0]))

@@ -46,7 +46,8 @@ def read_image(path: Path) -> LoadedImage:
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             if img.mode in ("1", "L"):
                 gray = np.asarray(img.convert("L"))
-                return LoadedImage(np.repeat(gray[None], 3, 0), "L", None, tuple(notes + ["grayscale replicated to RGB"]))
+                notes.append("grayscale replicated to RGB")
+                return LoadedImage(np.repeat(gray[None], 3, 0), "L", None, tuple(notes))
             if img.mode in ("LA", "La", "RGBA", "RGBa"):
                 rgba = np.asarray(img.convert("RGBA"))
                 mode = "RGBA"

@@ -12,7 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from trainer.superres.degrade import bicubic_up
 from trainer.superres.images import ImageReadError, list_images, read_image, write_image
 from trainer.superres.upscale import upscale_image

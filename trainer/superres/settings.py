@@ -57,7 +57,8 @@ def validate_superres(cfg, fail: Callable[[str, str], None]) -> None:
     """Always: ranges and choices. Family esrgan: shapes, loss keys it does not read, weights file."""
     s = cfg.sr
     choices = {"sr.scale": (s.scale, SCALES), "sr.degradation": (s.degradation, ("bicubic", "realesrgan")),
-               "sr.upsample": (s.upsample, ("nearest", "pixelshuffle")), "sr.residual": (s.residual, ("none", "bicubic")),
+               "sr.upsample": (s.upsample, ("nearest", "pixelshuffle")),
+               "sr.residual": (s.residual, ("none", "bicubic")),
                "sr.stage": (s.stage, STAGES), "sr.discriminator": (s.discriminator, DISCRIMINATORS),
                "sr.gan_loss": (s.gan_loss, GAN_LOSSES), "sr.val_metrics_on": (s.val_metrics_on, VAL_METRICS_ON)}
     for key, (value, allowed) in choices.items():
