@@ -11,8 +11,8 @@ from typing import Optional
 from trainer import checkpoint
 from trainer.config import Config, ConfigError
 from trainer.data.sources import DataError, expand_urls, find_manifest, resolve_urls
-from trainer.data.digits import ensure_digit_shards
 from trainer.data.colour_digits import ensure_colour_digit_shards
+from trainer.data.digits import ensure_digit_shards
 from trainer.data.edges2digits import ensure_edges2digits_shards
 from trainer.data.photos import ensure_photo_shards, photos_root
 from trainer.data.unpaired_digits import ensure_unpaired_edges2digits
@@ -55,6 +55,7 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
     except DataError as exc:
         raise ConfigError(f"config key 'data.urls': {exc}") from None
     check_against_manifest(cfg)
+    check_text(cfg)
 
 
 def _shard_folder(url: str) -> Path:
@@ -84,6 +85,20 @@ def check_against_manifest(cfg: Config) -> None:
         raise ConfigError("config key 'data.urls': model.family=text2img needs captioned shards but their "
                           "manifest.json says they carry no captions; write them with `hiresgan shards --captions "
                           "auto|FILE.csv|FILE.jsonl`")
+
+
+def check_text(cfg: Config) -> None:
+    """model.family=text2img: the tokenizer (builtin) or the encoder folder (hf:) exists, before any rank starts."""
+    if cfg.model.family != "text2img":
+        return
+    from trainer.text.encoders import hf_path
+    from trainer.text.vocabulary import tokenizer_for
+
+    try:
+        tokenizer_for(cfg) if cfg.text.encoder == "builtin" else hf_path(cfg.text.encoder)
+    except ValueError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith("config key") else f"config key {message}") from None
 
 
 def check_resume(cfg: Config) -> Optional[Path]:

@@ -46,8 +46,12 @@ def test_tokenizer_comes_from_the_manifest_or_a_file(colour_shards, tmp_path):
     path = tmp_path / "tok.json"
     path.write_text(json.dumps(WordTokenizer(["a", "b"], 4).to_json()))
     assert tokenizer_for(cfg(colour_shards, f"text.tokenizer={path}"))["vocab"] == ["a", "b"]
-    with pytest.raises(ConfigError, match="text.tokenizer.*cannot read"):
-        tokenizer_for(cfg(colour_shards, f"text.tokenizer={tmp_path / 'missing.json'}"))
+    from launch.preflight import check_text
+
+    with pytest.raises(ConfigError, match="text.tokenizer.*cannot read"):  # before any rank starts
+        check_text(cfg(colour_shards, f"text.tokenizer={tmp_path / 'missing.json'}"))
+    with pytest.raises(ConfigError, match="text.encoder='hf:.*' is not a folder"):
+        check_text(cfg(colour_shards, f"text.encoder=hf:{tmp_path / 'no-model'}"))
 
 
 def png(rgb=(255, 0, 0)):

@@ -27,8 +27,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trainer.data.colour_digits import (CANVAS, GLYPH, MARGIN, RGB, all_triples, glyph_alphas, prompt, render,
-                                        split, withheld)
+from trainer.data.colour_digits import (
+    CANVAS,
+    GLYPH,
+    MARGIN,
+    RGB,
+    all_triples,
+    glyph_alphas,
+    prompt,
+    render,
+    split,
+    withheld,
+)
 
 SEEN_BAR, WITHHELD_BAR = 0.85, 0.60  # share of samples with all three attributes right
 ATTRIBUTES = ("digit", "ink", "background", "all")
@@ -124,7 +134,8 @@ def check(report: dict) -> list[str]:
 def main(argv=None) -> int:
     from trainer.evaluation.digit_features import load as load_digit_net
 
-    p = argparse.ArgumentParser(prog="python -m trainer.evaluation.text_alignment", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m trainer.evaluation.text_alignment",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("export", type=Path, nargs="?", help="export folder, its .safetensors, or a run directory")
     p.add_argument("--samples", type=int, default=10, help="samples per prompt (seeds 0..N-1; default 10)")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi toward each prompt's mean w")

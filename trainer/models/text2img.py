@@ -21,8 +21,14 @@ from torch import nn
 from trainer.models.layers import MappingNetwork, normalize_2nd_moment
 from trainer.models.stylegan2_discriminator import Discriminator
 from trainer.models.stylegan2_generator import SynthesisNetwork, channels_at
-from trainer.text.encoders import (BuiltinTextEncoder, HFTextEncoder, TextFeatures, attention, split_heads,
-                                   unknown_prompt)
+from trainer.text.encoders import (
+    BuiltinTextEncoder,
+    HFTextEncoder,
+    TextFeatures,
+    attention,
+    split_heads,
+    unknown_prompt,
+)
 from trainer.text.tokenizer import WordTokenizer
 
 TRUNCATION_LATENTS = 256  # latents averaged into each prompt's mean w for truncation

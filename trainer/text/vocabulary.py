@@ -2,7 +2,8 @@
 caption word counts that the shard writer stored in the shards' manifest (`caption_words`).
 
 Every rank builds the same tokenizer from the same manifest (sorted by count, then word), so no
-rank has to send it to the others; the resolved tokenizer then lives in G's constructor
+rank has to send it to the others (launch/preflight.py builds it once first, so a missing
+vocabulary fails before any rank starts); the resolved tokenizer then lives in G's constructor
 arguments (the export's generator.json) and in G's `tokenizer_json` buffer (checkpoints).
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainer.config import ConfigError
 from trainer.data.sources import find_manifest
 from trainer.text.tokenizer import TokenizerError, WordTokenizer
 
@@ -23,16 +23,16 @@ def tokenizer_for(cfg) -> dict:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"config key 'text.tokenizer': cannot read '{path}' ({exc})") from None
+            raise TokenizerError(f"config key 'text.tokenizer': cannot read '{path}' ({exc})") from None
         try:
             tok = WordTokenizer.from_json(data, source=str(path))
         except TokenizerError as exc:
-            raise ConfigError(f"config key 'text.tokenizer': {exc}") from None
+            raise TokenizerError(f"config key 'text.tokenizer': {exc}") from None
         return WordTokenizer(tok.vocab, t.context).to_json()
     manifest = find_manifest(cfg.data.urls) or {}
     counts = manifest.get("caption_words")
     if not counts:
-        raise ConfigError("config key 'text.tokenizer': is empty and the shards of data.urls have no local "
+        raise TokenizerError("config key 'text.tokenizer': is empty and the shards of data.urls have no local "
                           "manifest with caption word counts (written by `hiresgan shards --captions ...`); "
                           "point text.tokenizer at a tokenizer JSON (`python -m trainer.text.vocabulary "
                           "SHARD_FOLDER OUT.json` builds one)")
