@@ -14,7 +14,7 @@ ARGS ?=
 # (e.g. CI and a checkout) do not rebuild it in turn under one lock in ~/.cache/torch_extensions.
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
 
-.PHONY: venv train test test-fast lint quality-all eval-digits bench bench-kernels bench-data bench-metrics clean
+.PHONY: venv train test test-fast lint quality-all eval-digits bench bench-kernels gpu-check bench-data bench-metrics clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -120,6 +120,12 @@ bench: $(STAMP)
 ## Kernel benchmark (Triton vs reference vs torch.compile); full shapes need a GPU.
 bench-kernels: $(STAMP)
 	$(PY) -m kernels.bench --out bench/kernels.json $(ARGS)
+
+## One run (<= 8 min) validating the Triton kernels on this machine's GPU: compiled GPU tests,
+## compute-sanitizer, 64-bit indexing at 1.7e10 elements, op bench, 256x256 steps Triton on/off;
+## JSON + markdown in bench/gpu-check (docs/KERNELS.md). Without a GPU: plumbing mode (tiny, CPU).
+gpu-check:
+	$(or $(wildcard $(PY)),python) -m kernels.gpu_check --out bench/gpu-check $(ARGS)
 
 ## Loader throughput (images/s, workers 0/1/2, local vs HTTP, vs raw PIL decode), saved to bench/data.json.
 bench-data: $(STAMP)

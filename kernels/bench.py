@@ -6,7 +6,9 @@ beside each figure so every number reads as a fraction of the limit.
     python -m kernels.bench --quick --out /tmp/k.json           # anywhere: tiny shapes (plumbing)
 
 Without a GPU it runs the reference and the compiled reference only, at --quick shapes (the
-Triton interpreter measures nothing useful). Timings: median of --iters runs after --warmup.
+Triton interpreter measures nothing useful). Timings: on a GPU triton.testing.do_bench (CUDA
+events, L2 flushed before each call), median over --rep-ms; on CPU perf_counter, median of
+--iters calls after --warmup.
 """
 
 from __future__ import annotations
@@ -28,21 +30,22 @@ from kernels.bench_cases import Case, cases
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def _sync(device: torch.device) -> None:
+def time_it(fn: Callable[[], object], device: torch.device, warmup: int, iters: int, rep_ms: float = 100.0) -> float:
+    """Median seconds per call. On a GPU: triton.testing.do_bench, which times each call with
+    CUDA events and flushes the L2 cache before it (a sync per call with perf_counter adds
+    launch and sync latency: 10-25% at 0.1 ms); it runs as many calls as fit in `rep_ms` after
+    25 ms of warm-up. On CPU: perf_counter around `iters` calls after `warmup`."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        from triton.testing import do_bench
 
-
-def time_it(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    """Median seconds per call."""
+        with torch.cuda.device(device):
+            return do_bench(fn, warmup=25, rep=rep_ms, return_mode="median") / 1e3
     for _ in range(warmup):
         fn()
-    _sync(device)
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -81,27 +84,33 @@ def _runner(case: Case, device, dtype, impl: str, direction: str, compile_backen
     return run
 
 
-def bench(args) -> dict:
+def bench(args, *, selected: Callable[[Case], bool] | None = None, deadline: float | None = None) -> dict:
+    """Every case (or those `selected`) x dtype x direction x implementation. Past `deadline`
+    (time.monotonic()), the remaining rows are skipped and listed in "skipped"."""
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     quick = args.quick or not on_gpu
     impls = (["triton"] if on_gpu else []) + ["ref"] + ([] if args.no_compile else ["compiled"])
-    w, it = args.warmup, args.iters
+    w, it, rep = args.warmup, args.iters, getattr(args, "rep_ms", 100.0)
     limits = {
         "copy_GBps": copy_bandwidth(device, (1 << 20) * (16 if quick else 512), w, it) / 1e9,
         "matmul_TFLOPs": {name: matmul_rate(device, dt, 256 if quick else 8192, w, it) / 1e12
                           for name, dt in DTYPES.items() if name in args.dtypes},
     }
-    rows = []
+    rows, skipped = [], []
     for case in cases(quick):
-        if args.ops and case.op not in args.ops:
+        if (args.ops and case.op not in args.ops) or (selected is not None and not selected(case)):
             continue
         for dname in args.dtypes:
             dtype, esize = DTYPES[dname], DTYPES[dname].itemsize
             for direction in ("fwd", "fwd+bwd"):
                 ref_s = None
                 for impl in impls:
-                    secs = time_it(_runner(case, device, dtype, impl, direction, args.compile_backend), device, w, it)
+                    if deadline is not None and time.monotonic() > deadline:
+                        skipped.append(f"{case.op} {case.label} {dname} {direction} {impl}")
+                        continue
+                    run = _runner(case, device, dtype, impl, direction, args.compile_backend)
+                    secs = time_it(run, device, w, it, rep)
                     ref_s = secs if impl == "ref" else ref_s
                     nbytes = case.fwd_bytes(esize) + (case.bwd_bytes(esize) if direction == "fwd+bwd" else 0)
                     flops = case.flops * (3 if direction == "fwd+bwd" else 1)
@@ -115,7 +124,9 @@ def bench(args) -> dict:
     name = torch.cuda.get_device_name(device) if on_gpu else f"cpu ({platform.processor() or platform.machine()})"
     return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), device=name,
                 torch=torch.__version__, quick=quick, compile_backend=None if args.no_compile else args.compile_backend,
-                command=" ".join(["python -m kernels.bench"] + args.argv), **limits, results=rows)
+                timing="triton.testing.do_bench (CUDA events, L2 flushed), median" if on_gpu else
+                f"perf_counter, median of {it} after {w} warm-up calls",
+                command=" ".join(["python -m kernels.bench"] + args.argv), **limits, results=rows, skipped=skipped)
 
 
 HEADER = (f"{'op':<17} {'case':<34} {'dtype':<5} {'dir':<8} {'impl':<9} {'ms':>9} {'GB/s':>8} {'%copy':>6} "
@@ -139,8 +150,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
     p.add_argument("--compile-backend", default="inductor",
                    help="torch.compile backend (aot_eager skips code generation: fast, for plumbing tests)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3, help="warm-up calls on CPU (a GPU warms up for 25 ms)")
+    p.add_argument("--iters", type=int, default=10, help="timed calls on CPU")
+    p.add_argument("--rep-ms", type=float, default=100.0, help="on a GPU: ms of timed calls per row (do_bench)")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.dtypes = [d for d in args.dtypes.split(",") if d]

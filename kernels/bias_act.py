@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from kernels import guard
 from kernels._dispatch import acc_dtype, use_triton
 from kernels.activations import ACTIVATIONS, act_d1, act_d2, act_fwd, check_act
 
@@ -274,8 +275,16 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     torch.compile the op is one custom-op node whatever the device (see above); in eager mode
     the reference is plain PyTorch, so autograd gives it derivatives of every order."""
     check_args(x, b, dim, act, alpha, gain, clamp)
-    triton = use_triton(impl, x)
+    triton = use_triton(impl, x, op="bias_act")
     if triton or torch.compiler.is_compiling():
         cfg = KernelConfig.of(act, alpha, gain, clamp, dim)
         return bias_act_op(x, b, cfg.dim, cfg.act, cfg.alpha, cfg.gain, cfg.clamp, "triton" if triton else "ref")
     return bias_act_ref(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
+
+
+@guard.register_case("bias_act")
+def _parity_case(impl, device):
+    """The first-use check (kernels/guard.py): lrelu with bias and clamp, swish without a bias."""
+    x, b = guard.seeded_inputs(device, (2, 5, 6, 7), (5,))
+    leaves = [x.requires_grad_(), b.requires_grad_()]
+    return bias_act(x, b, act="lrelu", clamp=1.0, impl=impl) + bias_act(x, act="swish", impl=impl), leaves

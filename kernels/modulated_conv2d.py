@@ -17,7 +17,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from kernels._dispatch import acc_dtype, use_triton
+from kernels import guard
+from kernels._dispatch import acc_dtype, check_devices, use_triton
 from kernels.bias_act import KernelConfig, bias_act_ref, forward_ref, grad_ref, grad_wanted
 from kernels.bias_act import check_args as check_bias_act
 from kernels.upfirdn2d import filter_size, parse_padding, upfirdn2d
@@ -93,11 +94,14 @@ def _check_modconv(x, weight, styles, bias) -> None:
                          f"{list(weight.shape)}, styles [N, I] is {list(styles.shape)}")
     if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (weight.shape[0],)):
         raise ValueError(f"bias must be a [O={weight.shape[0]}] tensor, got {list(getattr(bias, 'shape', []))}")
+    check_devices(x, weight=weight, styles=styles, bias=bias)
 
 
 def _check_noise(noise, out_shape) -> None:
     if noise is None:
         return
+    if not isinstance(noise, torch.Tensor):
+        raise ValueError(f"noise must be a tensor or None, got {type(noise).__name__}")
     try:
         ok = torch.broadcast_shapes(noise.shape, out_shape) == out_shape
     except RuntimeError:
@@ -141,6 +145,7 @@ def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0,
                          demodulate=True, flip_weight=True, fused_modconv=True, impl="ref", *, bias=None,
                          act="linear", alpha=None, gain=None, clamp=None):
     _check_modconv(x, weight, styles, bias)
+    check_devices(x, noise=noise, resample_filter=resample_filter)
     c, scale = _modulated_conv(x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight,
                                fused_modconv, impl)
     _check_noise(noise, c.shape)
@@ -272,8 +277,9 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     activation, gain and clamp in one pass after the (cuDNN) convolution. `impl`: "auto" (Triton
     on CUDA, reference elsewhere), "ref" or "triton"."""
     _check_modconv(x, weight, styles, bias)
+    check_devices(x, noise=noise, resample_filter=resample_filter)
     check_bias_act(x, None, 1, act, alpha, gain, clamp)
-    triton = use_triton(impl, x)
+    triton = use_triton(impl, x, op="modulated_conv2d")
     if not triton and not torch.compiler.is_compiling():  # eager reference: plain PyTorch
         return modulated_conv2d_ref(x, weight, styles, noise=noise, up=up, down=down, padding=padding,
                                     resample_filter=resample_filter, demodulate=demodulate,
@@ -284,3 +290,14 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     _check_noise(noise, c.shape)
     cfg = KernelConfig.of(act, alpha, gain, clamp, 1)
     return epilogue_op(c, scale, noise, bias, cfg.act, cfg.alpha, cfg.gain, cfg.clamp, "triton" if triton else "ref")
+
+
+@guard.register_case("modulated_conv2d")
+def _parity_case(impl, device):
+    """The first-use check (kernels/guard.py): the generator's non-fused 3x3 layer with noise,
+    bias, lrelu and clamp."""
+    x, w, s, noise, b = guard.seeded_inputs(device, (2, 4, 6, 6), (5, 4, 3, 3), (2, 4), (2, 1, 6, 6), (5,))
+    leaves = [x.requires_grad_(), w.requires_grad_(), (s + 1).requires_grad_(), b.requires_grad_()]
+    y = modulated_conv2d(*leaves[:3], noise=noise, padding=1, fused_modconv=False, bias=leaves[3], act="lrelu",
+                         clamp=2.0, impl=impl)
+    return y, leaves

@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from kernels import guard
 from kernels._dispatch import acc_dtype, use_triton
 
 Scaling = Union[int, Sequence[int]]
@@ -223,7 +224,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     plain PyTorch.
     """
     geom = check_args(x, f, up, down, padding, gain)  # before dispatch: the same errors on every device
-    triton = use_triton(impl, x)
+    triton = use_triton(impl, x, op="upfirdn2d")
     trainable_filter = f is not None and f.requires_grad and torch.is_grad_enabled()
     if (triton or torch.compiler.is_compiling()) and not trainable_filter:
         pad = [geom.pad0[0], geom.pad1[0], geom.pad0[1], geom.pad1[1]]
@@ -255,3 +256,13 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl="auto"
     fw, fh = filter_size(f)
     p = [px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2, py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2]
     return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+@guard.register_case("upfirdn2d")
+def _parity_case(impl, device):
+    """The first-use check (kernels/guard.py): up 2 with a gain, and down 2, on a tiny image."""
+    (x,) = guard.seeded_inputs(device, (2, 3, 9, 10))
+    x.requires_grad_()
+    f = setup_filter([1, 3, 3, 1], device=device)
+    y = upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], gain=4, impl=impl)
+    return y + upfirdn2d(x, f, down=2, padding=[1, 1, 1, 1], impl=impl).sum(), [x]

@@ -143,6 +143,9 @@ class TrainConfig:
     log_every: int = 20  # steps between metric/log flushes (the only host syncs)
     deterministic: bool = False  # deterministic algorithms (for exact resume tests)
     threads: int = 0  # torch CPU threads per rank (0: cores // local ranks)
+    # check each Triton op against its reference on first use per device, falling back to the
+    # reference on a mismatch (kernels/guard.py); false only where `make gpu-check` passed
+    kernel_check: bool = True
 
 
 @dataclass

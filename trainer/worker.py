@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+import kernels
+
 
 def _threads(cfg, local_world_size: int) -> int:
     if cfg.train.threads:
@@ -36,6 +38,7 @@ def run_worker(run_dir: Path) -> int:
     logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
                         format=f"[rank {env.rank}] %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(_threads(cfg, env.local_world_size))
+    kernels.set_parity_check(cfg.train.kernel_check)  # first-use check of the Triton ops (kernels/guard.py)
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
 

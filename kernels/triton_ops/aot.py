@@ -73,16 +73,16 @@ def _modconv_jobs(tl):
     fwd_names = ("c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "out_ptr")
     bwd_names = ("g_ptr", "c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "gc_ptr", "gn_ptr", "ps_ptr", "pb_ptr")
     on = dict(P_PTR=False, HAS_SCALE=True, HAS_NOISE=True, NOISE_FLAT=True, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32,
-              BLOCK=1024)
+              INT64=False, BLOCK=1024)
     off = dict(P_PTR=True, HAS_SCALE=False, HAS_NOISE=False, NOISE_FLAT=False, HAS_BIAS=False, ACT=0, CLAMP=False,
-               ACC=tl.float64, BLOCK=1024)
+               ACC=tl.float64, INT64=False, BLOCK=1024)
     bwd_sig = lambda dt, acc: {**ptrs(dt, acc, bwd_names), **{n: _I for n in (  # noqa: E731
         "O", "HW", "W", "chunks", "groups", "per_group", "snn", "sno", "snh", "snw")}, **_SCALARS}
     return [
         (epilogue_fwd_kernel, {**ptrs("bf16", "fp32", fwd_names), **strides}, on),
         (epilogue_fwd_kernel, {**ptrs("fp64", "fp64", fwd_names), **strides}, off),
         (epilogue_bwd_kernel, {**bwd_sig("bf16", "fp32"), "gn_ptr": "*fp32"}, {**on, "NOISE_GRAD": 1}),
-        (epilogue_bwd_kernel, bwd_sig("bf16", "fp32"), {**on, "NOISE_FLAT": False, "NOISE_GRAD": 2}),
+        (epilogue_bwd_kernel, bwd_sig("bf16", "fp32"), {**on, "NOISE_FLAT": False, "NOISE_GRAD": 2, "INT64": True}),
         (epilogue_bwd_kernel, bwd_sig("fp64", "fp64"), {**off, "NOISE_GRAD": 0}),
     ]
 

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from kernels.activations import ACTIVATIONS, kernel_code
+from kernels.triton_ops.device import on_device
 from kernels.triton_ops.tiles import tile_shape
 
 # The ACT codes come from the shared table (kernels/activations.py), as constexpr globals (the
@@ -200,9 +201,10 @@ def launch_fwd(x, b, params, out, *, C, inner, act, clamp, tile=None):
     R = out.numel() // inner
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
-    bias_act_fwd_kernel[grid](x, x if b is None else b, p_ptr, out, R, C, inner, chunks, alpha, gain, clamp_value,
-                        P_PTR=params.tensor is not None, HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp,
-                        ACC=_TL_ACC[params.acc], **blocks)
+    with on_device(out):
+        bias_act_fwd_kernel[grid](x, x if b is None else b, p_ptr, out, R, C, inner, chunks, alpha, gain,
+                                  clamp_value, P_PTR=params.tensor is not None, HAS_BIAS=b is not None,
+                                  ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc], **blocks)
     return out
 
 
@@ -210,7 +212,9 @@ def launch_grad(order, g, gg, x, b, params, out, *, C, inner, act, clamp, tile=N
     R = out.numel() // inner
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
-    bias_act_grad_kernel[grid](g, g if gg is None else gg, x, x if b is None else b, p_ptr, out, R, C, inner, chunks,
-                         alpha, gain, clamp_value, P_PTR=params.tensor is not None, ORDER=order,
-                         HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc], **blocks)
+    with on_device(out):
+        bias_act_grad_kernel[grid](g, g if gg is None else gg, x, x if b is None else b, p_ptr, out, R, C, inner,
+                                   chunks, alpha, gain, clamp_value, P_PTR=params.tensor is not None, ORDER=order,
+                                   HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp,
+                                   ACC=_TL_ACC[params.acc], **blocks)
     return out

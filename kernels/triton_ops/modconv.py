@@ -20,22 +20,33 @@ import triton.language as tl
 
 from kernels.activations import kernel_code
 from kernels.triton_ops.bias_act import act_d1, act_fwd, clamp_mask, load_params, param_args
+from kernels.triton_ops.device import on_device
 from kernels.triton_ops.tiles import tile_shape
+
+
+@triton.jit
+def noise_offset(plane, offs, O, W, snn, sno, snh, snw, NOISE_FLAT: tl.constexpr, INT64: tl.constexpr):
+    """Offset into the noise (any strides, broadcast to [N, O, H, W]) of element `offs` of the
+    int64 `plane` = n*O + o. With INT64 (the noise spans 2**31 elements or more, e.g. a view of
+    a larger buffer) the in-plane index is widened before the stride products, which would pass
+    2**31 in int32. Separate from the kernels so tests can probe it."""
+    if INT64:
+        offs = offs.to(tl.int64)
+    base = (plane // O) * snn + (plane % O) * sno
+    if NOISE_FLAT:  # rows of the noise are contiguous in H*W: no per-lane division
+        return base + offs * snw
+    return base + (offs // W) * snh + (offs % W) * snw
 
 
 @triton.jit
 def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
                     HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
-                    HAS_BIAS: tl.constexpr, ACC: tl.constexpr):
+                    HAS_BIAS: tl.constexpr, ACC: tl.constexpr, INT64: tl.constexpr):
     z = c
     if HAS_SCALE:
         z = z * tl.load(s_ptr + plane).to(ACC)
     if HAS_NOISE:
-        nptr = n_ptr + (plane // O) * snn + (plane % O) * sno
-        if NOISE_FLAT:  # rows of the noise are contiguous in H*W: no per-lane division
-            nptr += offs * snw
-        else:
-            nptr += (offs // W) * snh + (offs % W) * snw
+        nptr = n_ptr + noise_offset(plane, offs, O, W, snn, sno, snh, snw, NOISE_FLAT, INT64)
         z += tl.load(nptr, mask=mask, other=0.0).to(ACC)
     if HAS_BIAS:
         z += tl.load(b_ptr + plane % O).to(ACC)
@@ -46,14 +57,14 @@ def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, s
 def epilogue_fwd_kernel(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno, snh, snw, alpha, gain, clamp,
                   P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
                   HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
-                  BLOCK: tl.constexpr):
+                  INT64: tl.constexpr, BLOCK: tl.constexpr):
     plane = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
     z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                        HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC)
+                        HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC, INT64)
     y = act_fwd(z, alpha, ACT) * gain
     if CLAMP:
         y = tl.minimum(tl.maximum(y, -clamp), clamp)
@@ -64,8 +75,7 @@ def epilogue_fwd_kernel(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, sn
 def epilogue_bwd_kernel(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
                   groups, per_group, snn, sno, snh, snw, alpha, gain, clamp, P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr,
                   NOISE_FLAT: tl.constexpr, HAS_BIAS: tl.constexpr, NOISE_GRAD: tl.constexpr, ACT: tl.constexpr,
-                  CLAMP: tl.constexpr,
-                  ACC: tl.constexpr, BLOCK: tl.constexpr):
+                  CLAMP: tl.constexpr, ACC: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr):
     # Program (n, group of channels, chunk of H*W), looping over its channels:
     #   gz = g * act'(z) * gain * [clamp passes]; gc = gz * scale, stored;
     #   per (plane, chunk): partial sums of gz * c (scale gradient) and gz (bias gradient);
@@ -88,7 +98,7 @@ def epilogue_bwd_kernel(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr
         plane = (n * O + o).to(tl.int64)
         c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
         z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                            HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC)
+                            HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC, INT64)
         g = tl.load(g_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
         gz = g * act_d1(z, alpha, ACT) * clamp_mask(act_fwd(z, alpha, ACT) * gain, clamp, CLAMP) * gain
         gz = tl.where(mask, gz, 0.0)
@@ -119,17 +129,27 @@ def _noise_flat(strides, W) -> bool:
     return strides[2] == W * strides[3]
 
 
+def _noise_int64(noise, shape) -> bool:
+    """64-bit noise offsets when the noise spans 2**31 elements or more (strides included)."""
+    if noise is None:
+        return False
+    view = noise.expand(shape)
+    return sum((d - 1) * abs(st) for d, st in zip(view.shape, view.stride())) + 1 >= 2**31 - 1
+
+
 def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     """c, out [N, O, H, W] contiguous; scale [N, O] contiguous or None; noise broadcastable to
     c (any strides) or None; bias [O] or None; params a KernelParams (kernels/bias_act.py)."""
     N, O, H, W = c.shape
     (block,) = tile_shape(H * W)
     p_ptr, *scalars = param_args(params, c)
-    epilogue_fwd_kernel[(N * O, triton.cdiv(H * W, block))](
-        c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr, out,
-        O, H * W, W, *_noise_strides(noise, c.shape), *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
-        NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=kernel_code(act),
-        CLAMP=clamp, ACC=_TL_ACC[params.acc], BLOCK=block)
+    with on_device(out):
+        epilogue_fwd_kernel[(N * O, triton.cdiv(H * W, block))](
+            c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr, out,
+            O, H * W, W, *_noise_strides(noise, c.shape), *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
+            NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=kernel_code(act),
+            CLAMP=clamp, ACC=_TL_ACC[params.acc],
+            INT64=_noise_int64(noise, c.shape), BLOCK=block)
     return out
 
 
@@ -160,12 +180,14 @@ def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad,
     ps = torch.empty([N * O, chunks], dtype=params.acc, device=c.device) if scale is not None else None
     pb = torch.empty([N * O, chunks], dtype=params.acc, device=c.device) if bias is not None else None
     p_ptr, *scalars = param_args(params, c)
-    epilogue_bwd_kernel[(N * groups, chunks)](
-        g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr,
-        gc, gn, gc if ps is None else ps, gc if pb is None else pb, O, H * W, W, chunks, groups, per_group,
-        *nstr, *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),
-        HAS_BIAS=bias is not None,
-        NOISE_GRAD=noise_grad, ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc], BLOCK=block)
+    with on_device(gc):
+        epilogue_bwd_kernel[(N * groups, chunks)](
+            g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr,
+            gc, gn, gc if ps is None else ps, gc if pb is None else pb, O, H * W, W, chunks, groups, per_group,
+            *nstr, *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),
+            HAS_BIAS=bias is not None,
+            NOISE_GRAD=noise_grad, ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc],
+            INT64=_noise_int64(noise, c.shape), BLOCK=block)
     gscale = None if ps is None else ps.sum(1).reshape(N, O)
     gbias = None if pb is None else pb.sum(1).reshape(N, O)
     gnoise = None

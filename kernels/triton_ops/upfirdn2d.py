@@ -13,7 +13,26 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton_ops.device import on_device
 from kernels.triton_ops.tiles import tile_shape
+
+
+@triton.jit
+def plane_offset(p, C, sxn, sxc):
+    """Offset of plane p = n*C + c of x (p is int64 when 64-bit indexing is on)."""
+    return (p // C) * sxn + (p % C) * sxc
+
+
+@triton.jit
+def pixel_offset(iy, ix, sxh, sxw, INT64: tl.constexpr):
+    """Offset of pixel (iy, ix) within a plane. With INT64 the rows and columns are widened
+    before the products: a plane's own offsets pass 2**31 for large strided inputs (a
+    channels_last 4096x4096 image with 256 channels has a row stride of 2**20), even when every
+    index and stride fits in int32. Separate from the kernel so tests can probe it."""
+    if INT64:
+        iy = iy.to(tl.int64)
+        ix = ix.to(tl.int64)
+    return iy * sxh + ix * sxw
 
 
 @triton.jit
@@ -35,7 +54,7 @@ def upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sx
     oy = ty * BH + tl.arange(0, BH)[None, :, None]
     ox = tx * BW + tl.arange(0, BW)[None, None, :]
     out_mask = (p < P) & (oy < OH) & (ox < OW)
-    x_base = x_ptr + (p // C) * sxn + (p % C) * sxc
+    x_base = x_ptr + plane_offset(p, C, sxn, sxc)
     # Position in the zero-inserted frame of tap 0, and the first tap on a real pixel. The
     # double mod gives [0, UP) under both C (GPU) and floor (numpy interpreter) semantics of %.
     by = oy * DOWNY - PY0
@@ -53,7 +72,8 @@ def upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sx
             kx = k0x + tx_ * UPX
             ix = (bx + kx) // UPX
             col_ok = (kx < FW) & (ix >= 0) & (ix < W)
-            v = tl.load(x_base + iy * sxh + ix * sxw, mask=out_mask & row_ok & col_ok, other=0.0).to(ACC)
+            v = tl.load(x_base + pixel_offset(iy, ix, sxh, sxw, INT64), mask=out_mask & row_ok & col_ok,
+                        other=0.0).to(ACC)
             if SEPARABLE:
                 w = wy * tl.load(fx_ptr + kx, mask=kx < FW, other=0.0)
             else:
@@ -78,8 +98,9 @@ def launch(x: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor | None, out: torc
     bp, bh, bw = tile or tile_shape(N * C, OH, OW, caps=(None, None, 256))
     tiles_y, tiles_x = triton.cdiv(OH, bh), triton.cdiv(OW, bw)
     reach = max(out.numel(), sum((d - 1) * st for d, st in zip(x.shape, x.stride())) + 1)
-    upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
-        x, fy, fy if fx is None else fx, out, N * C, C, H, W, OH, OW, *x.stride(), tiles_y, tiles_x,
-        UPX=up[0], UPY=up[1], DOWNX=down[0], DOWNY=down[1], PX0=pad0[0], PY0=pad0[1], FW=fsize[0], FH=fsize[1],
-        SEPARABLE=fx is not None, ACC=_TL_ACC[fy.dtype], INT64=reach >= 2**31 - 1, BP=bp, BH=bh, BW=bw)
+    with on_device(out):
+        upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
+            x, fy, fy if fx is None else fx, out, N * C, C, H, W, OH, OW, *x.stride(), tiles_y, tiles_x,
+            UPX=up[0], UPY=up[1], DOWNX=down[0], DOWNY=down[1], PX0=pad0[0], PY0=pad0[1], FW=fsize[0], FH=fsize[1],
+            SEPARABLE=fx is not None, ACC=_TL_ACC[fy.dtype], INT64=reach >= 2**31 - 1, BP=bp, BH=bh, BW=bw)
     return out
