@@ -44,7 +44,7 @@ def test_corrupt_images_are_listed_before_writing(tmp_path):
     make_folder(tmp_path / "src", classes=("a",), per_class=2)
     (tmp_path / "src" / "a" / "bad.png").write_bytes(b"not a png at all")
     (tmp_path / "src" / "a" / "empty.jpg").write_bytes(b"")
-    msg = fails(tmp_path / "src", tmp_path / "out", "2 files under .* are not readable images")
+    msg = fails(tmp_path / "src", tmp_path / "out", "2 files under .* are not readable images", on_error="stop")
     assert "a/bad.png" in msg and "a/empty.jpg" in msg
 
 
@@ -61,7 +61,7 @@ def test_truncated_image_found_midway_removes_written_shards(tmp_path):
     data = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     (tmp_path / "src" / "a" / "z_truncated.png").write_bytes(data[: len(data) // 2])
     out = tmp_path / "out"
-    msg = fails(tmp_path / "src", out, "images could not be converted", maxcount=1)
+    msg = fails(tmp_path / "src", out, "images could not be converted", maxcount=1, on_error="stop")
     assert "a/z_truncated.png" in msg
     assert [p for p in os.listdir(out) if not p.startswith(".")] == []
     assert not glob.glob(str(out / ".*.partial"))
@@ -73,7 +73,7 @@ def test_transparent_pixels_are_refused(tmp_path, workers):
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[..., 3] = 128
     Image.fromarray(rgba, "RGBA").save(tmp_path / "src" / "a" / "see_through.png")
-    msg = fails(tmp_path / "src", tmp_path / "out", "transparent pixels", workers=workers)
+    msg = fails(tmp_path / "src", tmp_path / "out", "transparent pixels", workers=workers, on_error="stop")
     assert "a/see_through.png" in msg
 
 
@@ -175,7 +175,7 @@ def test_zip_problems(tmp_path):
     with zipfile.ZipFile(tmp_path / "d.zip", "w") as zf:
         zf.writestr("ok.png", png_bytes(np.zeros((4, 4), np.uint8)))
         zf.writestr("broken.png", b"nope")
-    msg = fails(tmp_path / "d.zip", tmp_path / "out", "1 files under .* not readable")
+    msg = fails(tmp_path / "d.zip", tmp_path / "out", "1 files under .* not readable", on_error="stop")
     assert "broken.png" in msg
     (tmp_path / "fake.zip").write_bytes(b"not a zip")
     fails(tmp_path / "fake.zip", tmp_path / "out", "not a readable zip")

@@ -35,7 +35,7 @@ def test_rerun_skips_finished_shards_and_redoes_a_deleted_one(tmp_path):
     os.remove(out / "shard-000001.tar")
     (out / ".shard-000002.tar.partial").write_bytes(b"half a shard")
 
-    write_shards(tmp_path / "src", out, **FLAGS)
+    write_shards(tmp_path / "src", out, **FLAGS, overwrite=True)
     assert shard_bytes(out) == before
     assert os.stat(out / "shard-000000.tar").st_mtime_ns == 1_000_000_000  # skipped
     assert os.stat(out / "shard-000002.tar").st_mtime_ns == 1_000_000_000  # skipped
@@ -52,7 +52,7 @@ def test_corrupted_shard_is_rewritten(tmp_path):
     with open(out / "shard-000000.tar", "r+b") as f:
         f.seek(600)
         f.write(b"XX")
-    write_shards(tmp_path / "src", out, **FLAGS)
+    write_shards(tmp_path / "src", out, **FLAGS, overwrite=True)
     assert shard_bytes(out) == good
 
 
@@ -61,7 +61,7 @@ def test_changed_flags_rewrite_and_drop_leftover_shards(tmp_path):
     out = tmp_path / "out"
     write_shards(tmp_path / "src", out, **FLAGS)
     assert len(shard_bytes(out)) == 3
-    m = write_shards(tmp_path / "src", out, resolution=8, labels="from-folder-names", maxcount=4)
+    m = write_shards(tmp_path / "src", out, resolution=8, labels="from-folder-names", maxcount=4, overwrite=True)
     assert sorted(shard_bytes(out)) == ["shard-000000.tar", "shard-000001.tar"]
     assert [s.count for s in m.shards] == [4, 2]
     assert sorted(os.listdir(out / ".progress")) == ["shard-000000.json", "shard-000001.json"]
@@ -76,7 +76,7 @@ def test_changed_source_file_invalidates_finished_shards(tmp_path):
     from PIL import Image
 
     Image.fromarray(255 - arrays["cat/0.png"]).save(tmp_path / "src" / "cat" / "0.png")
-    write_shards(tmp_path / "src", out, **FLAGS)
+    write_shards(tmp_path / "src", out, **FLAGS, overwrite=True)
     after = shard_bytes(out)
     assert after["shard-000000.tar"] != before["shard-000000.tar"]
 

@@ -11,7 +11,15 @@ import re
 import sys
 
 from .errors import ShardError
-from .writer import CROPS, DEFAULT_CROPS_PER_IMAGE, DEFAULT_MAXCOUNT, DEFAULT_MAXSIZE, write_shards
+from .writer import (
+    CROPS,
+    DEFAULT_CROPS_PER_IMAGE,
+    DEFAULT_MAXCOUNT,
+    DEFAULT_MAXSIZE,
+    ON_ERROR,
+    SKIPPED_NAME,
+    write_shards,
+)
 
 PROG = "hiresgan shards"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -71,6 +79,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=parse_channels, default="auto",
                         help="auto (1 if every image is grayscale, else 3), 1 or 3 (default: auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--on-error", choices=ON_ERROR, default="skip",
+                        help="skip: leave unreadable or undecodable images out, count them and list them (on "
+                             "stderr and in OUT/skipped.txt); stop: stop at the first ones and write nothing "
+                             "(default: skip)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an OUT that already holds a finished shard set or other files "
+                             "(an interrupted run in OUT is resumed without it)")
+    parser.add_argument("--for-config", metavar="CONFIG", default=None,
+                        help="warn when the shards are fewer than the ranks x loader workers of this training "
+                             "config (launch.nproc_per_node x --nodes x data.workers), which makes every "
+                             "loader slot read the same shards")
+    parser.add_argument("--nodes", type=int, default=1, help="with --for-config: nodes the run will use (default: 1)")
     parser.add_argument("--paired", metavar="TARGETS", default=None,
                         help="paired shards for pix2pix: SRC holds the inputs, TARGETS the targets, paired by "
                              "file name (members <key>.a.png, <key>.b.png; see trainer/shards/paired.py)")
@@ -90,14 +110,47 @@ def run(args: argparse.Namespace) -> int:
             maxsize=args.maxsize, workers=args.workers, channels=args.channels,
             progress=not args.quiet and sys.stderr.isatty(),
             crops_per_image=args.crops_per_image, crop_seed=args.crop_seed, captions=args.captions,
+            on_error=args.on_error, overwrite=args.overwrite,
         )
     except ShardError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    if not args.quiet:
+    for line in manifest.skipped[:MAX_SKIPS_SHOWN]:
+        print(f"{PROG}: skipped {line}", file=sys.stderr)
+    if len(manifest.skipped) > MAX_SKIPS_SHOWN:
+        print(f"{PROG}: ... and {len(manifest.skipped) - MAX_SKIPS_SHOWN} more", file=sys.stderr)
+    if not args.quiet or manifest.skipped:
+        skipped = (f"; skipped {len(manifest.skipped)} image(s), listed in {args.out}/{SKIPPED_NAME}"
+                   if manifest.skipped else "")
         print(f"{PROG}: wrote {manifest.num_samples} samples in {len(manifest.shards)} shard(s) "
-              f"to {args.out} ({manifest.urls})", file=sys.stderr)
+              f"to {args.out} ({manifest.urls}){skipped}", file=sys.stderr)
+    if args.for_config:
+        warning = shard_count_warning(args.for_config, len(manifest.shards), manifest.num_samples, nodes=args.nodes)
+        if warning:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return 0
+
+
+MAX_SKIPS_SHOWN = 20
+
+
+def shard_count_warning(config: str, shards: int, samples: int, *, nodes: int = 1) -> str:
+    """'' when every loader slot of the config's run gets shards of its own, else why and the fix.
+    A config that does not load is a warning too (the shards are written; only the check is off)."""
+    from trainer.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except (ConfigError, OSError, ValueError) as e:
+        return f"--for-config {config}: cannot check the shard count ({e})"
+    ranks = max(1, cfg.launch.nproc_per_node) * max(1, nodes)
+    readers = ranks * max(1, cfg.data.workers)
+    if shards >= readers:
+        return ""
+    maxcount = max(1, samples // readers)
+    return (f"{shards} shard(s) for {ranks} rank(s) x {max(1, cfg.data.workers)} loader worker(s) = {readers} "
+            f"loader slots of {config}: with fewer shards than slots, slots share shards and read the same "
+            f"bytes; write at least {readers} shards, e.g. --maxcount {maxcount}")
 
 
 def _run_paired(args: argparse.Namespace) -> int:

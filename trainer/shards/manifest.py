@@ -16,7 +16,7 @@ SHARD_PATTERN = "shard-{:06d}.tar"
 @dataclass(frozen=True)
 class ShardInfo:
     name: str  # file name relative to OUT, e.g. "shard-000003.tar"
-    first: int  # index (sample key) of its first sample
+    first: int  # index (sample key) where its items start: its first sample, unless that image was skipped
     count: int  # samples in it
     bytes: int
     sha256: str
@@ -39,6 +39,7 @@ class Manifest:
     version: int = MANIFEST_VERSION
     captioned: bool = False  # samples carry a "txt" member: captions, one per line (--captions)
     caption_words: dict | None = None  # word -> count over all captions: the builtin text tokenizer's source
+    skipped: list[str] = field(default_factory=list)  # "key: reason" of each image left out (--on-error skip)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,9 +20,13 @@ def record_path(out_dir: str, shard_name: str) -> str:
     return os.path.join(out_dir, PROGRESS_DIR, shard_name[: -len(".tar")] + ".json")
 
 
-def write_record(out_dir: str, info: ShardInfo, fingerprint: str) -> None:
+def write_record(out_dir: str, info: ShardInfo, fingerprint: str, *, end: int | None = None,
+                 skipped: list[str] | None = None) -> None:
+    """`end`: the item after this shard's span (its samples and the skipped items among them);
+    `skipped`: those skipped items, so a resumed run still lists them."""
     os.makedirs(os.path.join(out_dir, PROGRESS_DIR), exist_ok=True)
-    data = {"fingerprint": fingerprint, **info.__dict__}
+    data = {"fingerprint": fingerprint, **info.__dict__, "end": info.first + info.count if end is None else end,
+            "skipped": list(skipped or [])}
     write_json_atomic(record_path(out_dir, info.name), data)
 
 
@@ -43,6 +47,16 @@ def finished_shard(out_dir: str, shard_name: str, first: int, fingerprint: str) 
     except OSError:
         return None
     return info
+
+
+def record_span(out_dir: str, info: ShardInfo) -> tuple[int, list[str]]:
+    """(end, skipped) of a verified finished shard's record."""
+    try:
+        with open(record_path(out_dir, info.name), encoding="utf-8") as f:
+            data = json.load(f)
+        return int(data.get("end", info.first + info.count)), list(data.get("skipped", []))
+    except (OSError, ValueError, TypeError):
+        return info.first + info.count, []
 
 
 def remove_shard(out_dir: str, shard_name: str) -> None:

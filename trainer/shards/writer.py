@@ -6,7 +6,11 @@ Order of work, so that bad input never leaves output that looks finished:
   3. for each shard: skip it if its completion record verifies, else write it under a temp
      name and rename it when complete;
   4. remove shards left over from an earlier run with more shards, write the manifest last.
-A decode error in step 3 removes what this run wrote and raises ShardError.
+Unreadable images (scan) and images that fail to decode (step 3) are left out and listed with
+on_error="skip" (the default: one truncated JPEG among a million scraped files must not stop the
+write), or stop the run with on_error="stop", which removes what it wrote and raises ShardError.
+An OUT that already holds a finished dataset, or files that are not shards, is refused unless
+overwrite=True; an OUT holding an unfinished run of this writer is resumed.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ from tqdm import tqdm
 from trainer.text.tokenizer import count_words
 
 from .captions import resolve_captions
-from .crops import MULTI_CROPS, WHOLE_IMAGE_CROPS, CropPlan, CroppedSource, check_sizes
+from .crops import MULTI_CROPS, WHOLE_IMAGE_CROPS, CroppedSource, CropPlan, check_sizes
 from .encode import EXTENSIONS, GRAY_MODES, SUPPORTED_MODES, EncodeSettings
 from .errors import ShardError, problem
 from .labels import LABEL_MODES, Labels, resolve_labels
 from .manifest import MANIFEST_NAME, SHARD_PATTERN, Manifest, ShardInfo, brace_pattern, write_manifest
 from .pipeline import Encoder
-from .progress import finished_shard, remove_shard, write_record
+from .progress import PROGRESS_DIR, finished_shard, record_span, remove_shard, write_record
 from .sources import Item, Scan, Source, open_source
 from .tarshard import ShardTar, sample_size
 
@@ -40,6 +44,8 @@ CROPS = ("center", "none") + WHOLE_IMAGE_CROPS + MULTI_CROPS  # the last three: 
 DEFAULT_CROPS_PER_IMAGE = 4  # --crop random
 # After the first decode failure, look at this many more results so the error lists several.
 EXTRA_ERRORS_WINDOW = 64
+ON_ERROR = ("skip", "stop")
+SKIPPED_NAME = "skipped.txt"  # OUT/skipped.txt: one "key: reason" line per image left out
 
 
 def check_settings(*, resolution, crop, fmt, quality, labels, maxcount, maxsize, workers, channels,
@@ -74,21 +80,22 @@ def check_settings(*, resolution, crop, fmt, quality, labels, maxcount, maxsize,
     return quality
 
 
-def _scan(src: Source) -> Scan:
+def _scan(src: Source, on_error: str = "stop") -> Scan:
     try:
         scan = src.scan()
     except ValueError as e:
         raise ShardError(str(e)) from None
-    if scan.unreadable:
+    if scan.unreadable and (on_error == "stop" or not scan.items):
         raise problem(
             f"files under {src.path} are not readable images",
             scan.unreadable,
-            "Remove them or re-export them as jpg/png/webp/bmp",
+            "Remove them or re-export them as jpg/png/webp/bmp"
+            + ("" if on_error == "stop" else " (none was readable, so there is nothing to write)"),
         )
     if not scan.items:
         raise ShardError(
-            f"SRC {src.path!r} holds no images (looked for .jpg .jpeg .png .webp .bmp, "
-            "recursively, skipping hidden files); point SRC at the folder that has them"
+            f"SRC {src.path!r} holds no images (looked for every format Pillow reads: .jpg .png .webp .tif "
+            ".gif .bmp ..., recursively, skipping hidden files); point SRC at the folder that has them"
         )
     unsupported = [f"{it.key}: mode {it.mode}" for it in scan.items if it.mode not in SUPPORTED_MODES]
     if unsupported:
@@ -104,9 +111,16 @@ def _check_square(items: list[Item]) -> None:
                       "Use --crop center, or crop them to squares first")
 
 
-def _prepare_out(out_dir: str) -> None:
+def _prepare_out(out_dir: str, overwrite: bool = False) -> None:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ShardError(f"OUT {out_dir!r} exists and is not a folder; pass a folder path")
+    if os.path.isdir(out_dir) and not overwrite:
+        entries = set(os.listdir(out_dir))
+        unfinished = PROGRESS_DIR in entries and MANIFEST_NAME not in entries  # an interrupted run: resume it
+        if entries and not unfinished:
+            what = "a finished shard set (manifest.json)" if MANIFEST_NAME in entries else f"{len(entries)} file(s)"
+            raise ShardError(f"OUT {out_dir!r} is not empty: it holds {what}; pass --overwrite to replace the "
+                             "shards in it, or choose an empty folder (an interrupted run is resumed by itself)")
     probe = os.path.join(out_dir, ".write-test")
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -137,6 +151,15 @@ def _clean_out(out_dir: str) -> None:
             pass
 
 
+def _write_skipped(out_dir: str, skipped: list[str]) -> None:
+    path = os.path.join(out_dir, SKIPPED_NAME)
+    if skipped:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(f"{line}\n" for line in skipped))
+    elif os.path.exists(path):
+        os.remove(path)
+
+
 def _remove_extra_shards(out_dir: str, num_shards: int) -> None:
     for path in glob.glob(os.path.join(out_dir, "shard-*.tar")):
         m = re.fullmatch(r"shard-(\d{6})\.tar", os.path.basename(path))
@@ -147,8 +170,12 @@ def _remove_extra_shards(out_dir: str, num_shards: int) -> None:
 class _Run:
     """State of one writing pass: where shards go, what is done, what to undo on bad input."""
 
-    def __init__(self, out_dir, src, scan, labels, settings, fingerprint, maxcount, maxsize, captions=None):
+    def __init__(self, out_dir, src, scan, labels, settings, fingerprint, maxcount, maxsize, captions=None,
+                 on_error="stop"):
         self.out_dir, self.src, self.scan, self.labels = out_dir, src, scan, labels
+        self.on_error = on_error
+        self.skipped: list[str] = []  # "key: reason" of every image left out (on_error="skip")
+        self._span_skipped: list[str] = []  # those of the shard being written (kept in its record)
         self.captions = captions  # one text (captions one per line) or None per item; None: uncaptioned
         self.settings, self.fingerprint = settings, fingerprint
         self.maxcount, self.maxsize = maxcount, maxsize
@@ -167,10 +194,12 @@ class _Run:
         fields["json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return fields
 
-    def commit(self, tar: ShardTar, first: int) -> None:
+    def commit(self, tar: ShardTar, first: int, end: int) -> None:
+        """first..end-1: the items this shard covers (its samples plus the items skipped among them)."""
         size, sha = tar.commit()
         info = ShardInfo(os.path.basename(tar.final_path), first, tar.count, size, sha)
-        write_record(self.out_dir, info, self.fingerprint)
+        write_record(self.out_dir, info, self.fingerprint, end=end, skipped=self._span_skipped)
+        self._span_skipped = []
         self.shards.append(info)
         self.written.append(info.name)
 
@@ -186,12 +215,17 @@ class _Run:
         first = start
         try:
             for index, data, err in results:
-                if err is not None:
+                if err is not None and self.on_error == "stop":
                     self._fail(index, err, results)
+                if err is not None:
+                    self.skipped.append(f"{self.scan.items[index].key}: {err}")
+                    self._span_skipped.append(self.skipped[-1])
+                    bar.update(1)
+                    continue
                 fields = self.fields(index, data)
                 extra = sample_size(fields)
                 if tar.count and (tar.count >= self.maxcount or tar.size_with(extra) > self.maxsize):
-                    self.commit(tar, first)
+                    self.commit(tar, first, index)
                     first = index
                     tar = None
                     if finished_shard(self.out_dir, self.next_name(), index, self.fingerprint):
@@ -199,7 +233,10 @@ class _Run:
                     tar = ShardTar(os.path.join(self.out_dir, self.next_name()))
                 tar.add("%08d" % index, fields)
                 bar.update(1)
-            self.commit(tar, first)
+            if tar.count or not self.shards:
+                self.commit(tar, first, n)
+            else:  # only skipped images after the last shard: no empty shard
+                tar.abort()
             tar = None
             return n
         finally:
@@ -240,6 +277,8 @@ def write_shards(
     crops_per_image: int = DEFAULT_CROPS_PER_IMAGE,
     crop_seed: int = 0,
     captions: str = "auto",
+    on_error: str = "skip",
+    overwrite: bool = False,
 ) -> Manifest:
     """Convert the dataset at `source` into OUT/shard-NNNNNN.tar + OUT/manifest.json.
 
@@ -247,15 +286,19 @@ def write_shards(
     bad settings or input, leaving no finished-looking output behind. With workers > 1 the
     encoders are spawned processes, so a calling script needs the `if __name__ == "__main__":`
     guard. `crop` full/tiled/random keep pixels unresized (crops.py); random draws
-    `crops_per_image` crops per image from `crop_seed`.
+    `crops_per_image` crops per image from `crop_seed`. `on_error`: skip (leave unreadable or
+    undecodable images out, listed in the manifest's `skipped` and OUT/skipped.txt) or stop.
     """
+    if on_error not in ON_ERROR:
+        raise ShardError(f"--on-error {on_error!r}: must be one of {', '.join(ON_ERROR)}")
     source, out_dir = os.fspath(source), os.fspath(out_dir)
     quality = check_settings(resolution=resolution, crop=crop, fmt=fmt, quality=quality, labels=labels,
                              maxcount=maxcount, maxsize=maxsize, workers=workers, channels=channels,
                              crops_per_image=crops_per_image)
     src = open_source(source)
     try:
-        scan = _scan(src)
+        scan = _scan(src, on_error)
+        unreadable = list(scan.unreadable)
         if crop == "none":
             _check_square(scan.items)
         if crop in WHOLE_IMAGE_CROPS + MULTI_CROPS:
@@ -278,10 +321,10 @@ def write_shards(
         if crop in MULTI_CROPS:  # each crop becomes an item of its own; the rest runs unchanged
             plan = CropPlan(scan, lab, mode=crop, size=resolution, count=crops_per_image, seed=crop_seed)
             scan, lab, src = plan.scan, plan.labels, CroppedSource(src, plan)
-        _prepare_out(out_dir)
+        _prepare_out(out_dir, overwrite)
         settings = EncodeSettings(resolution, crop, fmt, quality, channels)
         run = _Run(out_dir, src, scan, lab, settings, _fingerprint(args, scan, lab), maxcount, maxsize,
-                   captions=cap.values if cap.captioned else None)
+                   captions=cap.values if cap.captioned else None, on_error=on_error)
         _clean_out(out_dir)
         n = len(scan.items)
         with Encoder(settings, workers) as enc, tqdm(total=n, unit="img", disable=not progress,
@@ -291,13 +334,22 @@ def write_shards(
                 done = finished_shard(out_dir, run.next_name(), start, run.fingerprint)
                 if done is not None:
                     run.shards.append(done)
-                    start += done.count
-                    bar.update(done.count)
+                    end, skipped = record_span(out_dir, done)
+                    run.skipped += skipped
+                    bar.update(end - start)
+                    start = end
                 else:
                     start = run.encode_from(enc, start, bar)
         _remove_extra_shards(out_dir, len(run.shards))
+        skipped = unreadable + run.skipped
+        if len(run.skipped) >= n:
+            for name in run.written:
+                remove_shard(out_dir, name)
+            raise problem("images could not be converted, which is all of them", skipped,
+                          "Nothing was written; fix the images or the settings and rerun")
+        _write_skipped(out_dir, skipped)
         manifest = Manifest(
-            num_samples=n, resolution=resolution, channels=channels, format=run.ext,
+            num_samples=n - len(run.skipped), skipped=skipped, resolution=resolution, channels=channels, format=run.ext,
             num_classes=lab.num_classes, class_names=lab.class_names,
             labelled=lab.num_classes > 0 or any(v is not None for v in lab.values),
             urls=brace_pattern(len(run.shards)), shards=run.shards, args=args,

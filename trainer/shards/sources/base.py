@@ -16,8 +16,22 @@ import numpy as np
 
 Payload = Union[str, bytes, np.ndarray]
 
-# File name extensions read as images (lower-cased before comparing).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+# File name extensions read as images (lower-cased before comparing): every format Pillow can open
+# (.tif, .gif, .ppm, .jp2, ...), minus formats it can only identify (PostScript needs Ghostscript;
+# BUFR, GRIB, HDF5 and Windows metafiles need handlers it does not ship; MPEG is video) and .pdf,
+# which it only writes: a data folder's .h5 or .pdf files are not images to skip one by one.
+_NOT_PICTURES = frozenset({".ps", ".eps", ".pdf", ".h5", ".hdf", ".bufr", ".grib", ".mpeg", ".mpg", ".emf", ".wmf"})
+
+
+def _readable_extensions() -> frozenset[str]:
+    from PIL import Image
+
+    Image.init()  # registers every plugin Pillow ships
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN and ext.lower() not in _NOT_PICTURES)
+
+
+IMAGE_EXTENSIONS = _readable_extensions() | {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 @dataclass(frozen=True)

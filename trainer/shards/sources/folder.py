@@ -40,6 +40,7 @@ class FolderSource:
                 stamp.append(file_stamp(full))
             except ValueError as e:
                 unreadable.append(f"{key}: {e}")
+        self._keys = [it.key for it in items]  # payload(i) is items[i]: unreadable files are left out
         return Scan(items=items, unreadable=unreadable, kind="folder", stamp=stamp)
 
     def payload(self, index: int) -> Payload:

@@ -38,6 +38,7 @@ class ZipSource:
                 unreadable.append(f"{name}: {e}")
         # CRCs identify member contents without reading them.
         stamp = [file_stamp(self.path)] + [f"{n}:{zf.getinfo(n).CRC}" for n in self._names]
+        self._names = [it.key for it in items]  # payload(i) is items[i]: unreadable members are left out
         return Scan(items=items, unreadable=unreadable, kind="zip", stamp=stamp)
 
     def payload(self, index: int) -> Payload:
