@@ -1,18 +1,22 @@
-"""Standalone sampler for hiresgan's image-to-image exports (pix2pix, inpaint): torch and
+"""Standalone sampler for hiresgan's image-to-image exports (pix2pix, inpaint, esrgan): torch and
 safetensors only (plus the standard library: PNGs are read and written here). Copy this one file
 next to your code; it never imports hiresgan's training code and never unpickles anything.
 
     python hiresgan_image2image.py runs/edges2digits/export --translate EDGES/ --out DIGITS/
     python hiresgan_image2image.py runs/inpaint_photos/export --inpaint PHOTOS/ --masks MASKS/ --out FILLED/
+    python hiresgan_image2image.py runs/sr_photos_gan/export --upscale PHOTOS/ --out UPSCALED/
 
     from hiresgan_image2image import load_generator
     G, description = load_generator("runs/edges2digits/export")
     out = G(images)                 # pix2pix: [N, C_in, H, W] in [-1, 1] -> [N, C, H, W]
     out = G(images, masks)          # inpaint: masks [N, 1, H, W], 1 = missing -> composites
+    out = upscale(G, image)         # esrgan: uint8 [C, h, w] -> [C, h*scale, w*scale], in tiles
 
 Inputs are 8-bit PNGs (gray, RGB, with or without alpha; not palette or interlaced), each
 processed at its own size (padded to the U-Net's size multiple, cropped back); outputs keep the
 input's file name. Masks: same file names, white = missing. A bad file is reported and skipped.
+Super-resolution (esrgan) upscales in overlapping tiles (flat memory); gray inputs are upscaled as
+RGB and written gray; alpha is dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-FORMAT, MAX_FORMAT_VERSION, FAMILIES = "hiresgan-generator", 1, ("pix2pix", "inpaint")
+FORMAT, MAX_FORMAT_VERSION, FAMILIES = "hiresgan-generator", 1, ("pix2pix", "inpaint", "esrgan")
+# Jacobi steps of the smooth prefill per pyramid level: many on the cheap coarse levels (where
+# a large hole is mostly filled), few on the finest (as in the trainer's inpainting G).
+COARSE_STEPS, FINE_STEPS = 32, 4
 MIN_NORM_SIZE = 4  # as the trainer: no instance norm on levels smaller than this at the training size
 
 
@@ -74,18 +81,23 @@ class UNet(nn.Module):
         return x
 
 
-def pull_push(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
-    """The smooth prefill of the trainer's inpainting G (same arithmetic)."""
+def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
+    """The trainer's smooth prefill (same arithmetic): a multigrid harmonic fill of the hole."""
     known = 1 - mask
     colors, weights = [image * known], [known]
     for _ in range(levels):
         colors.append(F.avg_pool2d(colors[-1], 2))
         weights.append(F.avg_pool2d(weights[-1], 2))
-    mean = colors[0].sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)
+    mean = colors[0].sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)  # [N, C, 1, 1]
     out = torch.where(weights[-1] > 0, colors[-1] / weights[-1].clamp_min(1e-6), mean)
-    for color, weight in zip(reversed(colors[:-1]), reversed(weights[:-1])):
-        up = F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
-        out = weight * (color / weight.clamp_min(1e-6)) + (1 - weight) * up
+    for level in reversed(range(levels)):
+        color, weight = colors[level], weights[level]
+        held = weight * (color / weight.clamp_min(1e-6))  # a cell's known share keeps its own average
+        out = held + (1 - weight) * F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
+        for _ in range(FINE_STEPS if level == 0 else COARSE_STEPS):
+            p = F.pad(out, (1, 1, 1, 1), mode="replicate")
+            neighbours = (p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:]) * 0.25
+            out = held + (1 - weight) * neighbours
     return out
 
 
@@ -109,13 +121,88 @@ class Generator(nn.Module):
             return self.net(images, masks_or_labels)
         mask = masks_or_labels
         x = [images * (1 - mask), mask * 2 - 1]
-        smooth = pull_push(images, mask, self.net.depth) if self.prefill else None
+        smooth = smooth_fill(images, mask, self.net.depth) if self.prefill else None
         raw = self.net(torch.cat(x + [smooth] if self.prefill else x, dim=1))
         filled = (smooth + raw).clamp(-1, 1) if self.prefill else raw
         return torch.where(mask > 0.5, filled, images)
 
 
-def load_generator(path: str | Path, device: str = "cpu") -> tuple[Generator, dict]:
+class DenseBlock(nn.Module):
+    """esrgan: the trainer's dense block (five convs on the concatenation of all earlier outputs)."""
+
+    def __init__(self, features: int, growth: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(features + i * growth, growth if i < 4 else features, 3, 1, 1)
+                                   for i in range(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [x]
+        for i, conv in enumerate(self.convs):
+            y = conv(torch.cat(outs, 1))
+            if i < 4:
+                outs.append(F.leaky_relu(y, 0.2))
+        return x + 0.2 * y
+
+
+class RRDB(nn.Module):
+    def __init__(self, features: int, growth: int):
+        super().__init__()
+        self.blocks = nn.Sequential(*(DenseBlock(features, growth) for _ in range(3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.2 * self.blocks(x)
+
+
+class RRDBNet(nn.Module):
+    """esrgan: the trainer's super-resolution G, module for module; [N, C, h, w] -> x scale."""
+
+    family = "esrgan"
+
+    def __init__(self, *, img_resolution: int, img_channels: int = 3, scale: int = 4, blocks: int = 23,
+                 features: int = 64, growth: int = 32, upsample: str = "nearest", residual: str = "none"):
+        super().__init__()
+        self.img_channels, self.scale, self.upsample_mode, self.residual = img_channels, scale, upsample, residual
+        self.conv_first = nn.Conv2d(img_channels, features, 3, 1, 1)
+        self.body = nn.Sequential(*(RRDB(features, growth) for _ in range(blocks)))
+        self.conv_body = nn.Conv2d(features, features, 3, 1, 1)
+        width = features if upsample == "nearest" else 4 * features
+        self.ups = nn.ModuleList(nn.Conv2d(features, width, 3, 1, 1) for _ in range(scale.bit_length() - 1))
+        self.conv_hr = nn.Conv2d(features, features, 3, 1, 1)
+        self.conv_last = nn.Conv2d(features, img_channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        for conv in self.ups:
+            if self.upsample_mode == "nearest":
+                feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
+            else:
+                feat = F.leaky_relu(F.pixel_shuffle(conv(feat), 2), 0.2)
+        out = self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
+        if self.residual == "bicubic":
+            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out
+
+
+@torch.no_grad()
+def upscale(G: RRDBNet, image: torch.Tensor, tile: int = 128, overlap: int = 16) -> torch.Tensor:
+    """uint8 [C, h, w] -> uint8 [C, h*scale, w*scale], `tile`-pixel cores with `overlap` pixels of context."""
+    lr, s = image[None].float() / 127.5 - 1, G.scale
+    _, c, h, w = lr.shape
+    if min(h, w) < 4:
+        raise ExportError(f"the input is {w}x{h}; the model needs at least 4 pixels on a side")
+    out = torch.empty((1, c, h * s, w * s))
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            py0, px0, py1, px1 = max(y0 - overlap, 0), max(x0 - overlap, 0), min(y1 + overlap, h), min(x1 + overlap, w)
+            sr = G(lr[:, :, py0:py1, px0:px1])
+            oy, ox = (y0 - py0) * s, (x0 - px0) * s
+            out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
+    return ((out[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     folder = Path(path)
     folder = folder.parent if folder.suffix in (".json", ".safetensors") else folder
     meta, weights = folder / "generator.json", folder / "generator.safetensors"
@@ -127,7 +214,10 @@ def load_generator(path: str | Path, device: str = "cpu") -> tuple[Generator, di
     if description.get("family") not in FAMILIES:
         raise ExportError(f"'{meta}' is family {description.get('family')!r}; this sampler reads "
                           f"{', '.join(FAMILIES)} (hiresgan_sampler.py reads stylegan2)")
-    G = Generator(description["family"], **description["init_kwargs"])
+    if description["family"] == "esrgan":
+        G = RRDBNet(**description["init_kwargs"])
+    else:
+        G = Generator(description["family"], **description["init_kwargs"])
     G.load_state_dict(load_file(str(weights)))
     return G.eval().requires_grad_(False).to(device), description
 
@@ -213,17 +303,37 @@ def process(G: Generator, image: torch.Tensor, mask: Optional[torch.Tensor] = No
     return out
 
 
+def _upscale_folder(G: RRDBNet, folder: Optional[Path], out: Path) -> int:
+    if folder is None or not folder.is_dir():
+        raise ExportError("esrgan exports need --upscale DIR (a folder of PNGs)")
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png"):
+        try:
+            image = read_png(path)
+            sr = upscale(G, _channels(image, G.img_channels))
+            write_png(_channels(sr, image.shape[0]), out / path.name)
+        except (ExportError, OSError, zlib.error, struct.error) as exc:
+            where = "" if str(path) in str(exc) else f"{path}: "
+            print(f"hiresgan_image2image: error: {where}{exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="hiresgan image-to-image sampler (pix2pix, inpaint)")
+    parser = argparse.ArgumentParser(description="hiresgan image-to-image sampler (pix2pix, inpaint, esrgan)")
     parser.add_argument("export", type=Path)
     parser.add_argument("--translate", type=Path, help="pix2pix: folder of input PNGs")
     parser.add_argument("--inpaint", type=Path, help="inpaint: folder of PNGs with holes to fill")
     parser.add_argument("--masks", type=Path, help="with --inpaint: mask PNGs with the same names, white = missing")
     parser.add_argument("--class", dest="class_index", type=int, help="class-conditional pix2pix: the class")
+    parser.add_argument("--upscale", type=Path, help="esrgan: folder of PNGs to upscale")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         G, description = load_generator(args.export)
+        if G.family == "esrgan":
+            return _upscale_folder(G, args.upscale, args.out)
         folder = args.translate if G.family == "pix2pix" else args.inpaint
         if folder is None or (G.family == "inpaint" and args.masks is None):
             raise ExportError("pix2pix exports need --translate DIR; inpaint exports --inpaint DIR --masks DIR")
@@ -253,7 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if mask.all() or not mask.any():
                     raise ExportError(f"{args.masks / path.name}: mask is all {'white' if mask.all() else 'black'}")
             write_png(process(G, image, mask, c), args.out / path.name)
-        except (ExportError, OSError, zlib.error) as exc:
+        except (ExportError, OSError, zlib.error, struct.error) as exc:
             print(f"hiresgan_image2image: error: {exc}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
