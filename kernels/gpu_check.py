@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -122,15 +123,27 @@ class Check:
         if not self.plumbing:
             env.pop("TRITON_INTERPRET", None)  # compiled kernels
         cmd = [*prefix, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *args]
-        try:
-            done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            tail = (exc.stdout or b"")[-2000:]
-            return {"status": "failed", "error": f"timed out after {timeout:.0f} s", "command": " ".join(cmd),
-                    "output_tail": tail.decode(errors="replace") if isinstance(tail, bytes) else tail}
-        result = {"command": " ".join(cmd), "returncode": done.returncode, **junit_counts(junit),
-                  "output_tail": (done.stdout + done.stderr)[-3000:]}
-        if done.returncode != 0:
+        out_path = junit.with_suffix(".log")
+        with open(out_path, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            timed_out = False
+            try:
+                proc.wait(timeout=max(1.0, timeout - 20))
+            except subprocess.TimeoutExpired:
+                # SIGINT: pytest stops, then still writes its summary and the JUnit XML of what ran
+                timed_out = True
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        result = {"command": " ".join(cmd), "returncode": proc.returncode, **junit_counts(junit),
+                  "output_tail": out_path.read_text(errors="replace")[-3000:]}
+        if timed_out:
+            result.update(status="failed", error=f"interrupted at the time cap ({timeout:.0f} s); counts are "
+                                                 "of the tests that ran")
+        elif proc.returncode != 0:
             result["status"] = "failed"
         return result
 

@@ -64,3 +64,11 @@ def test_junit_counts(tmp_path):
     assert gpu_check.junit_counts(xml) == {"passed": 2, "failed": 1, "errors": 0, "skipped": 1,
                                           "failures": ["a::bad"]}
     assert gpu_check.junit_counts(tmp_path / "absent.xml") == {}
+
+
+def test_a_test_run_past_its_cap_is_interrupted_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "CAPS", {"tests": 6})  # waits 1 s, then SIGINT
+    assert gpu_check.main(["--out", str(tmp_path), "--plumbing"]) == 1
+    tests = json.loads((tmp_path / "gpu_check.json").read_text())["sections"]["tests"]
+    assert tests["status"] == "failed" and "interrupted at the time cap" in tests["error"]
+    assert tests["seconds"] < 30 and (tmp_path / "tests.log").exists()
