@@ -35,6 +35,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 FORMAT, MAX_FORMAT_VERSION, FAMILIES = "hiresgan-generator", 1, ("pix2pix", "inpaint", "esrgan")
+# Jacobi steps of the smooth prefill per pyramid level: many on the cheap coarse levels (where
+# a large hole is mostly filled), few on the finest (as in the trainer's inpainting G).
+COARSE_STEPS, FINE_STEPS = 32, 4
 MIN_NORM_SIZE = 4  # as the trainer: no instance norm on levels smaller than this at the training size
 
 
@@ -78,18 +81,23 @@ class UNet(nn.Module):
         return x
 
 
-def pull_push(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
-    """The smooth prefill of the trainer's inpainting G (same arithmetic)."""
+def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
+    """The trainer's smooth prefill (same arithmetic): a multigrid harmonic fill of the hole."""
     known = 1 - mask
     colors, weights = [image * known], [known]
     for _ in range(levels):
         colors.append(F.avg_pool2d(colors[-1], 2))
         weights.append(F.avg_pool2d(weights[-1], 2))
-    mean = colors[0].sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)
+    mean = colors[0].sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)  # [N, C, 1, 1]
     out = torch.where(weights[-1] > 0, colors[-1] / weights[-1].clamp_min(1e-6), mean)
-    for color, weight in zip(reversed(colors[:-1]), reversed(weights[:-1])):
-        up = F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
-        out = weight * (color / weight.clamp_min(1e-6)) + (1 - weight) * up
+    for level in reversed(range(levels)):
+        color, weight = colors[level], weights[level]
+        held = weight * (color / weight.clamp_min(1e-6))  # a cell's known share keeps its own average
+        out = held + (1 - weight) * F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
+        for _ in range(FINE_STEPS if level == 0 else COARSE_STEPS):
+            p = F.pad(out, (1, 1, 1, 1), mode="replicate")
+            neighbours = (p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:]) * 0.25
+            out = held + (1 - weight) * neighbours
     return out
 
 
@@ -113,7 +121,7 @@ class Generator(nn.Module):
             return self.net(images, masks_or_labels)
         mask = masks_or_labels
         x = [images * (1 - mask), mask * 2 - 1]
-        smooth = pull_push(images, mask, self.net.depth) if self.prefill else None
+        smooth = smooth_fill(images, mask, self.net.depth) if self.prefill else None
         raw = self.net(torch.cat(x + [smooth] if self.prefill else x, dim=1))
         filled = (smooth + raw).clamp(-1, 1) if self.prefill else raw
         return torch.where(mask > 0.5, filled, images)

@@ -217,7 +217,7 @@ class InpaintConfig:
     hole_l1: float = 1.0  # weight of the L1 distance inside the hole (0: adversarial only there)
     known_l1: float = 1.0  # weight of the L1 distance on the known pixels of G's raw output
     feature_matching: float = 0.0  # weight of D-feature matching between real and composite (0: off)
-    prefill: bool = True  # G corrects a smooth pull-push fill of the hole rather than starting from gray
+    prefill: bool = True  # G corrects a smooth (multigrid harmonic) fill of the hole rather than starting from gray
 
 
 @dataclass

@@ -18,7 +18,7 @@ from trainer.data.stream import StreamSpec, make_loader
 from trainer.evaluation.inpaint_gate import hole_detail, quality_misses
 from trainer.export import export_generator
 from trainer.models import build_networks
-from trainer.models.inpaint import InpaintGenerator, pull_push
+from trainer.models.inpaint import InpaintGenerator, smooth_fill
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/inpaint_photos.yaml"
@@ -82,7 +82,10 @@ def test_composite_keeps_known_pixels_exactly_and_runs_at_any_size():
     flat = torch.full((1, 1, 16, 16), 0.5)
     hole = torch.zeros(1, 1, 16, 16)
     hole[:, :, 4:12, 4:12] = 1
-    assert torch.allclose(pull_push(flat * (1 - hole), hole, 4), flat)  # a flat image is filled flat
+    assert torch.allclose(smooth_fill(flat * (1 - hole), hole, 4), flat)  # a flat image is filled flat
+    ramp = torch.linspace(-1, 1, 16).expand(1, 1, 16, 16).contiguous()
+    filled = smooth_fill(ramp * (1 - hole), hole, 4)
+    assert (filled - ramp)[hole > 0].abs().max() < 0.05  # a linear ramp is harmonic: filled almost exactly
 
 
 def test_bad_inpaint_settings_name_the_key():

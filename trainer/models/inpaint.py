@@ -3,7 +3,8 @@
 G is pix2pix's U-Net (`trainer.models.pix2pix.UNet`) reading the masked image (missing pixels set
 to 0, mid-gray) and the mask; its output is composited, so every known pixel of the result is the
 input's own. With `prefill` (the default) the hole is first filled by a classical smooth fill
-(`pull_push`: masked averages down an image pyramid, blended back up) that G also reads, and G's
+(`smooth_fill`: a multigrid harmonic fill, masked averages down an image pyramid, blended and
+relaxed back up) that G also reads, and G's
 output is a correction on top of it: a small CPU training budget then starts from a smooth fill
 rather than from gray, and the network spends it on what the smooth fill lacks.
 
@@ -24,6 +25,10 @@ from torch import nn
 from trainer.models.common import records_init_kwargs
 from trainer.models.pix2pix import UNet, default_depth
 
+# Jacobi steps of the smooth prefill per pyramid level: many on the cheap coarse levels (where
+# a large hole is mostly filled), few on the finest.
+COARSE_STEPS, FINE_STEPS = 32, 4
+
 
 def composite(image: torch.Tensor, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Known pixels from `image`, missing ones (mask 1) from `filled`. A select, not a blend: with a
@@ -31,12 +36,14 @@ def composite(image: torch.Tensor, filled: torch.Tensor, mask: torch.Tensor) -> 
     return torch.where(mask > 0.5, filled, image)
 
 
-def pull_push(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
-    """A smooth fill of the missing pixels (mask 1): average the known pixels down `levels` 2x2
-    means (each normalized by its share of known pixels), then blend back up, keeping a level's own
-    average where it had known pixels; coarsest cells without any take the mean of all known
-    pixels. A fixed level count (not "down to 1x1") keeps traced graphs (ONNX) equal to eager
-    runs at every size. [N, C, H, W] -> [N, C, H, W]; no parameters."""
+def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
+    """A smooth (harmonic) fill of the missing pixels (mask 1), multigrid style: average the known
+    pixels down `levels` 2x2 means (each normalized by its share of known pixels; coarsest cells
+    without any take the mean of all known pixels), then on the way back up blend each level's
+    own average with the upsampled coarser fill and relax it towards the mean of its 4 neighbours
+    (Jacobi steps of the Laplace equation, known pixels held): COARSE_STEPS on every level but the
+    finest, FINE_STEPS there. Counts per level, not per pixel size, keep traced graphs (ONNX)
+    equal to eager runs at every size. [N, C, H, W] -> [N, C, H, W]; no parameters."""
     known = 1 - mask
     colors, weights = [image * known], [known]
     for _ in range(levels):
@@ -44,9 +51,14 @@ def pull_push(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Ten
         weights.append(F.avg_pool2d(weights[-1], 2))
     mean = colors[0].sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp_min(1)  # [N, C, 1, 1]
     out = torch.where(weights[-1] > 0, colors[-1] / weights[-1].clamp_min(1e-6), mean)
-    for color, weight in zip(reversed(colors[:-1]), reversed(weights[:-1])):
-        up = F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
-        out = weight * (color / weight.clamp_min(1e-6)) + (1 - weight) * up
+    for level in reversed(range(levels)):
+        color, weight = colors[level], weights[level]
+        held = weight * (color / weight.clamp_min(1e-6))  # a cell's known share keeps its own average
+        out = held + (1 - weight) * F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
+        for _ in range(FINE_STEPS if level == 0 else COARSE_STEPS):
+            p = F.pad(out, (1, 1, 1, 1), mode="replicate")
+            neighbours = (p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:]) * 0.25
+            out = held + (1 - weight) * neighbours
     return out
 
 
@@ -81,7 +93,7 @@ class InpaintGenerator(nn.Module):
         image, mask = image.to(dtype), mask.to(dtype)
         if not self.prefill:
             return self.net(torch.cat([image * (1 - mask), mask * 2 - 1], dim=1))
-        smooth = pull_push(image, mask, self.net.depth)
+        smooth = smooth_fill(image, mask, self.net.depth)
         correction = self.net(torch.cat([image * (1 - mask), mask * 2 - 1, smooth], dim=1))  # tanh: [-1, 1]
         return (smooth + correction).clamp(-1, 1)
 
