@@ -72,3 +72,25 @@ def test_a_test_run_past_its_cap_is_interrupted_and_reported(tmp_path, monkeypat
     tests = json.loads((tmp_path / "gpu_check.json").read_text())["sections"]["tests"]
     assert tests["status"] == "failed" and "interrupted at the time cap" in tests["error"]
     assert tests["seconds"] < 30 and (tmp_path / "tests.log").exists()
+
+
+def test_gpu_bench_shapes_exist_and_cover_every_op():
+    from collections import Counter
+
+    from kernels.bench_cases import cases
+
+    labels = {c.label: c.op for c in cases(False)}
+    assert set(gpu_check.BENCH_LABELS) <= set(labels)  # a renamed case would silently drop rows
+    assert all(2 <= n <= 3 for n in Counter(labels[lb] for lb in gpu_check.BENCH_LABELS).values())
+    assert len({labels[lb] for lb in gpu_check.BENCH_LABELS}) == 3
+
+
+@pytest.mark.parametrize("argv, msg", [(["mlp.yaml"], "this times the stylegan2 recipe"),
+                                       (["digits.yaml", "--kernels", "triton"], "--kernels")])
+def test_step_timing_refuses_what_it_cannot_time(tmp_path, argv, msg, capsys):
+    from trainer import step_timing
+
+    with pytest.raises(SystemExit):
+        step_timing.main(["--config", str(gpu_check.ROOT / "configs" / argv[0]), *argv[1:],
+                          "--out", str(tmp_path / "s.json")])
+    assert msg in capsys.readouterr().err
