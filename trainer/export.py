@@ -288,6 +288,11 @@ def run_export(source: Path, fmt: str, *, out: Optional[Path] = None, truncation
 
         G, description = load_generator(folder)
         return write_image_graph(G, description, target, fmt, class_index=class_index)
+    if json.loads((folder / DESCRIPTION).read_text()).get("family") == "text2img":
+        from trainer.text.graphs import write_text_graph  # (z, caption token ids) -> images
+
+        G, description = load_generator(folder)
+        return write_text_graph(G, description, target, fmt, truncation=truncation, class_index=class_index)
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = export_torchscript if fmt == "torchscript" else export_onnx
     return writer(folder, target, truncation=truncation, class_index=class_index)

@@ -73,3 +73,25 @@ def test_export_rebuilds_from_json_kwargs_with_the_tokenizer():
 def test_unknown_encoder_is_refused_by_name():
     with pytest.raises(ValueError, match="text.encoder='clip'"):
         TextGenerator(z_dim=8, w_dim=16, encoder="clip", **{k: v for k, v in SMALL.items()})
+
+
+def test_torchscript_graph_takes_token_ids_and_carries_the_tokenizer(tmp_path):
+    from trainer.export import ExportError, export_generator, run_export
+
+    G, _ = nets()
+    export_generator(G.eval(), tmp_path / "export", metadata={"text_encoder": "builtin", "tokenizer": TOKENIZER})
+    path = run_export(tmp_path / "export", "torchscript", truncation=0.7)
+    extra = {"generator.json": ""}
+    graph = torch.jit.load(str(path), _extra_files=extra)
+    assert json_loads(extra["generator.json"])["graph_inputs"] == ["z", "tokens"]
+    assert json_loads(extra["generator.json"])["tokenizer"] == TOKENIZER
+    tokens, z = ids("a red 7", "a green 3", "a red 7"), torch.randn(3, 8)  # any batch size
+    assert torch.allclose(graph(z, tokens), G(z, tokens, truncation_psi=0.7, noise_mode="const"), atol=1e-4)
+    with pytest.raises(ExportError, match="TorchScript graphs only"):
+        run_export(tmp_path / "export", "onnx")
+
+
+def json_loads(text):
+    import json
+
+    return json.loads(text)

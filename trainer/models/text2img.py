@@ -34,6 +34,11 @@ from trainer.text.tokenizer import WordTokenizer
 TRUNCATION_LATENTS = 256  # latents averaged into each prompt's mean w for truncation
 
 
+def truncation_latents(z_dim: int) -> torch.Tensor:
+    """The fixed latents [TRUNCATION_LATENTS, z_dim] each prompt's mean w is averaged over."""
+    return torch.randn([TRUNCATION_LATENTS, z_dim], generator=torch.Generator().manual_seed(0x7E57))
+
+
 def text_encoder(encoder: str, tokenizer: Optional[dict], *, context: int, dim: int, layers: int, heads: int):
     if encoder == "builtin":
         vocab = WordTokenizer.from_json(tokenizer or {}, source="builtin tokenizer")
@@ -117,20 +122,23 @@ class TextGenerator(nn.Module):
     def map(self, z: torch.Tensor, text: TextFeatures, *, update_w_avg: bool = False) -> torch.Tensor:
         return self.mapping(z, text.pooled, update_w_avg=update_w_avg)  # [N, num_ws, w_dim]
 
-    def synthesize(self, ws: torch.Tensor, text: TextFeatures, *, noise_mode: str = "random") -> torch.Tensor:
+    def synthesize(self, ws: torch.Tensor, text: TextFeatures, *, noise_mode: str = "random",
+                   fused_modconv: Optional[bool] = None) -> torch.Tensor:
         def attend(resolution: int, x: torch.Tensor) -> torch.Tensor:
             layer = self.attend[str(resolution)] if str(resolution) in self.attend else None
             return x if layer is None else layer(x, text)
-        return self.synthesis(ws, noise_mode=noise_mode, attend=attend)
+        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv, attend=attend)
 
-    def prompt_mean_w(self, text: TextFeatures) -> torch.Tensor:
-        """Each row's mean w over fixed latents: the centre that truncation pulls towards, per prompt."""
-        gen = torch.Generator().manual_seed(0x7E57)
-        z = torch.randn([TRUNCATION_LATENTS, self.z_dim], generator=gen).to(text.pooled.device)
-        means = []
-        for pooled in text.pooled:
-            means.append(self.mapping(z, pooled.expand(len(z), -1))[:, :1].mean(dim=0))  # [1, w_dim]
-        return torch.stack(means)  # [N, 1, w_dim]
+    def prompt_mean_w(self, text: TextFeatures, latents: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Each row's mean w over fixed latents: the centre that truncation pulls towards, per prompt.
+        Vectorised (no loop over rows), so sampling graphs can trace it with `latents` as a buffer."""
+        if latents is None:
+            latents = truncation_latents(self.z_dim).to(text.pooled.device)
+        n, k = text.pooled.shape[0], latents.shape[0]
+        z = latents.unsqueeze(0).expand(n, k, -1).reshape(n * k, -1)
+        pooled = text.pooled.unsqueeze(1).expand(n, k, -1).reshape(n * k, -1)
+        w = self.mapping(z, pooled)[:, :1]  # [N * K, 1, w_dim]
+        return w.reshape(n, k, 1, -1).mean(dim=1)  # [N, 1, w_dim]
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, *, truncation_psi: float = 1.0,
                 noise_mode: str = "random") -> torch.Tensor:
