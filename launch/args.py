@@ -40,12 +40,6 @@ def parse(parser: argparse.ArgumentParser, argv: Optional[list[str]] = None) -> 
     raise AssertionError  # parser.error exits
 
 
-def with_defaults(description: str, example: str) -> dict:
-    """Keyword arguments of add_parser: help shows each option's default, and one example."""
-    return {"description": description, "epilog": f"example:\n  {example}",
-            "formatter_class": HelpFormatter}
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults appended to every option's help (unless it already says its default), epilog kept."""
 
@@ -54,3 +48,35 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if "default" in text or action.default in (None, False, argparse.SUPPRESS, []):
             return text
         return super()._get_help_string(action)
+
+
+# One example per subcommand, shown at the end of `hiresgan SUBCOMMAND -h`.
+EXAMPLES = {
+    "train": "hiresgan train configs/digits.yaml train.kimg=50 run.name=try --resume runs/try",
+    "sample": "hiresgan sample runs/digits/export --seeds 0-15 --class 3 --out samples/",
+    "eval": "hiresgan eval runs/digits/export --data data/digits --metrics fid,kid --out eval.json",
+    "export": "hiresgan export runs/digits --format onnx --truncation 0.7",
+    "synth": "hiresgan synth runs/digits/export --per-class 100 --out data/synth",
+    "shards": "hiresgan shards ~/photos data/faces --resolution 256 --for-config configs/ffhq256.yaml",
+    "slurm": "hiresgan slurm configs/ffhq256.yaml --nodes 4 --gpus-per-node 8 --time 2-00:00:00 --submit "
+             "data.urls=data/faces run.name=ffhq",
+    "hostfile": "hiresgan hostfile configs/ffhq256.yaml --hostfile hosts.txt --master-addr 10.0.0.1",
+    "bench": "hiresgan bench configs/digits.yaml --steps 20 --out bench/train.json",
+}
+
+
+def decorate(subparsers) -> None:
+    """Every subcommand's help shows each option's default and choices, and one example."""
+    for name, parser in subparsers.choices.items():
+        parser.formatter_class = HelpFormatter
+        if name in EXAMPLES and not parser.epilog:
+            parser.epilog = f"example:\n  {EXAMPLES[name]}"
+
+
+def config_yaml(cfg) -> str:
+    """The resolved, validated config as YAML (what the run directory's config.yaml will hold)."""
+    from omegaconf import OmegaConf
+
+    from trainer.config import to_dict
+
+    return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)))

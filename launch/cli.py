@@ -21,6 +21,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         overrides.append(f"run.resume={args.resume}")
     cfg = load_config(args.config, overrides)
+    if args.print_config:
+        from launch.args import config_yaml
+
+        print(config_yaml(cfg), end="")
+        return 0
     adopt_srun_step()  # one task of a multi-task srun step: become that rank
     external = preflight.launched_externally()
     is_main = os.environ.get("RANK", "0") == "0"
@@ -159,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", type=Path, help="YAML config, e.g. configs/digits.yaml")
     train.add_argument("overrides", nargs="*", help="dot-list overrides, e.g. train.kimg=50 model.channel_base=4096")
     train.add_argument("--resume", help="resume from a run directory or a checkpoints/step-* folder")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the resolved, validated config (YAML) and exit without training")
     train.set_defaults(func=_train)
 
     sample = sub.add_parser("sample", help="generate images from an exported generator")
@@ -194,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")
     ev.add_argument("export", type=Path, help="export folder, its .safetensors, or a run directory")
-    ev.add_argument("--data", required=True, help="real shards, e.g. 'data/digits/shard-{000000..000007}.tar'")
+    ev.add_argument("--data", required=True, help="real shards, anything data.urls takes: a shard folder, its "
+                    "manifest.json, or a pattern like 'data/digits/shard-{000000..000007}.tar'")
     ev.add_argument("--metrics", default="fid,kid,pr,is", help="comma-separated subset of fid,kid,pr,is,cas "
                     "(cas: Classification Accuracy Score, class-conditional exports, labelled --data)")
     # --num-fake also works under torchrun, whose parser takes a bare --num for its --numa-binding.
@@ -267,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     bench.add_argument("--out", type=Path, default=Path("bench/train.json"), help="JSON results file")
     bench.set_defaults(func=_bench)
+    from launch.args import decorate
+
+    decorate(sub)  # defaults, choices and one example in every subcommand's help
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -161,6 +162,12 @@ def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000,
         check_cas(G, description, per_class=cas_per_class, export=f"'{export}'")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = distributed.init_distributed().rank if world > 1 else 0
+    if rank == 0 and feature_names:
+        from trainer.evaluation.stats import shape_warning
+
+        warning = shape_warning(data, resolution=G.img_resolution, channels=G.img_channels)
+        if warning:
+            print(f"hiresgan: warning: {warning}", file=sys.stderr)
     report: Optional[dict] = {"data": data, "truncation": truncation, "ranks": world} if rank == 0 else None
     if feature_names:
         if extractor is None:

@@ -19,19 +19,42 @@ import torch
 from safetensors.numpy import load_file, save_file
 from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
-from trainer.data.sources import expand_urls
+from trainer.data.sources import DataError, expand_urls, find_manifest, is_remote, resolve_urls
 from trainer.data.stream import decode_image
 
 
 def shard_files(pattern: str) -> list[Path]:
-    urls = expand_urls(pattern)
-    if not urls:
+    """The local shards `pattern` names: whatever data.urls takes (brace patterns, shard folders,
+    manifest.json files, several items), read from this machine."""
+    if not expand_urls(pattern):
         raise ValueError(f"--data '{pattern}' names no shards")
-    missing = [u for u in urls if not Path(u).is_file()]
-    if missing:
-        raise FileNotFoundError(f"--data: shard '{missing[0]}' does not exist ({len(missing)} of {len(urls)} "
-                                "missing); pass a local brace pattern like data/digits/shard-{000000..000007}.tar")
+    try:
+        urls = resolve_urls(pattern)
+    except DataError as exc:
+        raise FileNotFoundError(f"--data: {exc} (the path does not exist or holds no shards); pass what data.urls "
+                                "takes: a shard folder, its manifest.json or a pattern like "
+                                "data/digits/shard-{000000..000007}.tar") from None
+    remote = [u for u in urls if is_remote(u)]
+    if remote:
+        raise ValueError(f"--data: '{remote[0]}' is remote; evaluation reads shards on this machine (its features "
+                         "are cached by file): copy them here first")
     return [Path(u) for u in urls]
+
+
+def shape_warning(pattern: str, *, resolution: int, channels: int) -> str:
+    """'' when the shards' manifest (if any) matches the generator's images, else what differs."""
+    try:
+        manifest = find_manifest(pattern)
+    except (DataError, OSError, ValueError):
+        return ""
+    if not manifest:
+        return ""
+    have = (manifest.get("resolution"), manifest.get("channels"))
+    if have == (resolution, channels) or None in have or manifest.get("args", {}).get("crop") == "full":
+        return ""
+    return (f"--data holds {have[0]}x{have[0]} images with {have[1]} channel(s) but the generator makes "
+            f"{resolution}x{resolution} with {channels}; real images are resized and converted to the "
+            "generator's, so the scores compare unlike data: check that --data is the set it was trained on")
 
 
 def dataset_fingerprint(files: list[Path]) -> str:
