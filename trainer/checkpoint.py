@@ -37,9 +37,10 @@ from typing import Optional
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from trainer import distributed
+from trainer.files import save_safetensors  # the umask's permissions, not safetensors' 0600
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +166,12 @@ def save(run_dir: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, progress:
              if distributed.has_full_optimizer_state(engine)}
     if rank == 0:
         for sub, tensors in optim.items():
-            save_file(tensors, str(partial / f"optim-{sub}.safetensors"))
-    save_file({**_rng_state(), **{k: v.detach().cpu().contiguous() for k, v in rank_tensors.items()}},
-              str(partial / f"rank-{rank}.safetensors"))
+            save_safetensors(tensors, str(partial / f"optim-{sub}.safetensors"))
+    save_safetensors({**_rng_state(), **{k: v.detach().cpu().contiguous() for k, v in rank_tensors.items()}},
+                     str(partial / f"rank-{rank}.safetensors"))
     if rank == 0:
-        save_file({k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()},
-                  str(partial / "ema.safetensors"))
+        save_safetensors({k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()},
+                         str(partial / "ema.safetensors"))
         _write_json_atomic(partial / "state.json", {"format_version": FORMAT_VERSION, **asdict(progress)})
     distributed.barrier()
     if rank == 0:
@@ -264,5 +265,6 @@ def _debug_dump(out: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: 
         for sub, tensors in dumps.items():
             engine = G_engine if sub == "G" else D_engine
             order = [n for n, p in engine.module.named_parameters() if p.requires_grad]
-            save_file(tensors, str(out / f"{sub}.safetensors"), metadata={"order": json.dumps(order)})
-        save_file({k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()}, str(out / "ema.safetensors"))
+            save_safetensors(tensors, str(out / f"{sub}.safetensors"), metadata={"order": json.dumps(order)})
+        save_safetensors({k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()},
+                         str(out / "ema.safetensors"))

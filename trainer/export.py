@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from trainer.files import save_safetensors
 from trainer.models import build_generator
 
 FORMAT = "hiresgan-generator"
@@ -48,7 +48,7 @@ def export_generator(G_ema: torch.nn.Module, out_dir: Path, *, class_names: Opti
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in G_ema.state_dict().items()}
     weights, meta = out_dir / WEIGHTS, out_dir / DESCRIPTION
     tmp_weights, tmp_meta = out_dir / f".{WEIGHTS}.tmp", out_dir / f".{DESCRIPTION}.tmp"
-    save_file(tensors, str(tmp_weights), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION),
+    save_safetensors(tensors, tmp_weights, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION),
                                                    "family": G_ema.family})
     tmp_meta.write_text(json.dumps(description, indent=2))
     os.replace(tmp_weights, weights)

@@ -16,11 +16,12 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
 from trainer.data.sources import DataError, expand_urls, find_manifest, is_remote, resolve_urls
 from trainer.data.stream import decode_image
+from trainer.files import save_numpy_safetensors
 
 
 def shard_files(pattern: str) -> list[Path]:
@@ -122,7 +123,7 @@ def extract_real(pattern: str, extractor, *, num: int, resolution: int, channels
 def save_cache(path: Path, arrays: dict[str, np.ndarray], *, pattern: str, network: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(arrays, str(tmp), metadata={"data": pattern, "network": network})
+    save_numpy_safetensors(arrays, tmp, metadata={"data": pattern, "network": network})
     os.replace(tmp, path)  # a concurrent or interrupted writer never leaves half a file
 
 
