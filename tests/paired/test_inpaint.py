@@ -31,6 +31,18 @@ def hiresgan(*args, timeout=300):
                           text=True, timeout=timeout)
 
 
+def in_process(capsys, *args):
+    """The CLI in this process (no subprocess: these tests stay fast and unmarked)."""
+    from types import SimpleNamespace
+
+    from launch.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+
 def test_generated_masks_repeat_with_the_seed_and_stay_within_bounds():
     masks = [generate_mask(64, np.random.default_rng(i), max_hole=0.4) for i in range(30)]
     again = [generate_mask(64, np.random.default_rng(i), max_hole=0.4) for i in range(30)]
@@ -103,7 +115,7 @@ def _save(path, array):
     Image.fromarray(array).save(path)
 
 
-def test_sample_inpaint_keeps_known_bytes_and_names_each_bad_mask(tmp_path):
+def test_sample_inpaint_keeps_known_bytes_and_names_each_bad_mask(tmp_path, capsys):
     export_generator(InpaintGenerator(img_resolution=32, img_channels=3, filters=4).eval(), tmp_path / "export")
     rng = np.random.default_rng(0)
     images, masks = tmp_path / "images", tmp_path / "masks"
@@ -115,7 +127,7 @@ def test_sample_inpaint_keeps_known_bytes_and_names_each_bad_mask(tmp_path):
     _save(masks / "white.png", np.full((32, 32), 255, np.uint8))
     _save(masks / "black.png", np.zeros((32, 32), np.uint8))
     out = tmp_path / "out"
-    result = hiresgan("sample", tmp_path / "export", "--inpaint", images, "--masks", masks, "--out", out)
+    result = in_process(capsys, "sample", tmp_path / "export", "--inpaint", images, "--masks", masks, "--out", out)
     assert result.returncode == 1, result.stderr
     assert [p.name for p in out.iterdir()] == ["good.png"]
     for needle in ("wrongsize.png: mask is 16x16 but its image is 32x32", "white.png: mask is all white",
@@ -125,7 +137,7 @@ def test_sample_inpaint_keeps_known_bytes_and_names_each_bad_mask(tmp_path):
     known = np.asarray(Image.open(masks / "good.png")) < 128
     assert after.shape == before.shape and np.array_equal(after[known], before[known])
     assert not np.array_equal(after[~known], before[~known])
-    no_masks = hiresgan("sample", tmp_path / "export", "--inpaint", images, "--out", out)
+    no_masks = in_process(capsys, "sample", tmp_path / "export", "--inpaint", images, "--out", out)
     assert no_masks.returncode == 2 and "--masks" in no_masks.stderr
 
 
@@ -193,17 +205,18 @@ def test_standalone_sampler_matches_the_trainer_and_reads_pngs(tmp_path, family)
         assert np.array_equal(np.asarray(Image.open(tmp_path / "q.png")), expected)
 
 
-def test_standalone_sampler_cli_fills_a_folder_and_names_bad_masks(tmp_path):
+def test_standalone_sampler_cli_fills_a_folder_and_names_bad_masks(tmp_path, capsys):
+    from sampler import hiresgan_image2image as standalone
+
     export_generator(InpaintGenerator(img_resolution=32, img_channels=3, filters=4).eval(), tmp_path / "export")
     rng = np.random.default_rng(1)
     for name in ("a", "b"):
         _save(tmp_path / "images" / f"{name}.png", rng.integers(0, 256, (40, 24, 3), dtype=np.uint8))
     _save(tmp_path / "masks" / "a.png", np.pad(np.full((10, 10), 255, np.uint8), ((5, 25), (5, 9))))
     _save(tmp_path / "masks" / "b.png", np.zeros((40, 24), np.uint8))
-    result = subprocess.run([sys.executable, ROOT / "sampler" / "hiresgan_image2image.py", tmp_path / "export",
-                             "--inpaint", tmp_path / "images", "--masks", tmp_path / "masks",
-                             "--out", tmp_path / "out"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and "b.png: mask is all black" in result.stderr
+    code = standalone.main([str(a) for a in (tmp_path / "export", "--inpaint", tmp_path / "images", "--masks",
+                                             tmp_path / "masks", "--out", tmp_path / "out")])
+    assert code == 1 and "b.png: mask is all black" in capsys.readouterr().err
     before = np.asarray(Image.open(tmp_path / "images" / "a.png"))
     after = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     known = np.asarray(Image.open(tmp_path / "masks" / "a.png")) < 128

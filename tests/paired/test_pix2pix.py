@@ -37,6 +37,18 @@ def e2d_shards(tmp_path_factory):
     return folder
 
 
+def in_process(capsys, *args):
+    """The CLI in this process (no subprocess: these tests stay fast and unmarked)."""
+    from types import SimpleNamespace
+
+    from launch.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+
 def samples(folder):
     return [s for tar in sorted(folder.glob("shard-*.tar")) for s in read_shard(str(tar), ErrorPolicy("fail"))]
 
@@ -110,7 +122,7 @@ def _save(path, array):
     Image.fromarray(array).save(path)
 
 
-def test_paired_shards_from_two_folders_report_bad_pairs_and_write_the_rest(tmp_path):
+def test_paired_shards_from_two_folders_report_bad_pairs_and_write_the_rest(tmp_path, capsys):
     a, b = tmp_path / "edges", tmp_path / "photos"
     for i in range(3):
         _save(a / f"{i}.png", np.full((40, 40), 60 * i, np.uint8))
@@ -121,7 +133,8 @@ def test_paired_shards_from_two_folders_report_bad_pairs_and_write_the_rest(tmp_
     _save(b / "small.png", np.zeros((40, 40, 3), np.uint8))
     _save(a / "rgb.png", np.zeros((40, 40, 3), np.uint8))  # an RGB edge map
     _save(b / "rgb.png", np.zeros((40, 40, 3), np.uint8))
-    result = hiresgan("shards", a, tmp_path / "out", "--paired", b, "--resolution", "32", "--input-channels", "1")
+    result = in_process(capsys, "shards", a, tmp_path / "out", "--paired", b, "--resolution", "32",
+                        "--input-channels", "1")
     assert result.returncode == 1, result.stderr
     for name in ("lonely.png", "orphan.png", "small.png", "rgb.png"):
         assert sum(name in line for line in result.stderr.splitlines()) == 1, result.stderr
@@ -131,7 +144,7 @@ def test_paired_shards_from_two_folders_report_bad_pairs_and_write_the_rest(tmp_
     assert out["input"].shape == (1, 32, 32) and out["image"].shape == (3, 32, 32) and out["input"].max() == 120
 
 
-def test_translate_keeps_names_sizes_and_names_each_bad_file(tmp_path):
+def test_translate_keeps_names_sizes_and_names_each_bad_file(tmp_path, capsys):
     G = Pix2PixGenerator(img_resolution=32, img_channels=1, in_channels=1, filters=4)
     export_generator(G.eval(), tmp_path / "export")
     folder = tmp_path / "in"
@@ -140,13 +153,14 @@ def test_translate_keeps_names_sizes_and_names_each_bad_file(tmp_path):
     _save(folder / "rgb.png", np.zeros((32, 32, 3), np.uint8))
     (folder / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    result = hiresgan("sample", tmp_path / "export", "--translate", folder, "--out", out)
+    result = in_process(capsys, "sample", tmp_path / "export", "--translate", folder, "--out", out)
     assert result.returncode == 1
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "wide.png"]
     assert Image.open(out / "wide.png").size == (70, 40)
     assert "rgb.png: has 3 colour channel(s) but the model reads 1" in result.stderr
     assert "broken.png: not a readable image" in result.stderr
-    tiled = hiresgan("sample", tmp_path / "export", "--translate", folder, "--tile", "32", "--out", tmp_path / "t")
+    tiled = in_process(capsys, "sample", tmp_path / "export", "--translate", folder, "--tile", "32", "--out",
+                       tmp_path / "t")
     assert Image.open(tmp_path / "t" / "wide.png").size == (70, 40), tiled.stderr
 
 
@@ -178,7 +192,7 @@ def test_onnx_and_torchscript_graphs_match_the_export_at_another_size(tmp_path, 
     from trainer.models.inpaint import InpaintGenerator
 
     G = (Pix2PixGenerator(img_resolution=32, img_channels=1, in_channels=1, filters=4) if family == "pix2pix"
-         else InpaintGenerator(img_resolution=32, img_channels=3, filters=4)).eval()
+         else InpaintGenerator(img_resolution=32, img_channels=3, filters=4, depth=2)).eval()  # small trace
     export_generator(G, tmp_path / "export")
     x = torch.rand(2, G.init_kwargs.get("in_channels", 3), 64, 96) * 2 - 1
     inputs = {"images": x}
