@@ -221,3 +221,9 @@ def test_standalone_sampler_cli_fills_a_folder_and_names_bad_masks(tmp_path, cap
     after = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     known = np.asarray(Image.open(tmp_path / "masks" / "a.png")) < 128
     assert np.array_equal(after[known], before[known]) and [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+
+
+def test_seeds_on_an_image_to_image_export_point_to_the_right_flag(tmp_path, capsys):
+    export_generator(InpaintGenerator(img_resolution=32, img_channels=3, filters=4).eval(), tmp_path / "export")
+    result = in_process(capsys, "sample", tmp_path / "export", "--seeds", "0", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "--inpaint IMAGES --masks MASKS" in result.stderr

@@ -106,8 +106,12 @@ def translate_folder(export: Path, folder: Path, out_dir: Path, *, direction: st
 def sample_to_folder(export: Path, seeds: list[int], out_dir: Path, *, class_index: Optional[int] = None,
                      truncation: float = 1.0, device: str = "cpu") -> list[Path]:
     G, description = load_generator(export, device)
-    if description["family"] == "cyclegan":
-        raise ValueError(f"'{export}' translates images (family cyclegan): pass --translate FOLDER instead of seeds")
+    if description["family"] in ("cyclegan", "pix2pix"):
+        raise ValueError(f"'{export}' translates images (family {description['family']}): pass --translate FOLDER "
+                         "instead of seeds")
+    if description["family"] == "inpaint":
+        raise ValueError(f"'{export}' fills holes (family inpaint): pass --inpaint IMAGES --masks MASKS "
+                         "instead of seeds")
     one_hot(class_index, G.c_dim, 1, class_names=description.get("class_names"))  # validate before work
     images = to_uint8(generate(G, seeds, class_index, truncation=truncation, device=device))
     out_dir = Path(out_dir)
