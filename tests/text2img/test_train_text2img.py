@@ -40,16 +40,17 @@ def test_train_resume_export_and_sample(tiny, colour_shards, tmp_path):
     assert description["family"] == "text2img" and "seven" in description["tokenizer"]["vocab"]
     assert (straight / "samples" / "latest.png").is_file()
 
-    out = tmp_path / "one"
-    result = hiresgan("sample", straight / "export", "--prompt", "a red seven on a purple background",
-                      "--seeds", "0-2", "--out", out, "--truncation", "0.7")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "purple" in result.stderr and len(list(out.glob("*.png"))) == 3
+    from trainer.sampling.prompts import PromptError, sample_prompts
+
+    with pytest.warns(UserWarning, match="purple"):  # in-process: one CLI start is enough
+        paths = sample_prompts(straight / "export", ["a red seven on a purple background"], [0, 1, 2],
+                               tmp_path / "one", truncation=0.7)
+    assert len(paths) == 3 and all(p.is_file() for p in paths)
+    with pytest.raises(PromptError, match="--prompt is empty"):
+        sample_prompts(straight / "export", [" "], [0], tmp_path / "none")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red 7 on a blue background\nthe digit two, drawn in green on black\n")
     result = hiresgan("sample", straight / "export", "--prompts", prompts, "--seeds", "0-1", "--out", tmp_path / "many")
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.relative_to(tmp_path / "many").as_posix() for p in (tmp_path / "many").rglob("*.png")) == [
         "0/seed0000.png", "0/seed0001.png", "1/seed0000.png", "1/seed0001.png"]
-    result = hiresgan("sample", straight / "export", "--prompt", " ", "--out", tmp_path / "none")
-    assert result.returncode != 0 and "--prompt is empty" in result.stderr
