@@ -154,14 +154,25 @@ def _run_case(op: str, device) -> list[tuple[list[torch.Tensor], list[torch.Tens
 def run_check(op: str, device) -> tuple[bool, str]:
     """-> (Triton agrees with the reference, a one-line detail)."""
     device = torch.device(device)
+    # The comparison reads values on the host: under set_sync_debug_mode("error") that would
+    # raise and be taken for a broken kernel, so the mode is lifted for the check.
+    sync_mode = torch.cuda.get_sync_debug_mode() if device.type == "cuda" else None
     try:
+        if sync_mode:
+            torch.cuda.set_sync_debug_mode(0)
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
             (t_out, t_grads), (r_out, r_grads) = _run_case(op, device)
+            return _compare(t_out + t_grads, r_out + r_grads)
     except Exception as exc:  # a kernel that does not compile or launch on this device
         return False, f"the check raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        if sync_mode:
+            torch.cuda.set_sync_debug_mode(sync_mode)
+
+
+def _compare(got_all: list[torch.Tensor], want_all: list[torch.Tensor]) -> tuple[bool, str]:
     worst = 0.0
-    for name, got, want in zip(["output"] + [f"grad {i}" for i in range(len(t_grads))], t_out + t_grads,
-                               r_out + r_grads):
+    for name, got, want in zip(["output"] + [f"grad {i}" for i in range(len(got_all) - 1)], got_all, want_all):
         if got.shape != want.shape or not torch.isfinite(got).all():
             return False, f"{name}: shape {list(got.shape)} vs {list(want.shape)} or non-finite values"
         err = (got.float() - want.float()).abs()

@@ -135,3 +135,14 @@ def test_config_key_turns_the_check_off():
     root = Path(__file__).resolve().parents[2]
     assert load_config(root / "configs/digits.yaml").train.kernel_check is True
     assert load_config(root / "configs/digits.yaml", ["train.kernel_check=false"]).train.kernel_check is False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_check_is_not_mistaken_for_a_broken_kernel_under_sync_debug_mode():
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        assert kernels.check_kernels("cuda") == {op: True for op in guard.OPS}
+        assert torch.cuda.get_sync_debug_mode() == 2  # restored
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
