@@ -62,6 +62,7 @@ class Check:
 
     def __init__(self, out: Path, budget_s: float, plumbing: bool, device: torch.device, argv: list[str]):
         self.out, self.plumbing, self.device = out, plumbing, device
+        out.mkdir(parents=True, exist_ok=True)
         self.deadline = time.monotonic() + budget_s
         self.report = {"command": " ".join(["python -m kernels.gpu_check"] + argv), "plumbing": plumbing,
                        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
