@@ -99,6 +99,8 @@ class Trainer:
         self.tensorboard = TensorBoardLog(self.run_dir if env.is_main and cfg.metrics.tensorboard else None)
         self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
         self.evaluation = PeriodicEval(cfg, env, self.G_ema, registry=registry)  # eval.every_kimg (0: off)
+        if self.metrics is not None:
+            self.evaluation.on_running = self.metrics.observe_evaluation
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
 

@@ -35,6 +35,7 @@ NO_DATA_HERE = {
     "Memory per rank / C": "CUDA memory: GPU runs only",
     "GPU utilization (DCGM) / A": "no DCGM exporter (and no GPU) here",
     "GPU memory used (DCGM) / A": "no DCGM exporter (and no GPU) here",
+    "Seconds since last step (and in evaluation) / B": "no in-training evaluation in this run",
 }
 
 # Alert conditions that only mean something when they hold for their whole `for` window. r_t of a
@@ -129,8 +130,8 @@ def _fast_rules(path: Path) -> Path:
     for rule in rules:
         rule["for"] = "0s"
         if rule["alert"] == "HiresganTrainingStalled":
-            assert rule["expr"].endswith("> 600")
-            rule["expr"] = rule["expr"][: -len("600")] + "3"
+            assert rule["expr"].count("> 600") == 1
+            rule["expr"] = rule["expr"].replace("> 600", "> 3")
     path.write_text(yaml.safe_dump({"groups": [{"name": "hiresgan-fast", "interval": "1s", "rules": rules}]}))
     return path
 

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from prometheus_client import CollectorRegistry
@@ -37,6 +37,9 @@ class PeriodicEval:
         self.every_kimg, self.env, self.G = e.every_kimg, env, G_ema
         self.batch_size = cfg.train.batch_size
         self.last_step: Optional[int] = None
+        # Told True/False around each evaluation (the Trainer's metrics: steps pause meanwhile, and
+        # the stall alert must not take the pause for a hang).
+        self.on_running: Optional[Callable[[bool], None]] = None
         if not self.enabled:
             return
         from trainer.evaluation.features import build_extractor
@@ -89,6 +92,8 @@ class PeriodicEval:
         started = time.perf_counter()
         rank, world = self.env.rank, self.env.world_size
         was_training = self.G.training
+        if self.on_running is not None:
+            self.on_running(True)
         # fork_rng restores the CPU (and this GPU's) RNG state afterwards: training's streams go on
         # exactly as if nothing had run.
         with torch.random.fork_rng(devices=self._cuda_devices()), torch.no_grad():
@@ -103,6 +108,8 @@ class PeriodicEval:
                                             num_fake=self.num_fake, data=self.data, rank=rank, world_size=world)
             finally:
                 self.G.train(was_training)
+                if self.on_running is not None:
+                    self.on_running(False)
         self.last_step = progress.step
         if report is None:  # not rank 0
             return None

@@ -63,6 +63,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("target_kimg", "kimg", "Training length in kimg (progress_kimg / target_kimg is the fraction done)"),
     _g("last_step_timestamp_seconds", "seconds",
        "Unix time this rank last finished a step (start of training before the first one)"),
+    _g("evaluation_started_timestamp_seconds", "seconds",
+       "Unix time the in-training evaluation now running started (0 when none runs); the stall alert waits "
+       "for it"),
     _h("step_duration_seconds", "seconds", "Wall time of one training step, data wait included", STEP_BUCKETS),
     _h("data_wait_seconds", "seconds", "Time a step waited for its batch from the data stream", WAIT_BUCKETS),
     _h("phase_duration_seconds", "seconds", "Wall time per training phase (G_main, G_reg, D_main, D_reg)",

@@ -46,6 +46,7 @@ class TrainingMetrics:
         now = time.time()
         self._l("last_step_timestamp_seconds").set(now)
         self._l("last_checkpoint_timestamp_seconds").set(now)
+        self._l("evaluation_started_timestamp_seconds").set(0)
 
     def _l(self, key: str, **extra):
         return self._m[key].labels(**self.identity, **extra)
@@ -137,6 +138,10 @@ class TrainingMetrics:
         """A recipe's validation scores (rank 0, at sample grids); one series per metric name."""
         for metric, value in scores.items():
             self._l("validation_score", metric=metric).set(value)
+
+    def observe_evaluation(self, running: bool) -> None:
+        """An in-training evaluation starts (True) or ends (False): steps pause meanwhile."""
+        self._l("evaluation_started_timestamp_seconds").set(time.time() if running else 0)
 
     def observe_checkpoint(self, seconds: float) -> None:
         self._l("checkpoint_duration_seconds").set(seconds)
