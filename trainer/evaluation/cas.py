@@ -14,8 +14,8 @@ have trained on them all: give `--data` a held-out set for a test the GAN never 
 The classifier (small on purpose, the same for every export, about 10 s on one CPU core): images
 resized to 16x16 (area filter) and scaled to [-1, 1]; three blocks conv3x3 - batch norm - ReLU of
 16, 32 and 64 channels, 2x2 max-pool after the first two, global average pool, dropout 0.3,
-linear(K). Adam (lr 3e-3), batch 64 drawn with replacement, a fixed 300 steps whatever N is (small
-and large sets get the same optimization budget), each batch shifted by up to 1 pixel (seeded);
+linear(K). Adam (lr 3e-3, cosine decay to 0), batch 64 drawn with replacement, a fixed 300 steps
+whatever N is (small and large sets get the same budget), each batch shifted by up to 1 pixel (seeded);
 weights, dropout and batches come from `seed`, and it runs on one CPU thread, so the same inputs
 give the same accuracy. 16x16
 is enough to tell classes apart on the digits (the ceiling reaches ~97% from 100 real images per
@@ -39,8 +39,8 @@ LEARNING_RATE = 3e-3
 SHIFT = 1  # pixels of random translation per training batch
 MIN_TEST_PER_CLASS = 10  # real images a class needs beyond the ceiling's N
 DESCRIPTION = (f"CNN conv16-conv32-conv64 (3x3, batch norm, ReLU, 2x max-pool) + GAP + dropout 0.3 + linear, "
-               f"{CLASSIFIER_SIZE}x{CLASSIFIER_SIZE} input, Adam lr {LEARNING_RATE}, batch {BATCH}, {STEPS} steps, "
-               f"+-{SHIFT} px shifts")
+               f"{CLASSIFIER_SIZE}x{CLASSIFIER_SIZE} input, Adam lr {LEARNING_RATE} cosine to 0, batch {BATCH}, "
+               f"{STEPS} steps, +-{SHIFT} px shifts")
 
 
 class CASError(ValueError):
