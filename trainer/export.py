@@ -211,8 +211,8 @@ def sampling_graph(export: Path, *, truncation: float = 1.0,
         G, description = load_standalone(export)
     else:
         raise ExportError(f"family {family} exports cannot be written as TorchScript/ONNX graphs (graphs exist for "
-                          f"stylegan2, {', '.join(LATENT_GRAPH_FAMILIES)}, pix2pix and inpaint); sample it with "
-                          "`hiresgan sample` instead")
+                          f"stylegan2, {', '.join(LATENT_GRAPH_FAMILIES)}, pix2pix, inpaint and, as TorchScript, "
+                          "text2img); sample it with `hiresgan sample` instead")
     if class_index is not None:
         if not G.c_dim:
             raise ExportError("--class was given but this generator is unconditional")
