@@ -51,3 +51,20 @@ def test_export_round_trip_and_init_from(tmp_path):
     with pytest.raises(ValueError, match="sr.init_from.*no generator.safetensors"):
         (tmp_path / "empty").mkdir()
         load_into(fresh, str(tmp_path / "empty"))
+
+
+def test_network_interpolation(tmp_path):
+    from trainer.superres.interpolate import interpolate
+
+    a = RRDBNet(img_resolution=32, scale=4, blocks=1, features=8, growth=4)
+    b = RRDBNet(img_resolution=32, scale=4, blocks=1, features=8, growth=4)
+    export_generator(a, tmp_path / "a", metadata={"scale": 4})
+    export_generator(b, tmp_path / "b", metadata={"scale": 4, "sr_stage": "gan"})
+    interpolate(tmp_path / "a", tmp_path / "b", 0.25, tmp_path / "mix")
+    G, description = load_generator(tmp_path / "mix")
+    w = "conv_first.weight"
+    assert torch.allclose(G.state_dict()[w], 0.75 * a.state_dict()[w] + 0.25 * b.state_dict()[w])
+    assert description["interpolation"]["alpha"] == 0.25 and description["scale"] == 4
+    export_generator(RRDBNet(img_resolution=32, scale=4, blocks=2, features=8, growth=4), tmp_path / "c")
+    with pytest.raises(ValueError, match="same architecture"):
+        interpolate(tmp_path / "a", tmp_path / "c", 0.5, tmp_path / "bad")
