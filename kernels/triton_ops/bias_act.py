@@ -16,7 +16,7 @@ import triton.language as tl
 
 from kernels.activations import ACTIVATIONS, kernel_code
 from kernels.triton_ops.device import on_device
-from kernels.triton_ops.tiles import tile_shape
+from kernels.triton_ops.tiles import needs_int64, tile_shape
 
 # The ACT codes come from the shared table (kernels/activations.py), as constexpr globals (the
 # only globals a jitted function may read), so a branch cannot test a stale number. selu has no
@@ -187,7 +187,7 @@ _TL_ACC = {torch.float64: tl.float64, torch.float32: tl.float32}
 def _grid_args(x, R, inner, tile):
     br, bi = tile or tile_shape(R, inner)
     chunks = triton.cdiv(inner, bi)
-    return (triton.cdiv(R, br) * chunks,), chunks, dict(INT64=x.numel() >= 2**31 - 1, BR=br, BI=bi)
+    return (triton.cdiv(R, br) * chunks,), chunks, dict(INT64=needs_int64(x.numel()), BR=br, BI=bi)
 
 
 def param_args(params, dummy) -> tuple:

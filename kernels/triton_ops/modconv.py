@@ -21,7 +21,7 @@ import triton.language as tl
 from kernels.activations import kernel_code
 from kernels.triton_ops.bias_act import act_d1, act_fwd, clamp_mask, load_params, param_args
 from kernels.triton_ops.device import on_device
-from kernels.triton_ops.tiles import tile_shape
+from kernels.triton_ops.tiles import needs_int64, tile_shape
 
 
 @triton.jit
@@ -134,7 +134,7 @@ def _noise_int64(noise, shape) -> bool:
     if noise is None:
         return False
     view = noise.expand(shape)
-    return sum((d - 1) * abs(st) for d, st in zip(view.shape, view.stride())) + 1 >= 2**31 - 1
+    return needs_int64(sum((d - 1) * abs(st) for d, st in zip(view.shape, view.stride())) + 1)
 
 
 def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):

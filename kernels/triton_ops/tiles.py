@@ -34,3 +34,13 @@ def tile_shape(*extents: int, caps: Optional[Sequence[Optional[int]]] = None) ->
         shape.append(b)
         left //= b
     return tuple(reversed(shape))
+
+
+# Offsets from here on need 64-bit arithmetic in the kernels (their INT64 constexpr). Tests lower
+# it (monkeypatch) to run the 64-bit code paths end to end at interpreter sizes.
+INT64_FROM = 2**31 - 1
+
+
+def needs_int64(reach: int) -> bool:
+    """Whether a launch whose largest element offset is below `reach` needs 64-bit indexing."""
+    return reach >= INT64_FROM

@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from kernels.triton_ops.device import on_device
-from kernels.triton_ops.tiles import tile_shape
+from kernels.triton_ops.tiles import needs_int64, tile_shape
 
 
 @triton.jit
@@ -102,5 +102,5 @@ def launch(x: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor | None, out: torc
         upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
             x, fy, fy if fx is None else fx, out, N * C, C, H, W, OH, OW, *x.stride(), tiles_y, tiles_x,
             UPX=up[0], UPY=up[1], DOWNX=down[0], DOWNY=down[1], PX0=pad0[0], PY0=pad0[1], FW=fsize[0], FH=fsize[1],
-            SEPARABLE=fx is not None, ACC=_TL_ACC[fy.dtype], INT64=reach >= 2**31 - 1, BP=bp, BH=bh, BW=bw)
+            SEPARABLE=fx is not None, ACC=_TL_ACC[fy.dtype], INT64=needs_int64(reach), BP=bp, BH=bh, BW=bw)
     return out

@@ -87,3 +87,53 @@ def test_noise_int64_flag_follows_the_noise_span():
     # fake the strides with as_strided on a meta tensor).
     big = torch.empty(0, device="meta").as_strided((2, 1, 8, 8), (2**31, 1, 2**20, 1))
     assert _noise_int64(big, shape)
+
+
+def test_the_64_bit_paths_give_the_reference_results(device, monkeypatch):
+    """Every kernel with INT64 on (the threshold lowered to 0), forward and backward, on strided
+    inputs and noise: the int64 code paths end to end, at interpreter sizes."""
+    import kernels
+    from kernels.bias_act import bias_act_ref
+    from kernels.modulated_conv2d import modulated_conv2d_ref
+    from kernels.triton_ops import tiles
+    from kernels.upfirdn2d import upfirdn2d_ref
+
+    monkeypatch.setattr(tiles, "INT64_FROM", 0)
+    assert tiles.needs_int64(1)
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(shape, generator=g).to(device)
+
+    x = rand(2, 3, 9, 22)[:, :, :, ::2]  # non-contiguous columns: sxw = 2
+    f = kernels.setup_filter([1, 3, 3, 1], device=device)
+    for kw in (dict(up=2, padding=[2, 1, 2, 1], gain=4), dict(down=2, padding=[1, 1, 1, 1])):
+        xt, xr = x.detach().requires_grad_(), x.detach().requires_grad_()
+        yt, yr = kernels.upfirdn2d(xt, f, impl="triton", **kw), upfirdn2d_ref(xr, f, **kw)
+        torch.testing.assert_close(yt, yr, rtol=1e-5, atol=1e-5)
+        gy = rand(*yr.shape)
+        torch.testing.assert_close(torch.autograd.grad(yt, xt, gy)[0], torch.autograd.grad(yr, xr, gy)[0],
+                                   rtol=1e-5, atol=1e-5)
+
+    xb, b = rand(2, 5, 4, 7), rand(5)
+    for bias in (None, b):
+        leaves_t = [xb.clone().requires_grad_()] + ([] if bias is None else [bias.clone().requires_grad_()])
+        leaves_r = [t.detach().clone().requires_grad_() for t in leaves_t]
+        yt = kernels.bias_act(*leaves_t, act="lrelu", clamp=1.0, impl="triton")
+        yr = bias_act_ref(*leaves_r, act="lrelu", clamp=1.0)
+        torch.testing.assert_close(yt, yr)
+        gy = rand(*yr.shape)
+        for a, w in zip(torch.autograd.grad(yt, leaves_t, gy), torch.autograd.grad(yr, leaves_r, gy)):
+            torch.testing.assert_close(a, w, rtol=1e-5, atol=1e-5)
+
+    xm, w, s, bm = rand(2, 4, 6, 6), rand(5, 4, 3, 3), rand(2, 4) + 1, rand(5)
+    noise = rand(6, 20)[:, 3:9]  # [H, W] rows of a wider buffer: the strided (non-flat) noise path
+    leaves_t = [t.clone().requires_grad_() for t in (xm, w, s, bm, noise)]
+    leaves_r = [t.detach().clone().requires_grad_() for t in leaves_t]
+    kw = dict(padding=1, fused_modconv=False, act="lrelu", clamp=2.0)
+    yt = kernels.modulated_conv2d(*leaves_t[:3], noise=leaves_t[4], bias=leaves_t[3], impl="triton", **kw)
+    yr = modulated_conv2d_ref(*leaves_r[:3], noise=leaves_r[4], bias=leaves_r[3], **kw)
+    torch.testing.assert_close(yt, yr, rtol=1e-5, atol=1e-5)
+    gy = rand(*yr.shape)
+    for a, w_ in zip(torch.autograd.grad(yt, leaves_t, gy), torch.autograd.grad(yr, leaves_r, gy)):
+        torch.testing.assert_close(a, w_, rtol=1e-4, atol=1e-4)
