@@ -100,8 +100,9 @@ def test_a_plain_srun_step_runs_each_task_as_a_rank(cluster, tmp_path, digit_sha
 def test_a_job_rendered_from_the_users_folder_finds_its_files_and_publishes_node_addresses(
         cluster, tmp_path, digit_shards):
     """Render from a folder outside the checkout with relative data and output paths, submit: the
-    checkpoints, the export, the SLURM log and the metrics targets land under that folder, and
-    each node's targets file names the node's own address (node2 is 127.0.0.2 here)."""
+    checkpoints, the export, the SLURM log and the metrics targets land under that folder, each
+    node's targets file names the node's own address (node2 is 127.0.0.2 here), and a real
+    Prometheus reading those files scrapes both nodes."""
     import shutil
 
     from portkit import free_ports
@@ -109,6 +110,14 @@ def test_a_job_rendered_from_the_users_folder_finds_its_files_and_publishes_node
     me = tmp_path / "me"
     shutil.copytree(digit_shards[0], me / "shards")
     port = free_ports()
+    prometheus = None
+    if shutil.which("prometheus"):  # a central Prometheus, as on a cluster: it scrapes both nodes
+        sys.path.insert(0, str(ROOT / "tests" / "monitoring"))
+        from promkit import PrometheusServer
+
+        (me / "runs" / "mine" / "prometheus-targets").mkdir(parents=True)  # watched from the start
+        prometheus = PrometheusServer(tmp_path / "prometheus", rule_files=[],
+                                      sd_files=[str(me / "runs" / "mine" / "prometheus-targets" / "*.json")])
     cmd = [sys.executable, "-m", "launch", "slurm", str(ROOT / "configs" / "digits.yaml"), "--nodes", "2",
            "--gpus-per-node", "0", "--submit", *TINY, "train.kimg=0.032", "train.checkpoint_kimg=10",
            "train.sample_kimg=10", "data.urls=shards", "run.out_dir=runs", "run.name=mine", f"metrics.port={port}",
@@ -136,3 +145,10 @@ def test_a_job_rendered_from_the_users_folder_finds_its_files_and_publishes_node
     assert sorted(t["targets"][0] for t in targets.values()) == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"], targets
     assert {t["labels"]["slurm_job_id"] for t in targets.values()} == {job_id}
     assert not list((run_dir / "prometheus-targets").glob("*.json"))  # withdrawn at the clean end
+    if prometheus is not None:
+        try:
+            scraped = prometheus.query('max by (instance) (max_over_time(up{job="mine"}[10m]))')
+        finally:
+            prometheus.close()
+        assert {r["metric"]["instance"]: r["value"][1] for r in scraped} == {
+            f"127.0.0.1:{port}": "1", f"127.0.0.2:{port}": "1"}, scraped
