@@ -36,3 +36,17 @@ def test_eval_warns_when_the_data_is_not_what_the_generator_makes(tiny_export, t
                  "--cache", str(tmp_path / "c")]) == 0
     err = capsys.readouterr().err
     assert "warning: --data holds 16x16 images with 3 channel(s) but the generator makes 32x32 with 1" in err, err
+
+
+def test_the_warning_also_reads_shards_without_a_manifest(tmp_path):
+    from trainer.evaluation.stats import shape_warning
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(src / f"{i}.png")
+    write_shards(src, tmp_path / "rgb16", resolution=16)
+    (tmp_path / "rgb16" / "manifest.json").unlink()
+    pattern = str(tmp_path / "rgb16" / "shard-000000.tar")
+    assert "16x16 images with 3 channel(s)" in shape_warning(pattern, resolution=32, channels=1)
+    assert shape_warning(pattern, resolution=16, channels=3) == ""

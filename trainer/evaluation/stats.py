@@ -9,6 +9,7 @@ shard list order (no shuffling), so the first `num` images are the same on every
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -48,14 +49,34 @@ def shape_warning(pattern: str, *, resolution: int, channels: int) -> str:
         manifest = find_manifest(pattern)
     except (DataError, OSError, ValueError):
         return ""
-    if not manifest:
-        return ""
-    have = (manifest.get("resolution"), manifest.get("channels"))
-    if have == (resolution, channels) or None in have or manifest.get("args", {}).get("crop") == "full":
+    if manifest and manifest.get("args", {}).get("crop") == "full":
+        return ""  # whole images of many sizes: nothing single to compare
+    have = (manifest.get("resolution"), manifest.get("channels")) if manifest else _first_image_shape(pattern)
+    if have == (resolution, channels) or None in have:
         return ""
     return (f"--data holds {have[0]}x{have[0]} images with {have[1]} channel(s) but the generator makes "
             f"{resolution}x{resolution} with {channels}; real images are resized and converted to the "
             "generator's, so the scores compare unlike data: check that --data is the set it was trained on")
+
+
+def _first_image_shape(pattern: str) -> tuple:
+    """(side, channels) of the first image of the first shard, for shards without a manifest;
+    (None, None) when it cannot be read (the metrics then report the problem themselves)."""
+    from PIL import Image
+
+    from trainer.data.stream import IMAGE_EXTENSIONS
+
+    try:
+        for sample in group_by_keys(tar_file_expander(url_opener([{"url": str(shard_files(pattern)[0])}]))):
+            ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
+            if ext is None:
+                continue
+            with Image.open(io.BytesIO(sample[ext])) as img:
+                width, height = img.size
+                return (width if width == height else None), (1 if img.mode in ("1", "L", "I", "I;16") else 3)
+    except Exception:  # noqa: BLE001 - a best-effort warning must never be the error
+        pass
+    return None, None
 
 
 def dataset_fingerprint(files: list[Path]) -> str:
