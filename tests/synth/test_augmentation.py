@@ -16,6 +16,8 @@ def test_rows_share_one_held_out_test_set():
     assert result["num_test"] == len(y) - 40 and result["synth_counts"] == [10] * 10
     assert all(0 <= r["accuracy"] <= 1 and len(r["per_class"]) == 10 for r in result["rows"])
     assert markdown(result).count("\n") == 6
+    shared = table((x, y), synth, [2], synth_per_class=10, synth_share=0.5, steps=10)
+    assert shared["synth_share"] == 0.5 and [r["train"] for r in shared["rows"]] == ["real", "real+synth", "synth"]
 
 
 def test_bad_counts_are_one_clear_error(capsys):

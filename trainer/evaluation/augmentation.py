@@ -1,13 +1,15 @@
 """Is a synthetic set worth adding to a few real images? The CAS classifier, measured three ways.
 
     python -m trainer.evaluation.augmentation --real data/digits --synth data/synth-digits \\
-        --real-per-class 5,10,20 [--synth-per-class 100] [--out table.json]
+        --real-per-class 5,10,20 [--synth-per-class 100] [--synth-share 0.5] [--out table.json]
 
 For each N of --real-per-class, the classifier of trainer/evaluation/cas.py (same network, seed
 and 300-step schedule) is trained on
   * real:      N real images per class,
   * real+synth: the same N real images per class plus M synthetic ones (all of --synth, or the
-    first M per class with --synth-per-class), drawn uniformly from their union,
+    first M per class with --synth-per-class), drawn uniformly from their union, or, with
+    --synth-share F, a share F of every batch from the synthetic ones and the rest from the real
+    ones (as data.mix.fraction does for GAN training),
   * synth:     the M synthetic images per class alone (the CAS of the set; one row),
 and every classifier is tested on the same real images: per class, a seeded permutation (the
 one CAS uses) gives the training pool its first max(N) images and the test set all the others,
@@ -42,7 +44,7 @@ def first_per_class(labels: torch.Tensor, pool: list[int], n: int) -> list[int]:
 
 
 def table(real: tuple, synth: tuple, real_per_class: list[int], *, synth_per_class: Optional[int] = None,
-          seed: int = 0, steps: Optional[int] = None) -> dict:
+          synth_share: Optional[float] = None, seed: int = 0, steps: Optional[int] = None) -> dict:
     """The rows described in the module docstring; accuracies in 0..1."""
     images, labels = real
     s_images, s_labels = synth
@@ -56,8 +58,9 @@ def table(real: tuple, synth: tuple, real_per_class: list[int], *, synth_per_cla
     counts = torch.bincount(s_labels, minlength=num_classes)
     test_x, test_y = images[test], labels[test]
 
-    def row(name: str, x: torch.Tensor, y: torch.Tensor, n_real: int) -> dict:
-        acc, per = accuracy(train_classifier(x, y, num_classes, seed=seed, steps=steps), test_x, test_y, num_classes)
+    def row(name: str, x: torch.Tensor, y: torch.Tensor, n_real: int, weights=None) -> dict:
+        net = train_classifier(x, y, num_classes, seed=seed, steps=steps, weights=weights)
+        acc, per = accuracy(net, test_x, test_y, num_classes)
         return {"train": name, "real_per_class": n_real, "synth_per_class": int(counts.max()) if "synth" in name else 0,
                 "accuracy": acc, "per_class": {str(k): per[k] for k in classes}}
 
@@ -65,9 +68,14 @@ def table(real: tuple, synth: tuple, real_per_class: list[int], *, synth_per_cla
     for n in sorted(real_per_class):
         idx = first_per_class(labels, pool, n)
         rows.append(row("real", images[idx], labels[idx], n))
-        rows.append(row("real+synth", torch.cat([images[idx], s_images]), torch.cat([labels[idx], s_labels]), n))
+        weights = None
+        if synth_share is not None:  # share F of each batch synthetic, 1 - F real
+            weights = torch.cat([torch.full((len(idx),), (1 - synth_share) / len(idx)),
+                                 torch.full((len(s_labels),), synth_share / len(s_labels))])
+        rows.append(row("real+synth", torch.cat([images[idx], s_images]), torch.cat([labels[idx], s_labels]), n,
+                        weights))
     rows.append(row("synth", s_images, s_labels, 0))
-    return {"rows": rows, "num_test": len(test), "classifier": DESCRIPTION, "seed": seed,
+    return {"rows": rows, "num_test": len(test), "classifier": DESCRIPTION, "seed": seed, "synth_share": synth_share,
             "synth_counts": counts.tolist()}
 
 
@@ -85,6 +93,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--synth", required=True, help="labelled synthetic shards, e.g. `hiresgan synth` output")
     parser.add_argument("--real-per-class", default="5,10,20", help="comma-separated N (default 5,10,20)")
     parser.add_argument("--synth-per-class", type=int, default=0, help="use the first M per class (0: all)")
+    parser.add_argument("--synth-share", type=float, default=None,
+                        help="real+synth rows: this share of every batch synthetic (default: uniform over the union)")
     parser.add_argument("--resolution", type=int, default=32, help="decode size of both sets (default 32)")
     parser.add_argument("--channels", type=int, default=1, help="1 or 3 (default 1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -102,7 +112,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         real = read_labelled(args.real, resolution=args.resolution, channels=args.channels)
         synth = read_labelled(args.synth, resolution=args.resolution, channels=args.channels)
-        result = table(real, synth, ns, synth_per_class=args.synth_per_class or None, seed=args.seed)
+        if args.synth_share is not None and not 0 < args.synth_share < 1:
+            raise ValueError(f"--synth-share {args.synth_share}: must lie strictly between 0 and 1")
+        result = table(real, synth, ns, synth_per_class=args.synth_per_class or None,
+                       synth_share=args.synth_share, seed=args.seed)
     except (CASError, ValueError, FileNotFoundError) as exc:
         print(f"augmentation: error: {exc}", file=sys.stderr)
         return 2

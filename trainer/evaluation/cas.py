@@ -76,8 +76,9 @@ def _shifted(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_classifier(pixels: torch.Tensor, labels: torch.Tensor, num_classes: int, *, seed: int = 0,
-                     steps: Optional[int] = None) -> nn.Module:
-    """The documented classifier trained on uint8 [N, C, H, W] images with int64 labels [N]."""
+                     steps: Optional[int] = None, weights: Optional[torch.Tensor] = None) -> nn.Module:
+    """The documented classifier trained on uint8 [N, C, H, W] images with int64 labels [N];
+    `weights` [N] (optional) makes batches draw image i with probability proportional to it."""
     x, y, steps = to_input(pixels), labels.long(), steps or STEPS
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]), one_thread():  # init and dropout from `seed`; caller's RNG untouched
@@ -87,7 +88,10 @@ def train_classifier(pixels: torch.Tensor, labels: torch.Tensor, num_classes: in
         moments = [(torch.zeros_like(q), torch.zeros_like(q)) for q in params]
         net.train()
         for step in range(1, steps + 1):
-            idx = torch.randint(len(x), (min(BATCH, len(x)),), generator=gen)
+            if weights is None:
+                idx = torch.randint(len(x), (min(BATCH, len(x)),), generator=gen)
+            else:
+                idx = torch.multinomial(weights, BATCH, replacement=True, generator=gen)
             loss = nn.functional.cross_entropy(net(_shifted(x[idx], gen)), y[idx])
             grads = torch.autograd.grad(loss, params)
             # Cosine decay to 0: the last steps settle instead of jumping, so the score does not
