@@ -36,3 +36,17 @@ class DigitTable(torch.nn.Module):
             pick = pool[int(abs(zi[0].item()) * 1e6) % len(pool)]
             out.append(self.images[pick])
         return torch.stack(out)[:, None]
+
+
+def write_text_export(out: Path, seed: int = 0) -> Path:
+    """A tiny text-to-image export with a builtin word tokenizer."""
+    from trainer.export import export_generator
+    from trainer.models.text2img import TextGenerator
+
+    tokenizer = {"kind": "hiresgan-words", "vocab": ["a", "red", "blue", "three", "seven"], "context": 6}
+    torch.manual_seed(seed)
+    G = TextGenerator(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, tokenizer=tokenizer, context=6,
+                      text_dim=8, text_layers=1, text_heads=2, attn_res=8, attn_heads=1, mapping_layers=1,
+                      channel_base=64, channel_max=8).eval()
+    export_generator(G, out, metadata={"text_encoder": "builtin", "context": 6, "tokenizer": tokenizer})
+    return out

@@ -132,3 +132,18 @@ def test_a_folder_holding_shards_is_kept_unless_overwrite(cond_export, tmp_path,
     with pytest.raises(SynthError, match="not a shard set"):
         synthesize(cond_export, tmp_path / "notes", per_class=1, overwrite=True)
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def test_a_text_export_takes_prompts_as_classes_and_writes_captions(tmp_path):
+    import tarfile
+
+    from synthkit import write_text_export
+
+    export = write_text_export(tmp_path / "text")
+    with pytest.raises(SynthError, match="text-to-image export: give the prompts"):
+        synthesize(export, tmp_path / "none", per_class=2)
+    m = synthesize(export, tmp_path / "synth", per_class=2, classes=["a red three", "a blue seven"])
+    assert m.num_classes == 2 and m.class_names == ["a red three", "a blue seven"] and m.channels == 3
+    with tarfile.open(tmp_path / "synth" / "shard-000000.tar") as tar:
+        assert tar.extractfile("00000001.txt").read() == b"a blue seven"
+        assert tar.extractfile("00000001.cls").read() == b"1"
