@@ -81,3 +81,12 @@ def test_cas_is_exported_as_gauges_like_the_other_metrics():
         return registry.get_sample_value("hiresgan_eval_cas_class_ratio", {**labels, "class": k, "train": train})
 
     assert per_class("0", "synthetic") == 0.9 and per_class("0", "real") == 1.0 and per_class("1", "synthetic") is None
+
+
+def test_a_text_export_is_pointed_at_synth_and_the_table(tmp_path, digit_shards):
+    from synthkit import write_text_export
+
+    from trainer.evaluation.run import evaluate
+
+    with pytest.raises(CASError, match="text-to-image export, whose classes are prompts: .*hiresgan synth"):
+        evaluate(write_text_export(tmp_path / "text"), digit_shards[1], names=["cas"])

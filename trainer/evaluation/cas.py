@@ -195,6 +195,11 @@ def generated(G: nn.Module, description: dict, classes: Sequence[int], per_class
 
 def check_cas(G: nn.Module, description: dict, *, per_class: int, export: str = "the export") -> None:
     """CASError unless `G` has classes and `per_class` is usable (checked before any slow work)."""
+    if description.get("family") == "text2img":
+        raise CASError(f"--metrics cas: {export} is a text-to-image export, whose classes are prompts: write a set "
+                       "with `hiresgan synth EXPORT --per-class N --classes PROMPT ...` and score it with `python -m "
+                       "trainer.evaluation.augmentation --synth SET --real REAL` (its 'synth' row is the CAS), the "
+                       "real labels numbering the prompts in that order")
     if int(getattr(G, "c_dim", 0)) == 0:
         raise CASError(f"--metrics cas: {export} is unconditional (family {description.get('family')}): CAS "
                        "trains a classifier on generated images of each class, so it needs a class-conditional "
