@@ -54,6 +54,7 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
         resolve_urls(cfg.data.urls, timeout=cfg.data.timeout)
     except DataError as exc:
         raise ConfigError(f"config key 'data.urls': {exc}") from None
+    check_mix(cfg)
     check_against_manifest(cfg)
     check_text(cfg)
 
@@ -61,6 +62,22 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
 def _shard_folder(url: str) -> Path:
     """data.urls may name the shards (or the manifest) or the folder they go in."""
     return Path(url).parent if url.endswith((".tar", ".json")) else Path(url)
+
+
+def check_mix(cfg: Config) -> None:
+    """data.mix (docs/SYNTH.md): its shards exist, and carry labels when the run trains on labels."""
+    mix = cfg.data.mix
+    if mix.fraction <= 0:
+        return
+    try:
+        resolve_urls(mix.urls, timeout=cfg.data.timeout)
+    except DataError as exc:
+        raise ConfigError(f"config key 'data.mix.urls': {exc}") from None
+    manifest = find_manifest(mix.urls)
+    if cfg.data.num_classes > 0 and manifest and not manifest.get("labelled", bool(manifest.get("num_classes"))):
+        raise ConfigError(f"config key 'data.mix.urls': data.num_classes is {cfg.data.num_classes} but these shards "
+                          "carry no labels (their manifest.json says so); mix in a labelled set (`hiresgan synth` "
+                          "writes one) or set data.num_classes=0")
 
 
 def check_against_manifest(cfg: Config) -> None:

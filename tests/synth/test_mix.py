@@ -90,3 +90,19 @@ def test_bad_mix_settings_name_the_key(digit_shards, tmp_path):
         split_batch(0.05, 8)
     with pytest.raises(DataError, match="takes all 8 images"):
         split_batch(0.97, 8)
+
+
+def test_preflight_checks_the_mixed_in_set_before_any_rank_starts(digit_shards, synth_set, tmp_path):
+    import numpy as np
+
+    from launch.preflight import check_mix
+    from trainer.shards import write_shards
+
+    _, pattern = digit_shards
+    check_mix(_cfg(tmp_path, pattern, f"data.mix.urls={synth_set}", "data.mix.fraction=0.5"))
+    with pytest.raises(ConfigError, match="'data.mix.urls': 2 of 2 shard"):
+        check_mix(_cfg(tmp_path, pattern, f"data.mix.urls={tmp_path}/none-{{0..1}}.tar", "data.mix.fraction=0.5"))
+    np.savez(tmp_path / "plain.npz", images=np.zeros((4, 8, 8), np.uint8))
+    write_shards(tmp_path / "plain.npz", tmp_path / "plain", resolution=8)
+    with pytest.raises(ConfigError, match="'data.mix.urls': data.num_classes is 10 but these shards carry no labels"):
+        check_mix(_cfg(tmp_path, pattern, f"data.mix.urls={tmp_path / 'plain'}", "data.mix.fraction=0.5"))
