@@ -2,6 +2,7 @@
 pixels bit-exact, the decoder through the real stream, `hiresgan sample --inpaint` with bad masks,
 the gate's measures, and (slow) one rank training a tiny inpainting model through the real CLI."""
 
+import io
 import json
 import subprocess
 import sys
@@ -82,6 +83,17 @@ def test_decoder_in_the_stream_gives_masks_that_resume_exactly(digit_shards):
     resumed = next(make_loader(spec(2), 0))
     assert torch.equal(resumed.extras["mask"], batches[2].extras["mask"])
     assert torch.equal(resumed.images, batches[2].images)
+
+
+def test_decoder_reads_the_targets_of_paired_shards(tmp_path):
+    from trainer.data.edges2digits import write_edges2digits_shards
+    from trainer.data.reader import ErrorPolicy, read_shard
+
+    write_edges2digits_shards(tmp_path, shards=1)
+    sample = next(read_shard(str(tmp_path / "shard-000000.tar"), ErrorPolicy("fail")))
+    out = InpaintDecoder(32, 1)(sample, np.random.default_rng(0))
+    assert out["image"].shape == out["mask"].shape == (1, 32, 32)
+    assert np.array_equal(out["image"][0], np.asarray(Image.open(io.BytesIO(sample["b.png"]))))
 
 
 def test_composite_keeps_known_pixels_exactly_and_runs_at_any_size():

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from trainer.data.crops import RandomCrop
-from trainer.data.stream import decode_image
+from trainer.data.stream import IMAGE_EXTENSIONS, decode_image
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 TRIES = 20  # draws before settling for a single box when masks keep exceeding max_hole
@@ -107,7 +107,8 @@ def read_mask_file(path: Path, size: int) -> np.ndarray:
 @dataclass(frozen=True)
 class InpaintDecoder:
     """raw sample -> {"image": uint8 [C, res, res] (a random crop, or the image resized when it is
-    smaller), "mask": uint8 [1, res, res]}. `masks` is "generate" or a tuple of mask files."""
+    smaller), "mask": uint8 [1, res, res]}. `masks` is "generate" or a tuple of mask files. Paired
+    shards (`<key>.b.png` targets, no plain image) work too: their targets are the images."""
 
     resolution: int
     channels: int
@@ -117,6 +118,9 @@ class InpaintDecoder:
     max_hole: float = 0.5
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        if not any(ext in sample for ext in IMAGE_EXTENSIONS):  # paired shards: fill in the target
+            sample = {**{ext: sample[f"b.{ext}"] for ext in IMAGE_EXTENSIONS if f"b.{ext}" in sample},
+                      "__key__": sample.get("__key__"), "__url__": sample.get("__url__")}
         try:
             image = RandomCrop(self.resolution, self.channels).crop(sample, rng)
         except ValueError:  # stored smaller than the crop: use the whole image, resized
