@@ -39,6 +39,7 @@ def test_a_perfect_generator_scores_near_the_ceiling_and_a_class_blind_one_near_
     blind = cas(DigitTable(*table, ignore_class=True), desc, "", per_class=20, steps=STEPS, real=digits)
     assert good["cas_real"] > 0.6 and good["cas"] > good["cas_real"] - 0.15
     assert blind["cas"] < 0.3 and blind["cas_real"] == good["cas_real"], "seeded: same real split, same ceiling"
+    assert good["cas_fake_read"] > 0.6 and blind["cas_fake_read"] < 0.3, "the ceiling reads class leakage"
     assert set(good["cas_per_class"]) == {str(k) for k in range(10)}
     assert good["cas_setup"]["num_test"] == len(labels) - 200 and good["cas_setup"]["num_real_train"] == 200
 
@@ -72,10 +73,12 @@ def test_cas_is_exported_as_gauges_like_the_other_metrics():
 
     registry = CollectorRegistry()
     EvalGauges(registry, job="j", features="digits").update(
-        {"cas": 0.8, "cas_real": 0.95, "cas_per_class": {"0": 0.9, "1": None}, "cas_real_per_class": {"0": 1.0}})
+        {"cas": 0.8, "cas_real": 0.95, "cas_fake_read": 0.9, "cas_per_class": {"0": 0.9, "1": None},
+         "cas_real_per_class": {"0": 1.0}})
     labels = {"job": "j", "features": "digits"}
     assert registry.get_sample_value("hiresgan_eval_cas_ratio", labels) == 0.8
     assert registry.get_sample_value("hiresgan_eval_cas_real_ratio", labels) == 0.95
+    assert registry.get_sample_value("hiresgan_eval_cas_fake_read_ratio", labels) == 0.9
 
     def per_class(k, train):
         return registry.get_sample_value("hiresgan_eval_cas_class_ratio", {**labels, "class": k, "train": train})

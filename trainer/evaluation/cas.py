@@ -6,7 +6,9 @@ What is measured, for N images per class (`--cas-per-class`, default 100):
     `hiresgan synth --per-class N --seed S --truncation PSI` writes (same latents, same uint8
     quantization), tested on real images;
   * the ceiling: the same classifier, same seed and schedule, trained on N real images per class.
-Both are tested on the same real images, overall and per class. The real images are split per
+Both are tested on the same real images, overall and per class. The ceiling classifier also
+reads the generated images (`cas_fake_read`): low there is class leakage, high there with a low
+CAS is images too alike to teach the class (mode dropping). The real images are split per
 class with a seeded permutation: the first N of each class train the ceiling, all the others are
 the test set, so no image the ceiling learned from is ever tested on. (The generator itself may
 have trained on them all: give `--data` a held-out set for a test the GAN never saw.)
@@ -228,10 +230,15 @@ def cas(G: nn.Module, description: dict, data: str, *, per_class: int = 100, see
     ceiling = train_classifier(images[train_idx], labels[train_idx], c_dim, seed=seed, steps=steps)
     overall, per = accuracy(synthetic, test_x, test_y, c_dim)
     overall_real, per_real = accuracy(ceiling, test_x, test_y, c_dim)
+    # The ceiling classifier reading the generated images tells the two failures CAS mixes apart:
+    # low here = class leakage (a "5" that reads as something else); high here but low CAS = the
+    # images are right but too alike (mode dropping) to teach a classifier the class.
+    fake_read, per_fake = accuracy(ceiling, fake_x, fake_y, c_dim)
     return {
         "cas": overall, "cas_real": overall_real, "cas_gap": overall_real - overall,
         "cas_per_class": {names[k]: per[k] for k in classes},
         "cas_real_per_class": {names[k]: per_real[k] for k in classes},
+        "cas_fake_read": fake_read, "cas_fake_read_per_class": {names[k]: per_fake[k] for k in classes},
         "cas_setup": {"per_class": per_class, "seed": seed, "truncation": truncation, "classes": len(classes),
                       "num_test": len(test_idx), "num_real_train": len(train_idx), "classifier": DESCRIPTION,
                       "steps": steps, "split": "per class, seeded: first per_class train the ceiling, the rest test"},

@@ -29,6 +29,8 @@ GAUGES = {
     "cas": ("hiresgan_eval_cas_ratio", "Classification Accuracy Score: real test accuracy of a classifier "
             "trained on generated images only"),
     "cas_real": ("hiresgan_eval_cas_real_ratio", "CAS ceiling: the same classifier trained on as many real images"),
+    "cas_fake_read": ("hiresgan_eval_cas_fake_read_ratio", "Share of generated images the ceiling classifier "
+                      "reads as their class (low: class leakage)"),
 }
 # Per-class CAS (report keys -> value of the `train` label): a class's real test accuracy.
 CLASS_GAUGE = ("hiresgan_eval_cas_class_ratio", "Per-class real test accuracy of the CAS classifier trained on "
