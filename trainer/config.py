@@ -218,6 +218,7 @@ class InpaintConfig:
     known_l1: float = 1.0  # weight of the L1 distance on the known pixels of G's raw output
     feature_matching: float = 0.0  # weight of D-feature matching between real and composite (0: off)
     prefill: bool = True  # G corrects a smooth (multigrid harmonic) fill of the hole rather than starting from gray
+    prefill: bool = True  # G corrects a smooth (multigrid harmonic) fill of the hole rather than starting from gray
 
 
 @dataclass
@@ -446,6 +447,10 @@ def _validate_image_to_image(cfg: Config) -> None:
     if cfg.augment.kind != "none":
         _fail("augment.kind", f"is not supported with model.family={family} (D sees input and output as a pair); "
               "set augment.kind=none")
+    if cfg.eval.every_kimg > 0:
+        _fail("eval.every_kimg", f"is {cfg.eval.every_kimg} but model.family={family} maps images to images: FID of "
+              "samples from latents does not apply; set eval.every_kimg=0 and run the family's gate on the export "
+              "(docs/PAIRED.md)")
     depth = p.depth or cfg.data.resolution.bit_length() - 1
     if cfg.data.resolution % (2 ** depth):
         _fail("pix2pix.depth", f"got {p.depth}; data.resolution={cfg.data.resolution} must divide by 2**depth")

@@ -206,3 +206,8 @@ def test_onnx_and_torchscript_graphs_match_the_export_at_another_size(tmp_path, 
     assert np.abs(got - expected.numpy()).max() < 1e-4
     traced = torch.jit.load(str(run_export(tmp_path / "export", "torchscript")))
     assert torch.allclose(traced(*inputs.values()), expected, atol=1e-5)
+
+
+def test_evaluation_during_training_is_refused_with_the_gate_named():
+    with pytest.raises(ConfigError, match="eval.every_kimg.*docs/PAIRED.md"):
+        load_config(CONFIG, ["eval.every_kimg=1"])
