@@ -218,7 +218,9 @@ class InpaintConfig:
     known_l1: float = 1.0  # weight of the L1 distance on the known pixels of G's raw output
     feature_matching: float = 0.0  # weight of D-feature matching between real and composite (0: off)
     prefill: bool = True  # G corrects a smooth (multigrid harmonic) fill of the hole rather than starting from gray
-    prefill: bool = True  # G corrects a smooth (multigrid harmonic) fill of the hole rather than starting from gray
+    # "unet": pix2pix's U-Net (any input size); "comod": a co-modulated StyleGAN2 synthesis network with an
+    # image encoder (co-mod-GAN; the training size only), sized by model.channel_base/channel_max/w_dim/mapping_layers
+    generator: str = "unet"
 
 
 @dataclass
@@ -437,6 +439,8 @@ def _validate_image_to_image(cfg: Config) -> None:
         _fail("pix2pix.downscale", f"got {p.downscale}; the downscale transform needs a factor >= 2")
     if not 0 < i.max_hole <= 1:
         _fail("inpaint.max_hole", f"got {i.max_hole}; a share of the image in (0, 1]")
+    if i.generator not in ("unet", "comod"):
+        _fail("inpaint.generator", f"got {i.generator!r}; valid choices: unet, comod")
     if i.masks == "generate" and i.strokes + i.boxes == 0:
         _fail("inpaint.strokes", "and inpaint.boxes are both 0: generated masks need strokes or boxes")
     family = cfg.model.family

@@ -52,6 +52,9 @@ def image_graph(G: torch.nn.Module, description: dict, *, class_index: Optional[
             allowed = f"0..{G.c_dim - 1}" if G.c_dim else "no labels"
             raise ValueError(f"--class {class_index}: this export takes {allowed}")
         return _Translate(G, class_index).eval(), (torch.zeros(1, G.in_channels, res, res),), ["images"]
+    if getattr(G, "generator", "unet") != "unet":
+        raise ValueError("ONNX/TorchScript graphs are written for the U-Net inpainting generator only; this export "
+                         "uses inpaint.generator=comod (sample it with `hiresgan sample --inpaint`)")
     mask = torch.zeros(1, 1, res, res)
     mask[:, :, res // 4:res // 2, res // 4:res // 2] = 1
     return _Inpaint(G).eval(), (torch.zeros(1, G.img_channels, res, res), mask), ["images", "masks"]

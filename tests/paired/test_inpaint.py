@@ -239,3 +239,23 @@ def test_seeds_on_an_image_to_image_export_point_to_the_right_flag(tmp_path, cap
     export_generator(InpaintGenerator(img_resolution=32, img_channels=3, filters=4).eval(), tmp_path / "export")
     result = in_process(capsys, "sample", tmp_path / "export", "--seeds", "0", "--out", tmp_path / "out")
     assert result.returncode == 2 and "--inpaint IMAGES --masks MASKS" in result.stderr
+
+
+def test_comod_generator_composites_is_deterministic_in_eval_and_refuses_other_sizes(tmp_path, capsys):
+    cfg = load_config(CONFIG, TINY + ["inpaint.generator=comod", "model.channel_base=256", "model.channel_max=16",
+                                      "model.w_dim=16", "model.mapping_layers=1"])
+    G, _ = build_networks(cfg)
+    x, m = torch.rand(2, 1, 32, 32) * 2 - 1, torch.zeros(2, 1, 32, 32)
+    m[:, :, 8:20, 4:24] = 1
+    out = G(x, m)
+    assert torch.equal(out[m == 0], x[m == 0]) and out.requires_grad
+    G.eval()
+    assert torch.equal(G(x, m), G(x, m))
+    with pytest.raises(ConfigError, match="inpaint.generator"):
+        load_config(CONFIG, TINY + ["inpaint.generator=lama"])
+    export_generator(G, tmp_path / "export")
+    _save(tmp_path / "images" / "small.png", np.zeros((16, 16), np.uint8))
+    _save(tmp_path / "masks" / "small.png", np.pad(np.full((4, 4), 255, np.uint8), 6))
+    result = in_process(capsys, "sample", tmp_path / "export", "--inpaint", tmp_path / "images", "--masks",
+                        tmp_path / "masks", "--out", tmp_path / "out")
+    assert result.returncode == 1 and "fills 32x32 images only" in result.stderr

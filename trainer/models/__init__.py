@@ -107,8 +107,10 @@ def _build_inpaint(cfg) -> tuple[nn.Module, nn.Module]:
     from trainer.models.pix2pix import Pix2PixDiscriminator
 
     p, d = cfg.pix2pix, cfg.data
+    m = cfg.model
     G = InpaintGenerator(img_resolution=d.resolution, img_channels=d.channels, filters=p.filters, depth=p.depth,
-                         prefill=cfg.inpaint.prefill)
+                         prefill=cfg.inpaint.prefill, generator=cfg.inpaint.generator, channel_base=m.channel_base,
+                         channel_max=m.channel_max, w_dim=m.w_dim, mapping_layers=m.mapping_layers)
     # D judges the composite beside the mask (in_channels=1: the mask is its condition)
     D = Pix2PixDiscriminator(img_resolution=d.resolution, img_channels=d.channels, in_channels=1,
                              filters=p.d_filters, layers=p.patch_layers)

@@ -71,12 +71,25 @@ class InpaintGenerator(nn.Module):
 
     @records_init_kwargs
     def __init__(self, *, img_resolution: int, img_channels: int, filters: int = 64, depth: int = 0,
-                 prefill: bool = True):
+                 prefill: bool = True, generator: str = "unet", channel_base: int = 8192, channel_max: int = 256,
+                 w_dim: int = 256, mapping_layers: int = 2):
         super().__init__()
+        if generator not in ("unet", "comod"):
+            raise ValueError(f"inpainting generator {generator!r}; valid choices: unet, comod")
         depth = depth or default_depth(img_resolution)  # 0: down to 1x1
         self.img_resolution, self.img_channels, self.prefill = img_resolution, img_channels, prefill
-        self.size_multiple = 2 ** depth  # any input whose sides divide by this
+        self.generator = generator
         in_channels = 2 * img_channels + 1 if prefill else img_channels + 1
+        if generator == "comod":  # StyleGAN2 synthesis: the training size only
+            from trainer.models.comod import CoModNet
+
+            self.net = None
+            self.comod = CoModNet(in_channels=in_channels, img_channels=img_channels, resolution=img_resolution,
+                                  channel_base=channel_base, channel_max=channel_max, w_dim=w_dim,
+                                  mapping_layers=mapping_layers)
+            self.levels, self.size_multiple, self.fixed_size = img_resolution.bit_length() - 3, img_resolution, True
+            return
+        self.levels, self.size_multiple, self.fixed_size = depth, 2 ** depth, False  # sides dividing by 2**depth
         self.net = UNet(in_channels=in_channels, out_channels=img_channels, resolution=img_resolution,
                         filters=filters, depth=depth)
         if prefill:  # start exactly at the smooth fill: the correction's last layer begins at zero
@@ -84,19 +97,23 @@ class InpaintGenerator(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
     def fill(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """G's raw output (every pixel, before compositing)."""
         assert image.ndim == 4 and image.shape[1] == self.img_channels and mask.shape[1] == 1, \
             f"expects images [N, {self.img_channels}, H, W] and masks [N, 1, H, W], " \
             f"got {list(image.shape)}, {list(mask.shape)}"
-        dtype = self.net.down[0][0].weight.dtype
-        image, mask = image.to(dtype), mask.to(dtype)
+        image, mask = image.to(self._dtype()), mask.to(self._dtype())
+        net = self.net if self.net is not None else self.comod
         if not self.prefill:
-            return self.net(torch.cat([image * (1 - mask), mask * 2 - 1], dim=1))
-        smooth = smooth_fill(image, mask, self.net.depth)
-        correction = self.net(torch.cat([image * (1 - mask), mask * 2 - 1, smooth], dim=1))  # tanh: [-1, 1]
+            out = net(torch.cat([image * (1 - mask), mask * 2 - 1], dim=1))
+            return out if self.net is not None else out.clamp(-1, 1)
+        smooth = smooth_fill(image, mask, self.levels)
+        correction = net(torch.cat([image * (1 - mask), mask * 2 - 1, smooth], dim=1))  # U-Net: tanh, [-1, 1]
         return (smooth + correction).clamp(-1, 1)
 
     def forward(self, image: torch.Tensor, mask: Optional[torch.Tensor] = None, **_sampling) -> torch.Tensor:
         assert mask is not None, "inpainting needs a mask [N, 1, H, W] (1 = missing)"
-        return composite(image.to(self.net.down[0][0].weight.dtype), self.fill(image, mask), mask)
+        return composite(image.to(self._dtype()), self.fill(image, mask), mask)

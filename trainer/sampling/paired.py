@@ -181,6 +181,10 @@ def inpaint_folder(export: Path, folder: Path, masks: Path, out_dir: Path, *,
         except FileError as exc:
             errors.append(str(exc))
             continue
+        if G.fixed_size and tuple(pixels.shape[2:]) != (G.img_resolution, G.img_resolution):
+            errors.append(f"{f}: is {pixels.shape[3]}x{pixels.shape[2]} but this co-modulated export fills "
+                          f"{G.img_resolution}x{G.img_resolution} images only; crop or resize it first")
+            continue
         xp, (h, w) = padded(to_signed(pixels), G.size_multiple)
         mp, _ = padded(m, G.size_multiple, mode="constant")  # padding is known (0)
         filled = to_uint8(G(xp.to(device), mp.to(device)).float().cpu()[:, :, :h, :w])[0]  # [H, W, C]
