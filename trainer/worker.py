@@ -89,12 +89,12 @@ def _after_preemption(cfg, env, trainer, watcher) -> int:
         seconds = time.monotonic() - watcher.received_at if watcher.received_at else None
         requeued = preemption.requeue_wanted()
         # Marker first: once SLURM has the requeue it may end this allocation at any moment.
-        preemption.write_marker(cfg.run_dir, step=trainer.telemetry.console.step, kimg=trainer.telemetry.console.kimg,
+        preemption.write_marker(cfg.run_dir, step=trainer.progress.step, kimg=trainer.progress.kimg,
                                 signal_name=watcher.signal_name, checkpoint=newest[0] if newest else None,
                                 requeued=requeued, seconds_to_checkpoint=seconds)
         why = watcher.signal_name if watcher.received else "a signal to another rank"
-        print(f"hiresgan: preempted ({why}) at step {trainer.telemetry.console.step} "
-              f"({trainer.telemetry.console.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
+        print(f"hiresgan: preempted ({why}) at step {trainer.progress.step} "
+              f"({trainer.progress.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
               f"{seconds if seconds is not None else float('nan'):.1f} s after the signal", flush=True)
         if requeued:
             preemption.requeue_slurm_job()
