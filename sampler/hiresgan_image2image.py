@@ -218,12 +218,12 @@ def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, di
         G = RRDBNet(**description["init_kwargs"])
     else:
         kwargs = dict(description["init_kwargs"])
-    if kwargs.pop("generator", "unet") != "unet":
-        raise ExportError(f"'{meta}' uses the co-modulated inpainting generator, which this sampler does not "
-                          "implement; use `hiresgan sample --inpaint`")
-    for key in ("channel_base", "channel_max", "w_dim", "mapping_layers"):  # co-mod sizes, unused by the U-Net
-        kwargs.pop(key, None)
-    G = Generator(description["family"], **kwargs)
+        if kwargs.pop("generator", "unet") != "unet":
+            raise ExportError(f"'{meta}' uses the co-modulated inpainting generator, which this sampler does not "
+                              "implement; use `hiresgan sample --inpaint`")
+        for key in ("channel_base", "channel_max", "w_dim", "mapping_layers"):  # co-mod sizes, unused by the U-Net
+            kwargs.pop(key, None)
+        G = Generator(description["family"], **kwargs)
     G.load_state_dict(load_file(str(weights)))
     return G.eval().requires_grad_(False).to(device), description
 
