@@ -77,3 +77,10 @@ def test_a_non_superres_export_is_a_clear_error(tmp_path, capsys):
                               device="cpu")
     assert run_upscale(args) == 2
     assert "not a super-resolution model" in capsys.readouterr().err
+
+
+def test_seeds_on_a_superres_export_point_to_upscale(tmp_path, capsys):
+    _sr_export(tmp_path / "export")
+    args = argparse.Namespace(export=tmp_path / "export", upscale=None, out=tmp_path / "o", tile=0, device="cpu")
+    assert run_upscale(args) == 2
+    assert "super-resolution export; pass --upscale IMAGES" in capsys.readouterr().err
