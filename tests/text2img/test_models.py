@@ -76,7 +76,7 @@ def test_unknown_encoder_is_refused_by_name():
 
 
 def test_torchscript_graph_takes_token_ids_and_carries_the_tokenizer(tmp_path):
-    from trainer.export import ExportError, export_generator, run_export
+    from trainer.export import export_generator, run_export
 
     G, _ = nets()
     export_generator(G.eval(), tmp_path / "export", metadata={"text_encoder": "builtin", "tokenizer": TOKENIZER})
@@ -87,7 +87,7 @@ def test_torchscript_graph_takes_token_ids_and_carries_the_tokenizer(tmp_path):
     assert json_loads(extra["generator.json"])["tokenizer"] == TOKENIZER
     tokens, z = ids("a red 7", "a green 3", "a red 7"), torch.randn(3, 8)  # any batch size
     assert torch.allclose(graph(z, tokens), G(z, tokens, truncation_psi=0.7, noise_mode="const"), atol=1e-4)
-    with pytest.raises(ExportError, match="TorchScript graphs only"):
+    with pytest.raises(ValueError, match="TorchScript graphs only"):
         run_export(tmp_path / "export", "onnx")
 
 

@@ -21,6 +21,11 @@ import torch
 from trainer.models.text2img import truncation_latents
 
 
+class TextGraphError(ValueError):
+    """A graph this export cannot have; the message says what to use instead. (Not
+    trainer.export's ExportError: trainer.export imports this module.)"""
+
+
 class TextSamplingGraph(torch.nn.Module):
     def __init__(self, G: torch.nn.Module, *, truncation: float):
         super().__init__()
@@ -39,15 +44,13 @@ class TextSamplingGraph(torch.nn.Module):
 
 def write_text_graph(G: torch.nn.Module, description: dict, target: Path, fmt: str, *, truncation: float,
                      class_index=None) -> Path:
-    from trainer.export import ExportError
-
     if class_index is not None:
-        raise ExportError("--class does not apply to text2img exports: their graphs take caption token ids")
+        raise TextGraphError("--class does not apply to text2img exports: their graphs take caption token ids")
     if fmt != "torchscript":
-        raise ExportError("text2img exports have TorchScript graphs only (--format torchscript): the training "
+        raise TextGraphError("text2img exports have TorchScript graphs only (--format torchscript): the training "
                           "kernels' resampling does not export to ONNX with a dynamic batch")
     if description.get("text_encoder", "builtin") != "builtin":
-        raise ExportError(f"text.encoder={description.get('text_encoder')} exports have no TorchScript/ONNX graph "
+        raise TextGraphError(f"text.encoder={description.get('text_encoder')} exports have no TorchScript/ONNX graph "
                           "(the frozen Hugging Face encoder is not part of the export); sample with `hiresgan sample`")
     graph = TextSamplingGraph(G.eval(), truncation=truncation).eval()
     context = int(description["init_kwargs"]["context"])
