@@ -10,11 +10,11 @@ from typing import Optional
 
 from trainer import checkpoint
 from trainer.config import Config, ConfigError
-from trainer.data.sources import DataError, expand_urls, find_manifest, resolve_urls
 from trainer.data.colour_digits import ensure_colour_digit_shards
 from trainer.data.digits import ensure_digit_shards
 from trainer.data.edges2digits import ensure_edges2digits_shards
 from trainer.data.photos import ensure_photo_shards, photos_root
+from trainer.data.sources import DataError, expand_urls, find_manifest, resolve_urls
 from trainer.data.unpaired_digits import ensure_unpaired_edges2digits
 
 
