@@ -156,7 +156,7 @@ def test_stylegan2_accepts_every_loss_kind():
     (["loss.style_mixing=0.9"], ["loss.style_mixing", "stylegan2"]),
     (["loss.kind=wgan_gp", "loss.gp_weight=0"], ["loss.gp_weight"]),
     (["loss.drift_weight=-0.001"], ["loss.drift_weight", ">= 0"]),
-    (["model.family=pix2pix"], ["model.family", "biggan", "cyclegan", "dcgan", "mlp", "progan", "stylegan2"]),
+    (["model.family=vqgan"], ["model.family", "biggan", "cyclegan", "dcgan", "mlp", "pix2pix", "progan", "stylegan2"]),
     (["model.mlp_hidden=0"], ["model.mlp_hidden"]),
 ])
 def test_bad_family_settings_name_the_key(override, words):
