@@ -36,6 +36,7 @@ NO_DATA_HERE = {
     "GPU utilization (DCGM) / A": "no DCGM exporter (and no GPU) here",
     "GPU memory used (DCGM) / A": "no DCGM exporter (and no GPU) here",
     "Seconds since last step (and in evaluation) / B": "no in-training evaluation in this run",
+    "Validation scores (e.g. super-resolution PSNR / SSIM) / A": "digits have no validation set (super-resolution)",
 }
 
 # Alert conditions that only mean something when they hold for their whole `for` window. r_t of a
