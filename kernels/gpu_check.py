@@ -14,7 +14,7 @@ budget, --budget-s, is spent; what was skipped is listed):
    do_bench timing (CUDA events, L2 flushed), as fractions of the measured copy bandwidth and
    bf16 matmul rate (kernels/bench.py).
 6. train_steps: 256x256 StyleGAN2 steps with Triton on and off: sec/kimg, ms per phase, peak
-   memory (`python -m trainer.step_timing`, a subprocess: kernels does not import the trainer).
+   memory (`python -m trainer.telemetry.step_timing`, a subprocess: kernels does not import the trainer).
 7. sanitizer: `compute-sanitizer --tool memcheck` on a few kernel tests, when it is installed.
 
 Without a GPU (or with --plumbing) it runs in plumbing mode: the same sections and files at tiny
@@ -180,7 +180,7 @@ class Check:
         else:
             args = ["--config", "configs/ffhq256.yaml", "--device", str(self.device), "--batch", "16", "--warmup",
                     "2", "--steps", "5"]
-        cmd = [sys.executable, "-m", "trainer.step_timing", "--kernels", "auto,ref", "--out", str(out), *args]
+        cmd = [sys.executable, "-m", "trainer.telemetry.step_timing", "--kernels", "auto,ref", "--out", str(out), *args]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         try:
             done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=cap)

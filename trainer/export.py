@@ -284,7 +284,7 @@ def run_export(source: Path, fmt: str, *, out: Optional[Path] = None, truncation
                                 training=description.get("training"))
     target = Path(out) if out else folder / graph_file_name(fmt, truncation, class_index)
     if json.loads((folder / DESCRIPTION).read_text()).get("family") in ("pix2pix", "inpaint"):
-        from trainer.image_graphs import write_image_graph  # image in, image out: no latent, no truncation
+        from trainer.sampling.image_graphs import write_image_graph  # image in, image out: no latent, no truncation
 
         G, description = load_generator(folder)
         return write_image_graph(G, description, target, fmt, class_index=class_index)

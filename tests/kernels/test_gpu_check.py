@@ -88,7 +88,7 @@ def test_gpu_bench_shapes_exist_and_cover_every_op():
 @pytest.mark.parametrize("argv, msg", [(["mlp.yaml"], "this times the stylegan2 recipe"),
                                        (["digits.yaml", "--kernels", "triton"], "--kernels")])
 def test_step_timing_refuses_what_it_cannot_time(tmp_path, argv, msg, capsys):
-    from trainer import step_timing
+    from trainer.telemetry import step_timing
 
     with pytest.raises(SystemExit):
         step_timing.main(["--config", str(gpu_check.ROOT / "configs" / argv[0]), *argv[1:],

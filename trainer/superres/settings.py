@@ -1,6 +1,6 @@
 """The `sr` config section (family esrgan, docs/SUPERRES.md) and its validation.
 
-Kept out of trainer/config.py (which only holds the field and the call) so the section reads in
+Kept out of trainer/config/schema.py (which only holds the field and the call) so the section reads in
 one place; no torch import here, the config must load fast.
 """
 

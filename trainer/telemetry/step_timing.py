@@ -2,7 +2,7 @@
 StyleGAN2-ADA recipe (G main, G path length, D main, D R1) on synthetic images, in one process,
 without DeepSpeed, data loading or logging, so the figure is the networks' and kernels' alone.
 
-    python -m trainer.step_timing --config configs/ffhq256.yaml --kernels auto,ref --out /tmp/steps.json
+    python -m trainer.telemetry.step_timing --config configs/ffhq256.yaml --kernels auto,ref --out /tmp/steps.json
 
 `--kernels auto`: what training uses (Triton on CUDA, after the first-use check); `ref`: the
 PyTorch reference everywhere (kernels.set_auto_impl). Each phase is timed on its own (a device
@@ -101,7 +101,7 @@ def time_steps(cfg, *, device: torch.device, dtype: torch.dtype, batch: int, war
 def main(argv=None) -> int:
     from trainer.config import load_config
 
-    p = argparse.ArgumentParser(prog="python -m trainer.step_timing", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m trainer.telemetry.step_timing", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--kernels", default="auto", help="auto (Triton on CUDA), ref (Triton off), or both: auto,ref")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
