@@ -9,5 +9,16 @@ from kernels.guard import check_kernels, set_auto_impl, set_parity_check
 from kernels.modulated_conv2d import conv2d_resample, modulated_conv2d
 from kernels.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
-__all__ = ["bias_act", "check_kernels", "conv2d_resample", "downsample2d", "filter2d", "modulated_conv2d",
-           "set_auto_impl", "set_parity_check", "setup_filter", "upfirdn2d", "upsample2d"]
+__all__ = [
+    "bias_act",
+    "check_kernels",
+    "conv2d_resample",
+    "downsample2d",
+    "filter2d",
+    "modulated_conv2d",
+    "set_auto_impl",
+    "set_parity_check",
+    "setup_filter",
+    "upfirdn2d",
+    "upsample2d",
+]

@@ -43,13 +43,17 @@ def use_triton(impl: str, *tensors: torch.Tensor, op: str | None = None) -> bool
     if not _have_triton():
         raise ValueError("impl='triton': the triton package is not installed; use impl='ref' or 'auto'")
     if not on_cuda and not interpreting():
-        raise ValueError("impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before the first "
-                         "call, for CPU tensors); use impl='auto' to fall back to the reference")
+        raise ValueError(
+            "impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before the first "
+            "call, for CPU tensors); use impl='auto' to fall back to the reference"
+        )
     if on_cuda and unsupported_dtype(tensors):
         dev = tensors[0].device
-        raise ValueError(f"impl='triton': bfloat16 needs a GPU of compute capability 8.0 or newer (Ampere); "
-                         f"{dev} ({torch.cuda.get_device_name(dev)}) is sm_{''.join(map(str, _capability(dev)))}; "
-                         f"use float32, or impl='auto'/'ref'")
+        raise ValueError(
+            f"impl='triton': bfloat16 needs a GPU of compute capability 8.0 or newer (Ampere); "
+            f"{dev} ({torch.cuda.get_device_name(dev)}) is sm_{''.join(map(str, _capability(dev)))}; "
+            f"use float32, or impl='auto'/'ref'"
+        )
     return True
 
 

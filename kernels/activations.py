@@ -53,8 +53,10 @@ def kernel_code(act: str) -> int:
     (an unknown code would otherwise be compiled into whatever the last branch computes)."""
     spec = check_act(act)
     if spec.code is None:
-        raise ValueError(f"act={act!r} has no kernel of its own: it is rewritten before launch "
-                         f"(use KernelConfig.of, which turns selu into elu)")
+        raise ValueError(
+            f"act={act!r} has no kernel of its own: it is rewritten before launch "
+            f"(use KernelConfig.of, which turns selu into elu)"
+        )
     return spec.code
 
 

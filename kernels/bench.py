@@ -59,7 +59,7 @@ def copy_bandwidth(device: torch.device, nbytes: int, warmup: int, iters: int) -
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, warmup: int, iters: int) -> float:
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    return 2 * n ** 3 / time_it(lambda: a @ b, device, warmup, iters)
+    return 2 * n**3 / time_it(lambda: a @ b, device, warmup, iters)
 
 
 def _runner(case: Case, device, dtype, impl: str, direction: str, compile_backend: str | None):
@@ -67,9 +67,11 @@ def _runner(case: Case, device, dtype, impl: str, direction: str, compile_backen
     if impl == "compiled":
         fn = torch.compile(fn, backend=compile_backend, dynamic=False)
     if direction == "fwd":
+
         def run():
             with torch.no_grad():
                 fn()
+
         return run
     grad_out = None
 
@@ -81,6 +83,7 @@ def _runner(case: Case, device, dtype, impl: str, direction: str, compile_backen
         torch.autograd.backward(y, grad_out)
         for t in leaves:
             t.grad = None
+
     return run
 
 
@@ -94,8 +97,11 @@ def bench(args, *, selected: Callable[[Case], bool] | None = None, deadline: flo
     w, it, rep = args.warmup, args.iters, getattr(args, "rep_ms", 100.0)
     limits = {
         "copy_GBps": copy_bandwidth(device, (1 << 20) * (16 if quick else 512), w, it) / 1e9,
-        "matmul_TFLOPs": {name: matmul_rate(device, dt, 256 if quick else 8192, w, it) / 1e12
-                          for name, dt in DTYPES.items() if name in args.dtypes},
+        "matmul_TFLOPs": {
+            name: matmul_rate(device, dt, 256 if quick else 8192, w, it) / 1e12
+            for name, dt in DTYPES.items()
+            if name in args.dtypes
+        },
     }
     rows, skipped = [], []
     for case in cases(quick):
@@ -115,29 +121,53 @@ def bench(args, *, selected: Callable[[Case], bool] | None = None, deadline: flo
                     nbytes = case.fwd_bytes(esize) + (case.bwd_bytes(esize) if direction == "fwd+bwd" else 0)
                     flops = case.flops * (3 if direction == "fwd+bwd" else 1)
                     gbps, tflops = nbytes / secs / 1e9, (flops / secs / 1e12 if flops else None)
-                    rows.append(dict(op=case.op, case=case.label, shape=case.shape, dtype=dname, direction=direction,
-                                     impl=impl, ms=secs * 1e3, GBps=gbps, frac_copy=gbps / limits["copy_GBps"],
-                                     TFLOPs=tflops,
-                                     frac_matmul=tflops / limits["matmul_TFLOPs"][dname] if flops else None,
-                                     speedup_vs_ref=None if ref_s is None else ref_s / secs))
+                    rows.append(
+                        dict(
+                            op=case.op,
+                            case=case.label,
+                            shape=case.shape,
+                            dtype=dname,
+                            direction=direction,
+                            impl=impl,
+                            ms=secs * 1e3,
+                            GBps=gbps,
+                            frac_copy=gbps / limits["copy_GBps"],
+                            TFLOPs=tflops,
+                            frac_matmul=tflops / limits["matmul_TFLOPs"][dname] if flops else None,
+                            speedup_vs_ref=None if ref_s is None else ref_s / secs,
+                        )
+                    )
                     print(_format_row(rows[-1]), flush=True)
     name = torch.cuda.get_device_name(device) if on_gpu else f"cpu ({platform.processor() or platform.machine()})"
-    return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), device=name,
-                torch=torch.__version__, quick=quick, compile_backend=None if args.no_compile else args.compile_backend,
-                timing="triton.testing.do_bench (CUDA events, L2 flushed), median" if on_gpu else
-                f"perf_counter, median of {it} after {w} warm-up calls",
-                command=" ".join(["python -m kernels.bench"] + args.argv), **limits, results=rows, skipped=skipped)
+    return dict(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        device=name,
+        torch=torch.__version__,
+        quick=quick,
+        compile_backend=None if args.no_compile else args.compile_backend,
+        timing="triton.testing.do_bench (CUDA events, L2 flushed), median"
+        if on_gpu
+        else f"perf_counter, median of {it} after {w} warm-up calls",
+        command=" ".join(["python -m kernels.bench"] + args.argv),
+        **limits,
+        results=rows,
+        skipped=skipped,
+    )
 
 
-HEADER = (f"{'op':<17} {'case':<34} {'dtype':<5} {'dir':<8} {'impl':<9} {'ms':>9} {'GB/s':>8} {'%copy':>6} "
-          f"{'TFLOP/s':>8} {'x ref':>6}")
+HEADER = (
+    f"{'op':<17} {'case':<34} {'dtype':<5} {'dir':<8} {'impl':<9} {'ms':>9} {'GB/s':>8} {'%copy':>6} "
+    f"{'TFLOP/s':>8} {'x ref':>6}"
+)
 
 
 def _format_row(r: dict) -> str:
     tf = f"{r['TFLOPs']:8.2f}" if r["TFLOPs"] is not None else f"{'-':>8}"
     sp = f"{r['speedup_vs_ref']:6.2f}" if r["speedup_vs_ref"] is not None else f"{'-':>6}"
-    return (f"{r['op']:<17} {r['case'][:34]:<34} {r['dtype']:<5} {r['direction']:<8} {r['impl']:<9} "
-            f"{r['ms']:9.3f} {r['GBps']:8.1f} {100 * r['frac_copy']:5.1f}% {tf} {sp}")
+    return (
+        f"{r['op']:<17} {r['case'][:34]:<34} {r['dtype']:<5} {r['direction']:<8} {r['impl']:<9} "
+        f"{r['ms']:9.3f} {r['GBps']:8.1f} {100 * r['frac_copy']:5.1f}% {tf} {sp}"
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -148,8 +178,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtypes", default="bf16,fp32", help="comma-separated subset of bf16,fp32")
     p.add_argument("--ops", default="", help="comma-separated subset of upfirdn2d,bias_act,modulated_conv2d")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference)")
-    p.add_argument("--compile-backend", default="inductor",
-                   help="torch.compile backend (aot_eager skips code generation: fast, for plumbing tests)")
+    p.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend (aot_eager skips code generation: fast, for plumbing tests)",
+    )
     p.add_argument("--warmup", type=int, default=3, help="warm-up calls on CPU (a GPU warms up for 25 ms)")
     p.add_argument("--iters", type=int, default=10, help="timed calls on CPU")
     p.add_argument("--rep-ms", type=float, default=100.0, help="on a GPU: ms of timed calls per row (do_bench)")

@@ -75,15 +75,34 @@ def _modconv_case(label, shape, out_ch, up) -> Case:
         b = torch.zeros(out_ch, **g, requires_grad=True)
         noise = torch.randn(N, 1, OH, OW, **g)
         f = setup_filter([1, 3, 3, 1], device=device)
-        fn = lambda: modulated_conv2d(x, w, s, noise=noise, up=up, padding=1, resample_filter=f,  # noqa: E731
-                                      flip_weight=(up == 1), fused_modconv=False, bias=b, act="lrelu",
-                                      clamp=256, impl=impl)
+        fn = lambda: modulated_conv2d(
+            x,
+            w,
+            s,
+            noise=noise,
+            up=up,
+            padding=1,
+            resample_filter=f,  # noqa: E731
+            flip_weight=(up == 1),
+            fused_modconv=False,
+            bias=b,
+            act="lrelu",
+            clamp=256,
+            impl=impl,
+        )
         return fn, [x, w, s, b]
 
     # The generator trains on the non-fused path: scale x, conv, then the epilogue.
     flops = 2.0 * N * out_ch * I * 9 * OH * OW / (up * up)  # taps that touch real (not inserted) pixels
-    return Case("modulated_conv2d", label, list(shape), make,
-                lambda e: (n_in + n_out + _numel(N, 1, OH, OW)) * e, lambda e: (2 * n_in + 2 * n_out) * e, flops)
+    return Case(
+        "modulated_conv2d",
+        label,
+        list(shape),
+        make,
+        lambda e: (n_in + n_out + _numel(N, 1, OH, OW)) * e,
+        lambda e: (2 * n_in + 2 * n_out) * e,
+        flops,
+    )
 
 
 def cases(quick: bool) -> list[Case]:

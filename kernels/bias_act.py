@@ -30,15 +30,23 @@ def check_args(x, b, dim, act, alpha, gain, clamp) -> None:
         if not isinstance(dim, int) or not 0 <= dim < x.ndim:
             raise ValueError(f"dim={dim!r}: must index a dimension of x (0..{x.ndim - 1})")
         if not isinstance(b, torch.Tensor) or not b.is_floating_point() or b.ndim != 1 or b.shape[0] != x.shape[dim]:
-            raise ValueError(f"b must be a 1-D float tensor with x.shape[dim]={x.shape[dim]} entries (dim={dim}), "
-                             f"got {getattr(b, 'dtype', type(b))} {list(getattr(b, 'shape', []))}")
+            raise ValueError(
+                f"b must be a 1-D float tensor with x.shape[dim]={x.shape[dim]} entries (dim={dim}), "
+                f"got {getattr(b, 'dtype', type(b))} {list(getattr(b, 'shape', []))}"
+            )
         if b.device != x.device:
             raise ValueError(f"b is on {b.device} but x is on {x.device}; move it with .to(x.device)")
 
 
-def bias_act_ref(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
-                 alpha: Optional[float] = None, gain: Optional[float] = None,
-                 clamp: Optional[float] = None) -> torch.Tensor:
+def bias_act_ref(
+    x: torch.Tensor,
+    b: Optional[torch.Tensor] = None,
+    dim: int = 1,
+    act: str = "linear",
+    alpha: Optional[float] = None,
+    gain: Optional[float] = None,
+    clamp: Optional[float] = None,
+) -> torch.Tensor:
     check_args(x, b, dim, act, alpha, gain, clamp)
     spec = ACTIVATIONS[act]
     if b is not None:
@@ -67,6 +75,7 @@ class KernelParams(NamedTuple):
 class KernelConfig(NamedTuple):
     """What the Triton kernels need, with defaults resolved: selu becomes elu with its alpha and
     its scale folded into the gain; elu ignores alpha (as the reference, which uses 1)."""
+
     act: str
     alpha: float
     gain: float
@@ -88,15 +97,17 @@ class KernelConfig(NamedTuple):
     def params(self, acc: torch.dtype, device) -> "KernelParams":
         clamp = 0.0 if self.clamp is None else self.clamp
         # Scalars for float32 math; a float64 tensor only for float64 (see triton_ops/bias_act.py).
-        tensor = (torch.tensor([self.alpha, self.gain, clamp], dtype=acc, device=device)
-                  if acc == torch.float64 else None)
+        tensor = (
+            torch.tensor([self.alpha, self.gain, clamp], dtype=acc, device=device) if acc == torch.float64 else None
+        )
         return KernelParams(self.alpha, self.gain, clamp, acc, tensor)
 
     def layout(self, x: torch.Tensor, b) -> dict:
         if b is None:  # one long row
             return dict(C=1, inner=max(x.numel(), 1), act=self.act, clamp=self.clamp is not None)
-        return dict(C=x.shape[self.dim], inner=math.prod(x.shape[self.dim + 1:]), act=self.act,
-                    clamp=self.clamp is not None)
+        return dict(
+            C=x.shape[self.dim], inner=math.prod(x.shape[self.dim + 1 :]), act=self.act, clamp=self.clamp is not None
+        )
 
 
 def bias_act_triton(x, b, cfg: KernelConfig, out: Optional[torch.Tensor] = None, tile=None) -> torch.Tensor:
@@ -119,8 +130,16 @@ def _grad_launch(order, g, gg, x, b, cfg: KernelConfig) -> torch.Tensor:
     out = torch.empty_like(x)
     if out.numel():
         b = None if b is None else b.detach().to(x.dtype).contiguous()
-        tk.launch_grad(order, g.contiguous(), None if gg is None else gg.contiguous(), x.detach(), b,
-                       cfg.params(acc_dtype(x.dtype), x.device), out, **cfg.layout(x, b))
+        tk.launch_grad(
+            order,
+            g.contiguous(),
+            None if gg is None else gg.contiguous(),
+            x.detach(),
+            b,
+            cfg.params(acc_dtype(x.dtype), x.device),
+            out,
+            **cfg.layout(x, b),
+        )
     return out
 
 
@@ -148,6 +167,7 @@ def grad_wanted(ctx, i: int, t: Optional[torch.Tensor]) -> bool:
 # the graph on. Each op runs "triton" (the kernels) or "ref" (the same math in PyTorch, what a
 # CPU compile dispatches, so the graph is the same on every device). Their autograd formulas
 # call the next op, so the double backward of R1 is recorded too; a third derivative raises.
+
 
 def _reshape_bias(b, x, dim):
     return b.to(x.dtype).reshape([-1 if i == dim else 1 for i in range(x.ndim)])
@@ -181,8 +201,16 @@ def _cfg(dim, act, alpha, gain, clamp) -> KernelConfig:
 
 
 @torch.library.custom_op("hiresgan::bias_act", mutates_args=())
-def bias_act_op(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
-                clamp: Optional[float], impl: str) -> torch.Tensor:
+def bias_act_op(
+    x: torch.Tensor,
+    b: Optional[torch.Tensor],
+    dim: int,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: Optional[float],
+    impl: str,
+) -> torch.Tensor:
     cfg = _cfg(dim, act, alpha, gain, clamp)
     if impl == "triton":
         return bias_act_triton(x, b, cfg)
@@ -190,8 +218,17 @@ def bias_act_op(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, 
 
 
 @torch.library.custom_op("hiresgan::bias_act_grad", mutates_args=())
-def bias_act_grad_op(gy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
-                     gain: float, clamp: Optional[float], impl: str) -> torch.Tensor:
+def bias_act_grad_op(
+    gy: torch.Tensor,
+    x: torch.Tensor,
+    b: Optional[torch.Tensor],
+    dim: int,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: Optional[float],
+    impl: str,
+) -> torch.Tensor:
     """gz = gy * act'(x + b) * gain * [clamp passes]."""
     cfg = _cfg(dim, act, alpha, gain, clamp)
     if impl == "triton":
@@ -200,8 +237,18 @@ def bias_act_grad_op(gy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor
 
 
 @torch.library.custom_op("hiresgan::bias_act_grad2", mutates_args=())
-def bias_act_grad2_op(gy: torch.Tensor, ggz: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int,
-                      act: str, alpha: float, gain: float, clamp: Optional[float], impl: str) -> torch.Tensor:
+def bias_act_grad2_op(
+    gy: torch.Tensor,
+    ggz: torch.Tensor,
+    x: torch.Tensor,
+    b: Optional[torch.Tensor],
+    dim: int,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: Optional[float],
+    impl: str,
+) -> torch.Tensor:
     """gy * ggz * act''(x + b) * gain * [clamp passes]: the second-derivative term."""
     cfg = _cfg(dim, act, alpha, gain, clamp)
     if impl == "triton":
@@ -259,8 +306,10 @@ def _grad_backward(ctx, ggz):
 
 
 def _grad2_backward(ctx, _):
-    raise RuntimeError("bias_act(impl='triton') supports first and second derivatives; a third "
-                       "derivative through the activation needs impl='ref'")
+    raise RuntimeError(
+        "bias_act(impl='triton') supports first and second derivatives; a third "
+        "derivative through the activation needs impl='ref'"
+    )
 
 
 bias_act_op.register_autograd(_bias_act_backward, setup_context=_setup)

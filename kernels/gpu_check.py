@@ -42,19 +42,42 @@ from xml.etree import ElementTree
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_TRAIN = ["model.channel_base=128", "model.channel_max=8", "model.z_dim=8", "model.w_dim=8",
-              "model.mapping_layers=1"]
+TINY_TRAIN = [
+    "model.channel_base=128",
+    "model.channel_max=8",
+    "model.z_dim=8",
+    "model.w_dim=8",
+    "model.mapping_layers=1",
+]
 # Bench shapes (kernels/bench_cases.py labels): 2-3 per op, the 1024x1024 layers of config F.
-BENCH_LABELS = ("G upsample 512->1024", "D downsample 1024->512", "G/D 1024 lrelu", "G/D 512 lrelu",
-                "G conv1 1024 (32->32)", "G conv0 up 512->1024 (64->32)", "G conv1 512 (64->64)")
-SANITIZER_TESTS = ["tests/kernels/test_bias_act.py", "tests/kernels/test_upfirdn2d.py",
-                   "tests/kernels/test_modulated_conv2d.py", "-k",
-                   "cuda and (many_small_tiles or every_output_element_written or epilogue_writes_every_element "
-                   "or non_contiguous or channel_groups)"]
+BENCH_LABELS = (
+    "G upsample 512->1024",
+    "D downsample 1024->512",
+    "G/D 1024 lrelu",
+    "G/D 512 lrelu",
+    "G conv1 1024 (32->32)",
+    "G conv0 up 512->1024 (64->32)",
+    "G conv1 512 (64->64)",
+)
+SANITIZER_TESTS = [
+    "tests/kernels/test_bias_act.py",
+    "tests/kernels/test_upfirdn2d.py",
+    "tests/kernels/test_modulated_conv2d.py",
+    "-k",
+    "cuda and (many_small_tiles or every_output_element_written or epilogue_writes_every_element "
+    "or non_contiguous or channel_groups)",
+]
 NEEDED_MODULES = ("pytest", "numpy", "yaml", "omegaconf")
 # Seconds each section may take on a GPU (sum 470 < 480); plumbing runs are far shorter.
-CAPS = {"environment": 10, "parity": 30, "tests": 170, "index_64bit": 40, "bench": 90, "train_steps": 90,
-        "sanitizer": 60}
+CAPS = {
+    "environment": 10,
+    "parity": 30,
+    "tests": 170,
+    "index_64bit": 40,
+    "bench": 90,
+    "train_steps": 90,
+    "sanitizer": 60,
+}
 
 
 class Check:
@@ -64,9 +87,13 @@ class Check:
         self.out, self.plumbing, self.device = out, plumbing, device
         out.mkdir(parents=True, exist_ok=True)
         self.deadline = time.monotonic() + budget_s
-        self.report = {"command": " ".join(["python -m kernels.gpu_check"] + argv), "plumbing": plumbing,
-                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "budget_s": budget_s, "sections": {}}
+        self.report = {
+            "command": " ".join(["python -m kernels.gpu_check"] + argv),
+            "plumbing": plumbing,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "budget_s": budget_s,
+            "sections": {},
+        }
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -97,14 +124,23 @@ class Check:
     def environment(self, cap) -> dict:
         import triton
 
-        info = {"torch": torch.__version__, "triton": triton.__version__, "cuda": torch.version.cuda,
-                "python": platform.python_version(), "device": str(self.device),
-                # what the tests and the step timing import besides torch and triton (docs/KERNELS.md)
-                "missing_modules": [m for m in NEEDED_MODULES if importlib.util.find_spec(m) is None]}
+        info = {
+            "torch": torch.__version__,
+            "triton": triton.__version__,
+            "cuda": torch.version.cuda,
+            "python": platform.python_version(),
+            "device": str(self.device),
+            # what the tests and the step timing import besides torch and triton (docs/KERNELS.md)
+            "missing_modules": [m for m in NEEDED_MODULES if importlib.util.find_spec(m) is None],
+        }
         if self.device.type == "cuda":
             props = torch.cuda.get_device_properties(self.device)
-            info.update(name=props.name, capability=f"sm_{props.major}{props.minor}",
-                        memory_GiB=round(props.total_memory / 2**30, 1), sms=props.multi_processor_count)
+            info.update(
+                name=props.name,
+                capability=f"sm_{props.major}{props.minor}",
+                memory_GiB=round(props.total_memory / 2**30, 1),
+                sms=props.multi_processor_count,
+            )
         else:
             info.update(name=f"cpu ({platform.machine()}, {os.cpu_count()} cores)", interpreter=True)
         return info
@@ -139,11 +175,17 @@ class Check:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        result = {"command": " ".join(cmd), "returncode": proc.returncode, **junit_counts(junit),
-                  "output_tail": out_path.read_text(errors="replace")[-3000:]}
+        result = {
+            "command": " ".join(cmd),
+            "returncode": proc.returncode,
+            **junit_counts(junit),
+            "output_tail": out_path.read_text(errors="replace")[-3000:],
+        }
         if timed_out:
-            result.update(status="failed", error=f"interrupted at the time cap ({timeout:.0f} s); counts are "
-                                                 "of the tests that ran")
+            result.update(
+                status="failed",
+                error=f"interrupted at the time cap ({timeout:.0f} s); counts are of the tests that ran",
+            )
         elif proc.returncode != 0:
             result["status"] = "failed"
         return result
@@ -152,8 +194,11 @@ class Check:
         if importlib.util.find_spec("pytest") is None:
             return {"status": "failed", "error": "pytest is not installed: carry its wheels (docs/KERNELS.md)"}
         # Plumbing: a few interpreter probes (what is tested is the run, its timeout and its report).
-        args = (["tests/kernels/test_index_64bit.py", "-k", "pixel_offsets"] if self.plumbing
-                else ["-m", "gpu", "tests/kernels"])
+        args = (
+            ["tests/kernels/test_index_64bit.py", "-k", "pixel_offsets"]
+            if self.plumbing
+            else ["-m", "gpu", "tests/kernels"]
+        )
         return self._pytest(args, cap, self.out / "tests.xml")
 
     def index_64bit(self, cap) -> dict:
@@ -164,22 +209,57 @@ class Check:
     def bench(self, cap) -> dict:
         from kernels import bench
 
-        args = SimpleNamespace(device=str(self.device), quick=self.plumbing, dtypes=["bf16"], ops=[], no_compile=False,
-                               compile_backend="aot_eager" if self.plumbing else "inductor", warmup=1 if self.plumbing
-                               else 3, iters=1 if self.plumbing else 10, rep_ms=50.0, argv=["(from kernels.gpu_check)"])
-        report = bench.bench(args, selected=None if self.plumbing else (lambda c: c.label in BENCH_LABELS),
-                             deadline=time.monotonic() + cap - 5)
+        args = SimpleNamespace(
+            device=str(self.device),
+            quick=self.plumbing,
+            dtypes=["bf16"],
+            ops=[],
+            no_compile=False,
+            compile_backend="aot_eager" if self.plumbing else "inductor",
+            warmup=1 if self.plumbing else 3,
+            iters=1 if self.plumbing else 10,
+            rep_ms=50.0,
+            argv=["(from kernels.gpu_check)"],
+        )
+        report = bench.bench(
+            args,
+            selected=None if self.plumbing else (lambda c: c.label in BENCH_LABELS),
+            deadline=time.monotonic() + cap - 5,
+        )
         (self.out / "bench.json").write_text(json.dumps(report, indent=1))
         return {k: report[k] for k in ("copy_GBps", "matmul_TFLOPs", "timing", "results", "skipped")}
 
     def train_steps(self, cap) -> dict:
         out = self.out / "train_steps.json"
         if self.plumbing:
-            args = ["--config", "configs/digits.yaml", "--device", "cpu", "--batch", "2", "--warmup", "0",
-                    "--steps", "1", "--threads", "1", *TINY_TRAIN]
+            args = [
+                "--config",
+                "configs/digits.yaml",
+                "--device",
+                "cpu",
+                "--batch",
+                "2",
+                "--warmup",
+                "0",
+                "--steps",
+                "1",
+                "--threads",
+                "1",
+                *TINY_TRAIN,
+            ]
         else:
-            args = ["--config", "configs/ffhq256.yaml", "--device", str(self.device), "--batch", "16", "--warmup",
-                    "2", "--steps", "5"]
+            args = [
+                "--config",
+                "configs/ffhq256.yaml",
+                "--device",
+                str(self.device),
+                "--batch",
+                "16",
+                "--warmup",
+                "2",
+                "--steps",
+                "5",
+            ]
         cmd = [sys.executable, "-m", "trainer.telemetry.step_timing", "--kernels", "auto,ref", "--out", str(out), *args]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         try:
@@ -190,20 +270,37 @@ class Check:
             return {"status": "failed", "command": " ".join(cmd), "error": (done.stdout + done.stderr)[-2000:]}
         runs = json.loads(out.read_text())["runs"]
         on, off = runs["auto"], runs["ref"]
-        return {"command": " ".join(cmd), "runs": runs,
-                "triton_over_reference_sec_per_kimg": on["sec_per_kimg"] / off["sec_per_kimg"]}
+        return {
+            "command": " ".join(cmd),
+            "runs": runs,
+            "triton_over_reference_sec_per_kimg": on["sec_per_kimg"] / off["sec_per_kimg"],
+        }
 
     def sanitizer(self, cap) -> dict:
         tool = shutil.which("compute-sanitizer") or next(
-            (p for p in ("/usr/local/cuda/bin/compute-sanitizer", "/opt/cuda/bin/compute-sanitizer")
-             if Path(p).exists()), None)
+            (
+                p
+                for p in ("/usr/local/cuda/bin/compute-sanitizer", "/opt/cuda/bin/compute-sanitizer")
+                if Path(p).exists()
+            ),
+            None,
+        )
         if self.plumbing or tool is None:
-            return {"status": "skipped", "reason": "no GPU (plumbing mode)" if self.plumbing else
-                    "compute-sanitizer not found (PATH, /usr/local/cuda/bin)", "tests": SANITIZER_TESTS}
+            return {
+                "status": "skipped",
+                "reason": "no GPU (plumbing mode)"
+                if self.plumbing
+                else "compute-sanitizer not found (PATH, /usr/local/cuda/bin)",
+                "tests": SANITIZER_TESTS,
+            }
         # No caching allocator: an out-of-bounds access inside a cached block would go unseen.
-        return self._pytest(SANITIZER_TESTS, cap, self.out / "sanitizer.xml",
-                            prefix=[tool, "--tool", "memcheck", "--error-exitcode", "86", "--print-limit", "20"],
-                            extra_env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"})
+        return self._pytest(
+            SANITIZER_TESTS,
+            cap,
+            self.out / "sanitizer.xml",
+            prefix=[tool, "--tool", "memcheck", "--error-exitcode", "86", "--print-limit", "20"],
+            extra_env={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"},
+        )
 
 
 def junit_counts(path: Path) -> dict:
@@ -213,10 +310,18 @@ def junit_counts(path: Path) -> dict:
     root = ElementTree.parse(path).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     total, failed, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-    failures = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
-                if case.find("failure") is not None or case.find("error") is not None]
-    return {"passed": total - failed - errors - skipped, "failed": failed, "errors": errors, "skipped": skipped,
-            "failures": failures[:20]}
+    failures = [
+        f"{case.get('classname')}::{case.get('name')}"
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
+    return {
+        "passed": total - failed - errors - skipped,
+        "failed": failed,
+        "errors": errors,
+        "skipped": skipped,
+        "failures": failures[:20],
+    }
 
 
 def _fmt(v, spec=".2f") -> str:
@@ -227,17 +332,21 @@ def markdown(report: dict) -> str:
     """The report as markdown: one status table, then the tables of the bench and the steps."""
     s = report["sections"]
     env = s.get("environment", {})
-    lines = [f"# gpu_check {'(PLUMBING: no GPU, nothing here is a GPU figure)' if report['plumbing'] else ''}", "",
-             f"{report['date']}, {env.get('name', '?')}, torch {env.get('torch', '?')}, triton "
-             f"{env.get('triton', '?')}; `{report['command']}`", "",
-             "| section | status | seconds | summary |", "|---|---|---|---|"]
+    lines = [
+        f"# gpu_check {'(PLUMBING: no GPU, nothing here is a GPU figure)' if report['plumbing'] else ''}",
+        "",
+        f"{report['date']}, {env.get('name', '?')}, torch {env.get('torch', '?')}, triton "
+        f"{env.get('triton', '?')}; `{report['command']}`",
+        "",
+        "| section | status | seconds | summary |",
+        "|---|---|---|---|",
+    ]
     for name, r in s.items():
         summary = r.get("error") or r.get("reason") or ""
         if name == "tests" and "passed" in r:
             summary = f"{r['passed']} passed, {r['failed']} failed, {r['errors']} errors, {r['skipped']} skipped"
         elif name == "parity" and r.get("status") != "failed" and "error" not in r:
-            summary = ", ".join(f"{op} {'ok' if v['ok'] else 'MISMATCH'}" for op, v in r.items()
-                                if isinstance(v, dict))
+            summary = ", ".join(f"{op} {'ok' if v['ok'] else 'MISMATCH'}" for op, v in r.items() if isinstance(v, dict))
         elif name == "index_64bit" and "plan" in r:
             summary = f"n={r['plan']['n']:.3g} elements, int64 {'on' if r['int64_indexing'] else 'off'}"
         elif name == "environment" and "name" in r:
@@ -251,26 +360,37 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {r['status']} | {r.get('seconds', '-')} | {first} |")
     bench = s.get("bench", {})
     if bench.get("results"):
-        lines += ["", f"Bench: copy {bench['copy_GBps']:.1f} GB/s, bf16 matmul "
-                      f"{_fmt(bench['matmul_TFLOPs'].get('bf16'))} TFLOP/s; {bench['timing']}", "",
-                  "| op | case | dir | impl | ms | GB/s | % copy | TFLOP/s | % matmul | x ref |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Bench: copy {bench['copy_GBps']:.1f} GB/s, bf16 matmul "
+            f"{_fmt(bench['matmul_TFLOPs'].get('bf16'))} TFLOP/s; {bench['timing']}",
+            "",
+            "| op | case | dir | impl | ms | GB/s | % copy | TFLOP/s | % matmul | x ref |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in bench["results"]:
-            lines.append(f"| {r['op']} | {r['case']} | {r['direction']} | {r['impl']} | {r['ms']:.3f} | "
-                         f"{r['GBps']:.1f} | {100 * r['frac_copy']:.1f} | {_fmt(r['TFLOPs'])} | "
-                         f"{_fmt(None if r['frac_matmul'] is None else 100 * r['frac_matmul'], '.1f')} | "
-                         f"{_fmt(r['speedup_vs_ref'])} |")
+            lines.append(
+                f"| {r['op']} | {r['case']} | {r['direction']} | {r['impl']} | {r['ms']:.3f} | "
+                f"{r['GBps']:.1f} | {100 * r['frac_copy']:.1f} | {_fmt(r['TFLOPs'])} | "
+                f"{_fmt(None if r['frac_matmul'] is None else 100 * r['frac_matmul'], '.1f')} | "
+                f"{_fmt(r['speedup_vs_ref'])} |"
+            )
         if bench.get("skipped"):
             lines.append(f"\nSkipped (time budget): {len(bench['skipped'])} rows")
     train = s.get("train_steps", {})
     if train.get("runs"):
         phases = sorted({p for run in train["runs"].values() for p in run["phase_ms"]})
-        lines += ["", "| kernels | sec/kimg | step ms | " + " | ".join(f"{p} ms" for p in phases) + " | peak GiB |",
-                  "|---" * (4 + len(phases)) + "|"]
+        lines += [
+            "",
+            "| kernels | sec/kimg | step ms | " + " | ".join(f"{p} ms" for p in phases) + " | peak GiB |",
+            "|---" * (4 + len(phases)) + "|",
+        ]
         for name, run in train["runs"].items():
-            lines.append(f"| {name} | {run['sec_per_kimg']:.2f} | {run['step_ms']:.1f} | "
-                         + " | ".join(_fmt(run["phase_ms"].get(p), ".1f") for p in phases)
-                         + f" | {run['peak_memory_bytes'] / 2**30:.2f} |")
+            lines.append(
+                f"| {name} | {run['sec_per_kimg']:.2f} | {run['step_ms']:.1f} | "
+                + " | ".join(_fmt(run["phase_ms"].get(p), ".1f") for p in phases)
+                + f" | {run['peak_memory_bytes'] / 2**30:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -294,8 +414,11 @@ def main(argv=None) -> int:
     for name in CAPS:
         check.section(name, getattr(check, name))
     failed = [n for n, r in check.report["sections"].items() if r["status"] == "failed"]
-    print(f"gpu_check: {'plumbing, ' if plumbing else ''}{len(failed)} failed section(s) {failed or ''}; "
-          f"wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'}", flush=True)
+    print(
+        f"gpu_check: {'plumbing, ' if plumbing else ''}{len(failed)} failed section(s) {failed or ''}; "
+        f"wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'}",
+        flush=True,
+    )
     return 1 if failed else 0
 
 

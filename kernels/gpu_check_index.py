@@ -47,8 +47,8 @@ def bias_act_one_row(device, n: int) -> dict:
     # The output was poisoned: every element must be written. Counted in chunks (a bool mask of
     # 1.7e10 elements would be another 17 GB).
     chunk = 1 << 30
-    unwritten = int(sum(torch.isnan(out[i:i + chunk]).sum() for i in range(0, n, chunk)).item())
-    err = _close(out[-2 * tail:], bias_act_ref(x[-2 * tail:].float(), act="lrelu"))
+    unwritten = int(sum(torch.isnan(out[i : i + chunk]).sum() for i in range(0, n, chunk)).item())
+    err = _close(out[-2 * tail :], bias_act_ref(x[-2 * tail :].float(), act="lrelu"))
     del x, out
     if unwritten:
         raise AssertionError(f"{unwritten} output elements not written")

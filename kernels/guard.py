@@ -75,8 +75,10 @@ def reset() -> None:
 
 def verdicts() -> dict[str, dict]:
     """What the checks found so far: "op@device (triton version)" -> {ok, detail}."""
-    return {f"{op}@{dev} (triton {ver})": {"ok": ok, "detail": _details.get((op, dev, ver), "")}
-            for (op, dev, ver), ok in _verdicts.items()}
+    return {
+        f"{op}@{dev} (triton {ver})": {"ok": ok, "detail": _details.get((op, dev, ver), "")}
+        for (op, dev, ver), ok in _verdicts.items()
+    }
 
 
 def _key(op: str, device: torch.device) -> tuple[str, str, str]:
@@ -104,9 +106,16 @@ def triton_verified(op: str, device: torch.device) -> bool:
             ok, detail = run_check(op, device)
             _verdicts[key], _details[key] = ok, detail
             if not ok:
-                log.warning("kernels: Triton %s disagrees with its reference on %s (triton %s): %s; %s runs the "
-                            "PyTorch reference on this device from now on (make gpu-check shows more; "
-                            "train.kernel_check=false skips this check)", op, key[1], key[2], detail, op)
+                log.warning(
+                    "kernels: Triton %s disagrees with its reference on %s (triton %s): %s; %s runs the "
+                    "PyTorch reference on this device from now on (make gpu-check shows more; "
+                    "train.kernel_check=false skips this check)",
+                    op,
+                    key[1],
+                    key[2],
+                    detail,
+                    op,
+                )
     return _verdicts[key]
 
 
@@ -132,6 +141,7 @@ def register_case(op: str):
     def register(case):
         CASES[op] = case
         return case
+
     return register
 
 

@@ -32,9 +32,18 @@ def _conv(x, w, *, stride=1, padding=0, groups=1, transpose=False, flip_weight=T
     return op(x, w, stride=stride, padding=padding, groups=groups)
 
 
-def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] = None, up: int = 1,
-                    down: int = 1, padding=0, groups: int = 1, flip_weight: bool = True,
-                    flip_filter: bool = False, impl: str = "auto") -> torch.Tensor:
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: Optional[torch.Tensor] = None,
+    up: int = 1,
+    down: int = 1,
+    padding=0,
+    groups: int = 1,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+    impl: str = "auto",
+) -> torch.Tensor:
     """2-D convolution with optional FIR upsampling (before) or downsampling (after) by 2."""
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"x and w must be 4-D, got x {list(x.shape)} and w {list(w.shape)}")
@@ -46,17 +55,26 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
     fw, fh = filter_size(f)
     px0, px1, py0, py1 = parse_padding(padding)
     if up > 1:
-        px0, px1, py0, py1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2, py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
+        px0, px1, py0, py1 = (
+            px0 + (fw + up - 1) // 2,
+            px1 + (fw - up) // 2,
+            py0 + (fh + up - 1) // 2,
+            py1 + (fh - up) // 2,
+        )
     if down > 1:
         px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
         py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
     pad = [px0, px1, py0, py1]
     if kw == 1 and kh == 1 and down > 1 and up == 1:  # 1x1: filter at low cost, then the conv
-        return _conv(upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter, impl=impl), w,
-                     groups=groups, flip_weight=flip_weight)
+        return _conv(
+            upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter, impl=impl),
+            w,
+            groups=groups,
+            flip_weight=flip_weight,
+        )
     if kw == 1 and kh == 1 and up > 1 and down == 1:
         x = _conv(x, w, groups=groups, flip_weight=flip_weight)
-        return upfirdn2d(x, f, up=up, padding=pad, gain=up ** 2, flip_filter=flip_filter, impl=impl)
+        return upfirdn2d(x, f, up=up, padding=pad, gain=up**2, flip_filter=flip_filter, impl=impl)
     if down > 1 and up == 1:  # filter, then a strided conv skips the discarded pixels
         x = upfirdn2d(x, f, padding=pad, flip_filter=flip_filter, impl=impl)
         return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
@@ -69,8 +87,9 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         px0, px1, py0, py1 = px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1), py1 - (kh - up)
         pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
         x = _conv(x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True, flip_weight=not flip_weight)
-        x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up ** 2,
-                      flip_filter=flip_filter, impl=impl)
+        x = upfirdn2d(
+            x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2, flip_filter=flip_filter, impl=impl
+        )
         return upfirdn2d(x, f, down=down, flip_filter=flip_filter, impl=impl) if down > 1 else x
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
         return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
@@ -86,12 +105,16 @@ def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> tor
 def _check_modconv(x, weight, styles, bias) -> None:
     for name, t, nd in (("x", x, 4), ("weight", weight, 4), ("styles", styles, 2)):
         if not isinstance(t, torch.Tensor) or t.ndim != nd or not t.is_floating_point():
-            raise ValueError(f"{name} must be a {nd}-D float tensor, got {getattr(t, 'dtype', type(t))} "
-                             f"{list(getattr(t, 'shape', []))}")
+            raise ValueError(
+                f"{name} must be a {nd}-D float tensor, got {getattr(t, 'dtype', type(t))} "
+                f"{list(getattr(t, 'shape', []))}"
+            )
     N, I = x.shape[:2]
     if weight.shape[1] != I or styles.shape != (N, I):
-        raise ValueError(f"channel mismatch: x [N, I, H, W] is {list(x.shape)}, weight [O, I, kh, kw] is "
-                         f"{list(weight.shape)}, styles [N, I] is {list(styles.shape)}")
+        raise ValueError(
+            f"channel mismatch: x [N, I, H, W] is {list(x.shape)}, weight [O, I, kh, kw] is "
+            f"{list(weight.shape)}, styles [N, I] is {list(styles.shape)}"
+        )
     if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (weight.shape[0],)):
         raise ValueError(f"bias must be a [O={weight.shape[0]}] tensor, got {list(getattr(bias, 'shape', []))}")
     check_devices(x, weight=weight, styles=styles, bias=bias)
@@ -107,27 +130,47 @@ def _check_noise(noise, out_shape) -> None:
     except RuntimeError:
         ok = False
     if not ok:
-        raise ValueError(f"noise of shape {list(noise.shape)} does not broadcast to the output "
-                         f"{list(out_shape)}; use [N, 1, H, W] or [H, W]")
+        raise ValueError(
+            f"noise of shape {list(noise.shape)} does not broadcast to the output "
+            f"{list(out_shape)}; use [N, 1, H, W] or [H, W]"
+        )
 
 
-def _modulated_conv(x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight,
-                    fused_modconv, impl):
+def _modulated_conv(
+    x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight, fused_modconv, impl
+):
     """The convolution part shared by both implementations -> (conv output, scale [N, O] or None).
     The demodulation scale is applied later (by the epilogue) on the non-fused path."""
     N, I = x.shape[:2]
     O, _, kh, kw = weight.shape
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(N, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
-                            flip_weight=flip_weight, impl=impl)
+        x = conv2d_resample(
+            x,
+            weight.to(x.dtype),
+            f=resample_filter,
+            up=up,
+            down=down,
+            padding=padding,
+            flip_weight=flip_weight,
+            impl=impl,
+        )
         return x, (demodulation_coefficients(weight, styles).to(x.dtype) if demodulate else None)
     w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, O, I, kh, kw]
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(N, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])  # the batch becomes groups of one grouped conv
-    x = conv2d_resample(x, w.reshape(-1, I, kh, kw).to(x.dtype), f=resample_filter, up=up, down=down,
-                        padding=padding, groups=N, flip_weight=flip_weight, impl=impl)
+    x = conv2d_resample(
+        x,
+        w.reshape(-1, I, kh, kw).to(x.dtype),
+        f=resample_filter,
+        up=up,
+        down=down,
+        padding=padding,
+        groups=N,
+        flip_weight=flip_weight,
+        impl=impl,
+    )
     return x.reshape(N, -1, *x.shape[2:]), None
 
 
@@ -137,17 +180,34 @@ def epilogue_ref(c, scale, noise, bias, act, alpha, gain, clamp):
         c = c * scale.to(c.dtype).reshape(*scale.shape, 1, 1)
     if noise is not None:
         c = c + noise.to(c.dtype)
-    return bias_act_ref(c, None if bias is None else bias.to(c.dtype), act=act, alpha=alpha, gain=gain,
-                        clamp=clamp)
+    return bias_act_ref(c, None if bias is None else bias.to(c.dtype), act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 
-def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
-                         demodulate=True, flip_weight=True, fused_modconv=True, impl="ref", *, bias=None,
-                         act="linear", alpha=None, gain=None, clamp=None):
+def modulated_conv2d_ref(
+    x,
+    weight,
+    styles,
+    noise=None,
+    up=1,
+    down=1,
+    padding=0,
+    resample_filter=None,
+    demodulate=True,
+    flip_weight=True,
+    fused_modconv=True,
+    impl="ref",
+    *,
+    bias=None,
+    act="linear",
+    alpha=None,
+    gain=None,
+    clamp=None,
+):
     _check_modconv(x, weight, styles, bias)
     check_devices(x, noise=noise, resample_filter=resample_filter)
-    c, scale = _modulated_conv(x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight,
-                               fused_modconv, impl)
+    c, scale = _modulated_conv(
+        x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight, fused_modconv, impl
+    )
     _check_noise(noise, c.shape)
     return epilogue_ref(c, scale, noise, bias, act, alpha, gain, clamp)
 
@@ -163,6 +223,7 @@ def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0,
 # custom-op backward can only be differentiated through ops with autograd formulas, and the
 # fused backward kernel has no derivative of its own.)
 
+
 def _epilogue_forward_ref(c, scale, noise, bias, cfg: KernelConfig):
     if scale is not None:
         c = c * scale.to(c.dtype).reshape(*scale.shape, 1, 1)
@@ -172,9 +233,17 @@ def _epilogue_forward_ref(c, scale, noise, bias, cfg: KernelConfig):
 
 
 @torch.library.custom_op("hiresgan::modconv_epilogue", mutates_args=())
-def epilogue_op(c: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor],
-                bias: Optional[torch.Tensor], act: str, alpha: float, gain: float, clamp: Optional[float],
-                impl: str) -> torch.Tensor:
+def epilogue_op(
+    c: torch.Tensor,
+    scale: Optional[torch.Tensor],
+    noise: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: Optional[float],
+    impl: str,
+) -> torch.Tensor:
     cfg = KernelConfig(act, alpha, gain, clamp, 1)
     if impl == "triton":
         return epilogue_triton(c, scale, noise, bias, cfg)
@@ -187,9 +256,19 @@ def _(c, scale, noise, bias, act, alpha, gain, clamp, impl):
 
 
 @torch.library.custom_op("hiresgan::modconv_epilogue_bwd", mutates_args=())
-def epilogue_bwd_op(g: torch.Tensor, c: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor],
-                    bias: Optional[torch.Tensor], act: str, alpha: float, gain: float, clamp: Optional[float],
-                    impl: str, wanted: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def epilogue_bwd_op(
+    g: torch.Tensor,
+    c: torch.Tensor,
+    scale: Optional[torch.Tensor],
+    noise: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: Optional[float],
+    impl: str,
+    wanted: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> gradients of (c, scale, noise, bias), each in its input's shape and dtype; an empty
     tensor for one not `wanted` (or absent)."""
     cfg = KernelConfig(act, alpha, gain, clamp, 1)
@@ -197,8 +276,16 @@ def epilogue_bwd_op(g: torch.Tensor, c: torch.Tensor, scale: Optional[torch.Tens
         from kernels.triton_ops import modconv as tk
 
         gc, gnoise, gscale, gbias = tk.launch_bwd(
-            g.contiguous(), c.contiguous(), _as_scale(scale, c), noise, _as_bias(bias, c),
-            cfg.params(acc_dtype(c.dtype), c.device), act=act, clamp=clamp is not None, want_noise_grad=wanted[2])
+            g.contiguous(),
+            c.contiguous(),
+            _as_scale(scale, c),
+            noise,
+            _as_bias(bias, c),
+            cfg.params(acc_dtype(c.dtype), c.device),
+            act=act,
+            clamp=clamp is not None,
+            want_noise_grad=wanted[2],
+        )
         gbias = None if gbias is None else gbias.sum(0)
     else:
         z = c if scale is None else c * scale.to(c.dtype).reshape(*scale.shape, 1, 1)
@@ -216,8 +303,10 @@ def epilogue_bwd_op(g: torch.Tensor, c: torch.Tensor, scale: Optional[torch.Tens
 
 @epilogue_bwd_op.register_fake
 def _(g, c, scale, noise, bias, act, alpha, gain, clamp, impl, wanted):
-    return tuple(torch.empty(like.shape, dtype=like.dtype, device=c.device) if want and like is not None
-                 else c.new_empty(0) for like, want in zip((c, scale, noise, bias), wanted))
+    return tuple(
+        torch.empty(like.shape, dtype=like.dtype, device=c.device) if want and like is not None else c.new_empty(0)
+        for like, want in zip((c, scale, noise, bias), wanted)
+    )
 
 
 def _epilogue_setup(ctx, inputs, output):
@@ -262,14 +351,39 @@ def epilogue_triton(c, scale, noise, bias, cfg, out=None) -> torch.Tensor:
     c = c.detach().contiguous()
     out = torch.empty_like(c) if out is None else out
     if out.numel():
-        tk.launch_fwd(c, _as_scale(scale, c), None if noise is None else noise.detach(), _as_bias(bias, c),
-                      cfg.params(acc_dtype(c.dtype), c.device), out, act=cfg.act, clamp=cfg.clamp is not None)
+        tk.launch_fwd(
+            c,
+            _as_scale(scale, c),
+            None if noise is None else noise.detach(),
+            _as_bias(bias, c),
+            cfg.params(acc_dtype(c.dtype), c.device),
+            out,
+            act=cfg.act,
+            clamp=cfg.clamp is not None,
+        )
     return out
 
 
-def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
-                     demodulate=True, flip_weight=True, fused_modconv=True, impl="auto", *, bias=None,
-                     act="linear", alpha=None, gain=None, clamp=None):
+def modulated_conv2d(
+    x,
+    weight,
+    styles,
+    noise=None,
+    up=1,
+    down=1,
+    padding=0,
+    resample_filter=None,
+    demodulate=True,
+    flip_weight=True,
+    fused_modconv=True,
+    impl="auto",
+    *,
+    bias=None,
+    act="linear",
+    alpha=None,
+    gain=None,
+    clamp=None,
+):
     """StyleGAN2 modulated convolution, then (optionally, fused) bias_act.
 
     Equal to `bias_act(modulated_conv2d(...), bias, act=act, alpha=alpha, gain=gain, clamp=clamp)`
@@ -281,12 +395,28 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     check_bias_act(x, None, 1, act, alpha, gain, clamp)
     triton = use_triton(impl, x, op="modulated_conv2d")
     if not triton and not torch.compiler.is_compiling():  # eager reference: plain PyTorch
-        return modulated_conv2d_ref(x, weight, styles, noise=noise, up=up, down=down, padding=padding,
-                                    resample_filter=resample_filter, demodulate=demodulate,
-                                    flip_weight=flip_weight, fused_modconv=fused_modconv, impl="ref", bias=bias,
-                                    act=act, alpha=alpha, gain=gain, clamp=clamp)
-    c, scale = _modulated_conv(x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight,
-                               fused_modconv, impl)
+        return modulated_conv2d_ref(
+            x,
+            weight,
+            styles,
+            noise=noise,
+            up=up,
+            down=down,
+            padding=padding,
+            resample_filter=resample_filter,
+            demodulate=demodulate,
+            flip_weight=flip_weight,
+            fused_modconv=fused_modconv,
+            impl="ref",
+            bias=bias,
+            act=act,
+            alpha=alpha,
+            gain=gain,
+            clamp=clamp,
+        )
+    c, scale = _modulated_conv(
+        x, weight, styles, up, down, padding, resample_filter, demodulate, flip_weight, fused_modconv, impl
+    )
     _check_noise(noise, c.shape)
     cfg = KernelConfig.of(act, alpha, gain, clamp, 1)
     return epilogue_op(c, scale, noise, bias, cfg.act, cfg.alpha, cfg.gain, cfg.clamp, "triton" if triton else "ref")
@@ -298,6 +428,7 @@ def _parity_case(impl, device):
     bias, lrelu and clamp."""
     x, w, s, noise, b = guard.seeded_inputs(device, (2, 4, 6, 6), (5, 4, 3, 3), (2, 4), (2, 1, 6, 6), (5,))
     leaves = [x.requires_grad_(), w.requires_grad_(), (s + 1).requires_grad_(), b.requires_grad_()]
-    y = modulated_conv2d(*leaves[:3], noise=noise, padding=1, fused_modconv=False, bias=leaves[3], act="lrelu",
-                         clamp=2.0, impl=impl)
+    y = modulated_conv2d(
+        *leaves[:3], noise=noise, padding=1, fused_modconv=False, bias=leaves[3], act="lrelu", clamp=2.0, impl=impl
+    )
     return y, leaves

@@ -56,8 +56,9 @@ def filter_size(f: Optional[torch.Tensor]) -> tuple[int, int]:
     return f.shape[-1], f.shape[0]
 
 
-def setup_filter(f, device=None, normalize: bool = True, flip_filter: bool = False, gain: float = 1,
-                 separable: Optional[bool] = None) -> torch.Tensor:
+def setup_filter(
+    f, device=None, normalize: bool = True, flip_filter: bool = False, gain: float = 1, separable: Optional[bool] = None
+) -> torch.Tensor:
     """Taps -> float32 filter tensor. Small 1-D filters become their 2-D outer product (faster
     for small kernels); `gain` is spread so the effective 2-D filter sums to `gain`."""
     if f is None:
@@ -96,8 +97,10 @@ def check_args(x, f, up, down, padding, gain) -> Geometry:
         raise ValueError(f"x must be floating point, got {x.dtype}")
     if f is not None:
         if not isinstance(f, torch.Tensor) or not f.is_floating_point() or f.ndim not in (1, 2) or f.numel() == 0:
-            raise ValueError(f"f must be None or a non-empty 1-D or 2-D float tensor (see setup_filter), got "
-                             f"{getattr(f, 'dtype', type(f))} {list(getattr(f, 'shape', []))}")
+            raise ValueError(
+                f"f must be None or a non-empty 1-D or 2-D float tensor (see setup_filter), got "
+                f"{getattr(f, 'dtype', type(f))} {list(getattr(f, 'shape', []))}"
+            )
         if f.device != x.device:
             raise ValueError(f"f is on {f.device} but x is on {x.device}; move the filter with .to(x.device)")
     if not isinstance(gain, (int, float)) or isinstance(gain, bool):
@@ -111,15 +114,25 @@ def check_args(x, f, up, down, padding, gain) -> Geometry:
     span_w = W * upx + px0 + px1 - fw
     span_h = H * upy + py0 + py1 - fh
     if span_w < 0 or span_h < 0:
-        raise ValueError(f"padding={padding!r}: the padded, upsampled input "
-                         f"[{H * upy + py0 + py1}, {W * upx + px0 + px1}] is smaller than the filter "
-                         f"[{fh}, {fw}]; use less cropping or a larger input")
-    return Geometry((upx, upy), (downx, downy), (px0, py0), (px1, py1), (fw, fh),
-                    (span_w // downx + 1, span_h // downy + 1))
+        raise ValueError(
+            f"padding={padding!r}: the padded, upsampled input "
+            f"[{H * upy + py0 + py1}, {W * upx + px0 + px1}] is smaller than the filter "
+            f"[{fh}, {fw}]; use less cropping or a larger input"
+        )
+    return Geometry(
+        (upx, upy), (downx, downy), (px0, py0), (px1, py1), (fw, fh), (span_w // downx + 1, span_h // downy + 1)
+    )
 
 
-def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down: Scaling = 1,
-                  padding: Padding = 0, flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
+def upfirdn2d_ref(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: Scaling = 1,
+    down: Scaling = 1,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+) -> torch.Tensor:
     check_args(x, f, up, down, padding, gain)
     upx, upy = parse_scaling(up, "up")
     downx, downy = parse_scaling(down, "down")
@@ -129,7 +142,7 @@ def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, d
     x = x.reshape(N, C, H, 1, W, 1)
     x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(N, C, H * upy, W * upx)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0):x.shape[2] - max(-py1, 0), max(-px0, 0):x.shape[3] - max(-px1, 0)]
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = correlation_taps(f, flip_filter, gain, acc_dtype(x.dtype), x.device).to(x.dtype)
     if f.ndim == 2:
         x = F.conv2d(x, f[None, None].repeat([C, 1, 1, 1]), groups=C)
@@ -139,8 +152,9 @@ def upfirdn2d_ref(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, d
     return x[:, :, ::downy, ::downx]
 
 
-def correlation_taps(f: Optional[torch.Tensor], flip_filter: bool, gain: float, dtype: torch.dtype,
-                     device) -> torch.Tensor:
+def correlation_taps(
+    f: Optional[torch.Tensor], flip_filter: bool, gain: float, dtype: torch.dtype, device
+) -> torch.Tensor:
     """The taps as both implementations correlate them: flipped unless flip_filter (conv2d and
     the kernel correlate; the op convolves), gain spread over the axes. One function for both,
     and the cast to the accumulation dtype comes before the gain: a float32 filter (as from
@@ -153,8 +167,15 @@ def correlation_taps(f: Optional[torch.Tensor], flip_filter: bool, gain: float, 
     return f.contiguous()
 
 
-def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry, flip_filter: bool, gain: float,
-                     out: Optional[torch.Tensor] = None, tile=None) -> torch.Tensor:
+def upfirdn2d_triton(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    geom: Geometry,
+    flip_filter: bool,
+    gain: float,
+    out: Optional[torch.Tensor] = None,
+    tile=None,
+) -> torch.Tensor:
     """One launch of the polyphase kernel, no autograd. `out` (contiguous, poisoned in tests)
     must have the output shape; every element is written."""
     from kernels.triton_ops import upfirdn2d as tk
@@ -177,9 +198,18 @@ def upfirdn2d_triton(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry,
 # formula calls the op again, so gradients of every order work (the filter gets none: it is a
 # constant buffer; a filter that requires grad is served by the plain reference).
 
+
 @torch.library.custom_op("hiresgan::upfirdn2d", mutates_args=())
-def upfirdn2d_op(x: torch.Tensor, f: Optional[torch.Tensor], up: list[int], down: list[int], padding: list[int],
-                 flip_filter: bool, gain: float, impl: str) -> torch.Tensor:
+def upfirdn2d_op(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: list[int],
+    down: list[int],
+    padding: list[int],
+    flip_filter: bool,
+    gain: float,
+    impl: str,
+) -> torch.Tensor:
     if impl == "triton":
         return upfirdn2d_triton(x, f, check_args(x, f, up, down, padding, gain), flip_filter, gain)
     # contiguous: what the fake promises (down > 1 leaves a strided view of the conv output)
@@ -205,8 +235,12 @@ def _backward(ctx, grad):
     ow, oh = geom.out_size
     # Adjoint of "read xu[o*down + k - p0]": zero-insert the gradient by `down`, correlate with
     # the reversed taps from p0' = fsize - 1 - p0, keep every up-th sample; p1' sizes it to H x W.
-    pad = [fw - 1 - geom.pad0[0], W * upx - ow * dx + geom.pad0[0] - upx + 1,
-           fh - 1 - geom.pad0[1], H * upy - oh * dy + geom.pad0[1] - upy + 1]
+    pad = [
+        fw - 1 - geom.pad0[0],
+        W * upx - ow * dx + geom.pad0[0] - upx + 1,
+        fh - 1 - geom.pad0[1],
+        H * upy - oh * dy + geom.pad0[1] - upy + 1,
+    ]
     gx = upfirdn2d_op(grad, f, [dx, dy], [upx, upy], pad, not flip_filter, gain, impl)
     return gx, None, None, None, None, None, None, None
 
@@ -228,8 +262,16 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     trainable_filter = f is not None and f.requires_grad and torch.is_grad_enabled()
     if (triton or torch.compiler.is_compiling()) and not trainable_filter:
         pad = [geom.pad0[0], geom.pad1[0], geom.pad0[1], geom.pad1[1]]
-        return upfirdn2d_op(x, None if f is None else f.detach(), list(geom.up), list(geom.down), pad,
-                            bool(flip_filter), float(gain), "triton" if triton else "ref")
+        return upfirdn2d_op(
+            x,
+            None if f is None else f.detach(),
+            list(geom.up),
+            list(geom.down),
+            pad,
+            bool(flip_filter),
+            float(gain),
+            "triton" if triton else "ref",
+        )
     return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 

@@ -59,7 +59,7 @@ EXAMPLES = {
     "synth": "hiresgan synth runs/digits/export --per-class 100 --out data/synth",
     "shards": "hiresgan shards ~/photos data/faces --resolution 256 --for-config configs/ffhq256.yaml",
     "slurm": "hiresgan slurm configs/ffhq256.yaml --nodes 4 --gpus-per-node 8 --time 2-00:00:00 --submit "
-             "data.urls=data/faces run.name=ffhq",
+    "data.urls=data/faces run.name=ffhq",
     "hostfile": "hiresgan hostfile configs/ffhq256.yaml --hostfile hosts.txt --master-addr 10.0.0.1",
     "bench": "hiresgan bench configs/digits.yaml --steps 20 --out bench/train.json",
 }

@@ -25,8 +25,12 @@ def measure(records: list[dict], *, warmup: int, batch: int) -> dict:
         raise ValueError(f"bench: only {len(timed)} timed step(s) logged; raise --steps")
     seconds = timed[-1]["time"] - timed[0]["time"]
     images = (timed[-1]["step"] - timed[0]["step"]) * batch
-    return {"timed_steps": timed[-1]["step"] - timed[0]["step"], "seconds": seconds,
-            "images_per_second": images / seconds, "sec_per_kimg": seconds / (images / 1000)}
+    return {
+        "timed_steps": timed[-1]["step"] - timed[0]["step"],
+        "seconds": seconds,
+        "images_per_second": images / seconds,
+        "sec_per_kimg": seconds / (images / 1000),
+    }
 
 
 def run_bench(config: Path, overrides: list[str], *, out: Path, steps: int, warmup: int) -> int:
@@ -38,10 +42,19 @@ def run_bench(config: Path, overrides: list[str], *, out: Path, steps: int, warm
     try:
         base = load_config(config, overrides)
         total = warmup + steps
-        cfg = load_config(config, list(overrides) + [
-            f"run.out_dir={scratch}", "run.name=bench", "run.resume=none", "train.log_every=1",
-            f"train.kimg={total * base.train.batch_size / 1000}", "train.checkpoint_kimg=1e9",
-            "train.sample_kimg=1e9"])
+        cfg = load_config(
+            config,
+            list(overrides)
+            + [
+                f"run.out_dir={scratch}",
+                "run.name=bench",
+                "run.resume=none",
+                "train.log_every=1",
+                f"train.kimg={total * base.train.batch_size / 1000}",
+                "train.checkpoint_kimg=1e9",
+                "train.sample_kimg=1e9",
+            ],
+        )
         prepare_data(cfg)
         save_config(cfg, cfg.run_dir)
         code = run_local(cfg)
@@ -49,17 +62,27 @@ def run_bench(config: Path, overrides: list[str], *, out: Path, steps: int, warm
             return code
         records = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
         result = {
-            "config": str(config), "overrides": list(overrides), "family": cfg.model.family,
-            "resolution": cfg.data.resolution, "batch_size": cfg.train.batch_size,
-            "world_size": cfg.launch.nproc_per_node, "precision": cfg.train.precision,
-            "zero_stage": cfg.train.zero_stage, "device": device_name(), "torch": torch.__version__,
+            "config": str(config),
+            "overrides": list(overrides),
+            "family": cfg.model.family,
+            "resolution": cfg.data.resolution,
+            "batch_size": cfg.train.batch_size,
+            "world_size": cfg.launch.nproc_per_node,
+            "precision": cfg.train.precision,
+            "zero_stage": cfg.train.zero_stage,
+            "device": device_name(),
+            "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "warmup_steps": warmup, **measure(records, warmup=warmup, batch=cfg.train.batch_size)}
+            "warmup_steps": warmup,
+            **measure(records, warmup=warmup, batch=cfg.train.batch_size),
+        }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"hiresgan bench: {result['images_per_second']:.1f} images/s, {result['sec_per_kimg']:.1f} sec/kimg "
-          f"({cfg.model.family} {cfg.data.resolution}px, batch {cfg.train.batch_size}, "
-          f"{result['world_size']} rank(s), {result['device']}) -> {out}")
+    print(
+        f"hiresgan bench: {result['images_per_second']:.1f} images/s, {result['sec_per_kimg']:.1f} sec/kimg "
+        f"({cfg.model.family} {cfg.data.resolution}px, batch {cfg.train.batch_size}, "
+        f"{result['world_size']} rank(s), {result['device']}) -> {out}"
+    )
     return 0

@@ -50,7 +50,6 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from trainer.sampling.latents import parse_seeds, sample_to_folder, translate_folder
     from trainer.sampling.paired import export_family, run_folder_job
-
     from trainer.superres.sample import is_superres_export, run_upscale
 
     if args.upscale is not None or is_superres_export(args.export):
@@ -68,8 +67,14 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.grid or args.style_mix or args.video:
         return _sample_composite(args)
-    paths = sample_to_folder(args.export, parse_seeds(args.seeds), args.out, class_index=args.class_index,
-                             truncation=args.truncation, device=args.device)
+    paths = sample_to_folder(
+        args.export,
+        parse_seeds(args.seeds),
+        args.out,
+        class_index=args.class_index,
+        truncation=args.truncation,
+        device=args.device,
+    )
     print(f"hiresgan: wrote {len(paths)} image(s) to {args.out}")
     return 0
 
@@ -85,15 +90,38 @@ def _eval(args: argparse.Namespace) -> int:
     if args.watch or args.once:
         from trainer.evaluation.watch import watch
 
-        return watch(args.export, args.data, every_kimg=args.every_kimg, port=args.port, poll_seconds=args.poll,
-                     once=args.once, names=parse_metrics(args.metrics), num_fake=args.num, num_real=args.num_real,
-                     features=args.features, inception_weights=args.inception_weights,
-                     inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache,
-                     cas_per_class=args.cas_per_class, cas_seed=args.cas_seed)
-    report = evaluate(args.export, args.data, names=parse_metrics(args.metrics), num_fake=args.num,
-                      num_real=args.num_real, features=args.features, inception_weights=args.inception_weights,
-                      inception_sha256=args.inception_sha256, truncation=args.truncation, cache_dir=args.cache,
-                      cas_per_class=args.cas_per_class, cas_seed=args.cas_seed)
+        return watch(
+            args.export,
+            args.data,
+            every_kimg=args.every_kimg,
+            port=args.port,
+            poll_seconds=args.poll,
+            once=args.once,
+            names=parse_metrics(args.metrics),
+            num_fake=args.num,
+            num_real=args.num_real,
+            features=args.features,
+            inception_weights=args.inception_weights,
+            inception_sha256=args.inception_sha256,
+            truncation=args.truncation,
+            cache_dir=args.cache,
+            cas_per_class=args.cas_per_class,
+            cas_seed=args.cas_seed,
+        )
+    report = evaluate(
+        args.export,
+        args.data,
+        names=parse_metrics(args.metrics),
+        num_fake=args.num,
+        num_real=args.num_real,
+        features=args.features,
+        inception_weights=args.inception_weights,
+        inception_sha256=args.inception_sha256,
+        truncation=args.truncation,
+        cache_dir=args.cache,
+        cas_per_class=args.cas_per_class,
+        cas_seed=args.cas_seed,
+    )
     if report is not None:  # None on a non-zero rank under torchrun: rank 0 reports
         print(write_report(report, args.out))
     return 0
@@ -112,9 +140,19 @@ def _sample_composite(args: argparse.Namespace) -> int:
     from trainer.sampling.latents import parse_seeds
 
     kind = "grid" if args.grid else "style-mix" if args.style_mix else "video"
-    path = write_composite(args.export, parse_seeds(args.seeds), args.out, kind=kind, class_index=args.class_index,
-                           truncation=args.truncation, mix_seeds=parse_seeds(args.style_mix) if args.style_mix else None,
-                           mix_cutoff=args.mix_cutoff, video=args.video, frames=args.frames, fps=args.fps)
+    path = write_composite(
+        args.export,
+        parse_seeds(args.seeds),
+        args.out,
+        kind=kind,
+        class_index=args.class_index,
+        truncation=args.truncation,
+        mix_seeds=parse_seeds(args.style_mix) if args.style_mix else None,
+        mix_cutoff=args.mix_cutoff,
+        video=args.video,
+        frames=args.frames,
+        fps=args.fps,
+    )
     print(f"hiresgan: wrote {path}")
     return 0
 
@@ -122,9 +160,18 @@ def _sample_composite(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from trainer.sampling.synth import synthesize
 
-    m = synthesize(args.export, args.out, per_class=args.per_class, truncation=args.truncation, classes=args.classes,
-                   seed=args.seed, maxcount=args.maxcount, overwrite=args.overwrite, progress=not args.quiet,
-                   device=args.device)
+    m = synthesize(
+        args.export,
+        args.out,
+        per_class=args.per_class,
+        truncation=args.truncation,
+        classes=args.classes,
+        seed=args.seed,
+        maxcount=args.maxcount,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        device=args.device,
+    )
     print(f"hiresgan: wrote {m.num_samples} labelled image(s) in {len(m.shards)} shard(s) to {args.out}")
     return 0
 
@@ -164,8 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", type=Path, help="YAML config, e.g. configs/digits.yaml")
     train.add_argument("overrides", nargs="*", help="dot-list overrides, e.g. train.kimg=50 model.channel_base=4096")
     train.add_argument("--resume", help="resume from a run directory or a checkpoints/step-* folder")
-    train.add_argument("--print-config", action="store_true",
-                       help="print the resolved, validated config (YAML) and exit without training")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved, validated config (YAML) and exit without training",
+    )
     train.set_defaults(func=_train)
 
     sample = sub.add_parser("sample", help="generate images from an exported generator")
@@ -181,30 +231,58 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--video", type=Path, help="interpolation loop through --seeds, written as this .gif")
     sample.add_argument("--frames", type=int, default=24, help="frames per seed-to-seed transition")
     sample.add_argument("--fps", type=int, default=24)
-    sample.add_argument("--translate", type=Path, default=None,
-                        help="image-to-image exports (cyclegan, pix2pix): translate every image of this folder instead")
+    sample.add_argument(
+        "--translate",
+        type=Path,
+        default=None,
+        help="image-to-image exports (cyclegan, pix2pix): translate every image of this folder instead",
+    )
     sample.add_argument("--direction", default="ab", help="with --translate: ab (domain A to B) or ba")
-    sample.add_argument("--inpaint", type=Path, default=None,
-                        help="inpainting exports: fill the holes of every image of this folder (needs --masks)")
-    sample.add_argument("--masks", type=Path, default=None,
-                        help="with --inpaint: mask PNGs named like the images, white = missing")
-    sample.add_argument("--tile", type=int, default=0,
-                        help="with --translate (pix2pix): translate images larger than this in tiles of this size; "
-                             "with --upscale: LR tile side (default 128)")
-    sample.add_argument("--upscale", type=Path, default=None,
-                        help="super-resolution exports (esrgan): upscale every image of this folder into --out, "
-                             "same file names")
+    sample.add_argument(
+        "--inpaint",
+        type=Path,
+        default=None,
+        help="inpainting exports: fill the holes of every image of this folder (needs --masks)",
+    )
+    sample.add_argument(
+        "--masks", type=Path, default=None, help="with --inpaint: mask PNGs named like the images, white = missing"
+    )
+    sample.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        help="with --translate (pix2pix): translate images larger than this in tiles of this size; "
+        "with --upscale: LR tile side (default 128)",
+    )
+    sample.add_argument(
+        "--upscale",
+        type=Path,
+        default=None,
+        help="super-resolution exports (esrgan): upscale every image of this folder into --out, same file names",
+    )
     sample.add_argument("--prompt", default=None, help="text-to-image exports: the caption to draw (one PNG per seed)")
-    sample.add_argument("--prompts", type=Path, default=None,
-                        help="text-to-image exports: a file with one prompt a line; line i (from 0) goes to OUT/i/")
+    sample.add_argument(
+        "--prompts",
+        type=Path,
+        default=None,
+        help="text-to-image exports: a file with one prompt a line; line i (from 0) goes to OUT/i/",
+    )
     sample.set_defaults(func=_sample)
 
     ev = sub.add_parser("eval", help="FID / KID / precision-recall / IS of an export against shards")
     ev.add_argument("export", type=Path, help="export folder, its .safetensors, or a run directory")
-    ev.add_argument("--data", required=True, help="real shards, anything data.urls takes: a shard folder, its "
-                    "manifest.json, or a pattern like 'data/digits/shard-{000000..000007}.tar'")
-    ev.add_argument("--metrics", default="fid,kid,pr,is", help="comma-separated subset of fid,kid,pr,is,cas "
-                    "(cas: Classification Accuracy Score, class-conditional exports, labelled --data)")
+    ev.add_argument(
+        "--data",
+        required=True,
+        help="real shards, anything data.urls takes: a shard folder, its "
+        "manifest.json, or a pattern like 'data/digits/shard-{000000..000007}.tar'",
+    )
+    ev.add_argument(
+        "--metrics",
+        default="fid,kid,pr,is",
+        help="comma-separated subset of fid,kid,pr,is,cas "
+        "(cas: Classification Accuracy Score, class-conditional exports, labelled --data)",
+    )
     # --num-fake also works under torchrun, whose parser takes a bare --num for its --numa-binding.
     ev.add_argument("--num", "--num-fake", dest="num", type=int, default=1000, help="generated images (default 1000)")
     ev.add_argument("--num-real", type=int, default=50000, help="real images at most (default 50000)")
@@ -212,17 +290,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inception-weights", type=Path, help="Inception safetensors (see docs/EVALUATION.md)")
     ev.add_argument("--inception-sha256", help="expected SHA-256 of --inception-weights")
     ev.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none, as for published FIDs)")
-    ev.add_argument("--cas-per-class", type=int, default=100,
-                    help="cas: generated (and, for the ceiling, real) training images per class (default 100)")
+    ev.add_argument(
+        "--cas-per-class",
+        type=int,
+        default=100,
+        help="cas: generated (and, for the ceiling, real) training images per class (default 100)",
+    )
     ev.add_argument("--cas-seed", type=int, default=0, help="cas: seed of latents, real split and classifier")
-    ev.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "hiresgan" / "eval",
-                    help="folder for cached real-data features")
+    ev.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "hiresgan" / "eval",
+        help="folder for cached real-data features",
+    )
     ev.add_argument("--out", type=Path, help="also write the report as JSON here")
-    ev.add_argument("--sr-on", default="y", choices=("y", "rgb"),
-                    help="super-resolution exports (--data: a folder of HR images): PSNR/SSIM on Y (default) or RGB")
+    ev.add_argument(
+        "--sr-on",
+        default="y",
+        choices=("y", "rgb"),
+        help="super-resolution exports (--data: a folder of HR images): PSNR/SSIM on Y (default) or RGB",
+    )
     ev.add_argument("--device", default="cpu", help="torch device for super-resolution exports (default cpu)")
-    ev.add_argument("--watch", action="store_true", help="EXPORT is a run directory: evaluate its checkpoints "
-                    "as they appear (into RUN/eval.jsonl and Prometheus)")
+    ev.add_argument(
+        "--watch",
+        action="store_true",
+        help="EXPORT is a run directory: evaluate its checkpoints as they appear (into RUN/eval.jsonl and Prometheus)",
+    )
     ev.add_argument("--once", action="store_true", help="like --watch, but evaluate what is there and exit")
     ev.add_argument("--every-kimg", type=float, default=0, help="with --watch: at most one checkpoint per N kimg")
     ev.add_argument("--port", type=int, default=0, help="with --watch: serve hiresgan_eval_* gauges here (0: off)")

@@ -57,9 +57,16 @@ def world_size(hosts: list[Host]) -> int:
     return sum(h.slots for h in hosts)
 
 
-def deepspeed_command(hostfile: Path, config: Path, hosts: list[Host], *, master_addr: Optional[str] = None,
-                      master_port: int = 29500, node_rank: Optional[int] = None,
-                      deepspeed: str = "deepspeed") -> list[str]:
+def deepspeed_command(
+    hostfile: Path,
+    config: Path,
+    hosts: list[Host],
+    *,
+    master_addr: Optional[str] = None,
+    master_port: int = 29500,
+    node_rank: Optional[int] = None,
+    deepspeed: str = "deepspeed",
+) -> list[str]:
     """The `deepspeed` argv that trains CONFIG on the hostfile's nodes; with node_rank, the command
     for that one node of an ssh-less launch (run it on every node)."""
     if node_rank is not None and not 0 <= node_rank < len(hosts):

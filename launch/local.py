@@ -47,9 +47,12 @@ def report_preemption(run_dir: Path, started: float) -> int | None:
     marker = read_marker(run_dir, newer_than=started)
     if marker is None:
         return None
-    print(f"hiresgan: preempted by {marker['signal']} at step {marker['step']}; checkpoint "
-          f"{marker['checkpoint']} is complete; run the same command again to resume "
-          f"(exit code {PREEMPTED_EXIT})", file=sys.stderr)
+    print(
+        f"hiresgan: preempted by {marker['signal']} at step {marker['step']}; checkpoint "
+        f"{marker['checkpoint']} is complete; run the same command again to resume "
+        f"(exit code {PREEMPTED_EXIT})",
+        file=sys.stderr,
+    )
     return PREEMPTED_EXIT
 
 
@@ -60,8 +63,10 @@ def check_rendezvous(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             key = "launch.master_port" if exc.errno == 98 else "launch.master_addr"
-            raise ConfigError(f"config key '{key}': cannot listen on {host}:{port} ({exc.strerror}); "
-                              "use launch.master_port=0 for a free port and an address of this machine") from None
+            raise ConfigError(
+                f"config key '{key}': cannot listen on {host}:{port} ({exc.strerror}); "
+                "use launch.master_port=0 for a free port and an address of this machine"
+            ) from None
 
 
 def run_local(cfg: Config) -> int:
@@ -72,10 +77,17 @@ def run_local(cfg: Config) -> int:
     port = cfg.launch.master_port or free_port(cfg.launch.master_addr)
     os.environ.update(worker_env())
     launch_config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=cfg.launch.nproc_per_node,
-        run_id=f"{cfg.run.name}-{uuid.uuid4().hex[:8]}", rdzv_backend="c10d",
-        rdzv_endpoint=f"{cfg.launch.master_addr}:{port}", max_restarts=cfg.launch.max_restarts,
-        monitor_interval=0.5, signals_to_handle=SIGNALS_TO_HANDLE, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=cfg.launch.nproc_per_node,
+        run_id=f"{cfg.run.name}-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"{cfg.launch.master_addr}:{port}",
+        max_restarts=cfg.launch.max_restarts,
+        monitor_interval=0.5,
+        signals_to_handle=SIGNALS_TO_HANDLE,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
     started = time.time()
     try:
         elastic_launch(launch_config, sys.executable)(*worker_argv(cfg.run_dir))
@@ -83,8 +95,7 @@ def run_local(cfg: Config) -> int:
         # The agent got the signal, forwarded it and waited for the ranks' checkpoint.
         code = report_preemption(cfg.run_dir, started)
         if code is None:
-            print(f"hiresgan: stopped by {exc.sigval.name} before a preemption checkpoint was written",
-                  file=sys.stderr)
+            print(f"hiresgan: stopped by {exc.sigval.name} before a preemption checkpoint was written", file=sys.stderr)
             return 128 + int(exc.sigval)
         return code
     except ChildFailedError as exc:
@@ -97,7 +108,8 @@ def run_local(cfg: Config) -> int:
                 return code
         first = next(iter(exc.failures.values()), None)
         detail = f" (exit code {first.exitcode})" if first is not None else ""
-        print(f"hiresgan: training failed: a rank exited with an error{detail}; see its traceback above",
-              file=sys.stderr)
+        print(
+            f"hiresgan: training failed: a rank exited with an error{detail}; see its traceback above", file=sys.stderr
+        )
         return 1
     return 0

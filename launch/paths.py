@@ -16,8 +16,13 @@ from trainer.config import Config
 from trainer.data.sources import is_remote, split_spec
 
 # Keys holding one path; "" (unset) and the keywords listed stay as they are.
-PATH_KEYS = {"run.out_dir": (), "run.resume": ("auto", "none"), "eval.inception_weights": (),
-             "eval.cache": (), "inpaint.masks": ("generate",)}
+PATH_KEYS = {
+    "run.out_dir": (),
+    "run.resume": ("auto", "none"),
+    "eval.inception_weights": (),
+    "eval.cache": (),
+    "inpaint.masks": ("generate",),
+}
 # Keys holding a data spec (items separated by '::', newlines or spaces, see trainer.data.sources).
 SPEC_KEYS = ("data.urls", "data.urls_b", "data.mix.urls", "eval.data")
 
@@ -35,7 +40,7 @@ def absolute_spec(spec: str, base: Path) -> str:
         if is_remote(item):
             items.append(item)
         elif item.startswith("file://"):
-            items.append("file://" + _anchor(item[len("file://"):], base))
+            items.append("file://" + _anchor(item[len("file://") :], base))
         else:
             items.append(_anchor(item, base))
     return "::".join(items)

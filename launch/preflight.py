@@ -43,8 +43,11 @@ def prepare_data(cfg: Config, *, is_main: bool = True, wait_seconds: float = 300
         # data.urls may name the shards (or the manifest) or the folder they go in.
         folder = Path(urls[0]).parent if urls[0].endswith((".tar", ".json")) else Path(urls[0])
         if is_main:
-            ensure = {"digits": ensure_digit_shards, "edges2digits": ensure_edges2digits_shards,
-                      "text2img_digits": ensure_colour_digit_shards}[cfg.data.prepare]
+            ensure = {
+                "digits": ensure_digit_shards,
+                "edges2digits": ensure_edges2digits_shards,
+                "text2img_digits": ensure_colour_digit_shards,
+            }[cfg.data.prepare]
             ensure(folder)
         else:  # another rank of an external launch writes them; wait for its manifest
             deadline = time.monotonic() + wait_seconds
@@ -75,9 +78,11 @@ def check_mix(cfg: Config) -> None:
         raise ConfigError(f"config key 'data.mix.urls': {exc}") from None
     manifest = find_manifest(mix.urls)
     if cfg.data.num_classes > 0 and manifest and not manifest.get("labelled", bool(manifest.get("num_classes"))):
-        raise ConfigError(f"config key 'data.mix.urls': data.num_classes is {cfg.data.num_classes} but these shards "
-                          "carry no labels (their manifest.json says so); mix in a labelled set (`hiresgan synth` "
-                          "writes one) or set data.num_classes=0")
+        raise ConfigError(
+            f"config key 'data.mix.urls': data.num_classes is {cfg.data.num_classes} but these shards "
+            "carry no labels (their manifest.json says so); mix in a labelled set (`hiresgan synth` "
+            "writes one) or set data.num_classes=0"
+        )
 
 
 def check_against_manifest(cfg: Config) -> None:
@@ -88,20 +93,28 @@ def check_against_manifest(cfg: Config) -> None:
     labelled = manifest.get("labelled", bool(manifest.get("num_classes")))
     classes = manifest.get("num_classes")
     if cfg.data.num_classes > 0 and not labelled:
-        raise ConfigError(f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards carry no labels "
-                          "(their manifest.json says so); set data.num_classes=0 or write the shards with --labels")
+        raise ConfigError(
+            f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards carry no labels "
+            "(their manifest.json says so); set data.num_classes=0 or write the shards with --labels"
+        )
     if cfg.data.num_classes > 0 and isinstance(classes, int) and classes > cfg.data.num_classes:
-        raise ConfigError(f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards hold {classes} "
-                          f"classes; set data.num_classes={classes}")
+        raise ConfigError(
+            f"config key 'data.num_classes': is {cfg.data.num_classes} but the shards hold {classes} "
+            f"classes; set data.num_classes={classes}"
+        )
     captioned = bool(manifest.get("captioned"))
     if captioned and cfg.model.family != "text2img":
-        raise ConfigError(f"config key 'model.family': is {cfg.model.family}, which takes no text, but the shards of "
-                          "data.urls carry captions (their manifest.json says captioned); use model.family=text2img "
-                          "or write the shards with --captions none")
+        raise ConfigError(
+            f"config key 'model.family': is {cfg.model.family}, which takes no text, but the shards of "
+            "data.urls carry captions (their manifest.json says captioned); use model.family=text2img "
+            "or write the shards with --captions none"
+        )
     if cfg.model.family == "text2img" and not captioned:
-        raise ConfigError("config key 'data.urls': model.family=text2img needs captioned shards but their "
-                          "manifest.json says they carry no captions; write them with `hiresgan shards --captions "
-                          "auto|FILE.csv|FILE.jsonl`")
+        raise ConfigError(
+            "config key 'data.urls': model.family=text2img needs captioned shards but their "
+            "manifest.json says they carry no captions; write them with `hiresgan shards --captions "
+            "auto|FILE.csv|FILE.jsonl`"
+        )
 
 
 def check_text(cfg: Config) -> None:
@@ -122,13 +135,16 @@ def check_resume(cfg: Config) -> Optional[Path]:
     """Validate an explicit resume source now (auto-resume is decided by rank 0 at start-up)."""
     if cfg.run.resume in ("auto", "none"):
         if cfg.run.resume == "none" and checkpoint.list_checkpoints(cfg.run_dir):
-            raise ConfigError(f"run directory '{cfg.run_dir}' already has checkpoints and run.resume=none; "
-                              "continue it with run.resume=auto or choose a new run.name (nothing was changed)")
+            raise ConfigError(
+                f"run directory '{cfg.run_dir}' already has checkpoints and run.resume=none; "
+                "continue it with run.resume=auto or choose a new run.name (nothing was changed)"
+            )
         return None
     source = Path(cfg.run.resume)
     if not source.exists():
-        raise ConfigError(f"--resume '{source}' does not exist; pass a run directory or one of its "
-                          "checkpoints/step-* folders")
+        raise ConfigError(
+            f"--resume '{source}' does not exist; pass a run directory or one of its checkpoints/step-* folders"
+        )
     try:
         found = checkpoint.find_resumable(source)
     except checkpoint.CheckpointError as exc:

@@ -30,8 +30,21 @@ _SIGNAL_RE = re.compile(r"^(B:)?(SIG)?[A-Z0-9]+(@\d+)?$")
 _TIME_RE = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 _MEM_RE = re.compile(r"^\d+[KMGT]?$")
 # Directives the script sets itself from other flags: a --sbatch-arg must not contradict them.
-_OWN_DIRECTIVES = ("--job-name", "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task", "--mem",
-                   "--signal", "--requeue", "--open-mode", "--output", "--partition", "--time", "--account")
+_OWN_DIRECTIVES = (
+    "--job-name",
+    "--nodes",
+    "--ntasks-per-node",
+    "--gpus-per-node",
+    "--cpus-per-task",
+    "--mem",
+    "--signal",
+    "--requeue",
+    "--open-mode",
+    "--output",
+    "--partition",
+    "--time",
+    "--account",
+)
 
 
 class SlurmError(ValueError):
@@ -77,8 +90,11 @@ def validate(job: SlurmJob) -> SlurmJob:
     if job.gpus_per_node < 0:
         bad("--gpus-per-node", f"got {job.gpus_per_node}; must be >= 0 (0 for CPU nodes)")
     if job.gpus_per_node and job.procs_per_node != job.gpus_per_node:
-        bad("--procs-per-node", f"got {job.procs_per_node} with --gpus-per-node {job.gpus_per_node}; "
-            "on GPU nodes every rank owns one GPU, so leave --procs-per-node out")
+        bad(
+            "--procs-per-node",
+            f"got {job.procs_per_node} with --gpus-per-node {job.gpus_per_node}; "
+            "on GPU nodes every rank owns one GPU, so leave --procs-per-node out",
+        )
     if not _SIGNAL_RE.match(job.signal):
         bad("--signal", f"got {job.signal!r}; use SLURM's form SIG@SECONDS, e.g. USR1@120")
     if job.time is not None and not _TIME_RE.match(job.time):
@@ -113,8 +129,13 @@ def _sbatch_lines(job: SlurmJob) -> list[str]:
     for flag, value in (("partition", job.partition), ("time", job.time), ("account", job.account)):
         if value:
             lines.append(f"--{flag}={value}")
-    lines += [f"--signal={job.signal}", "--requeue", "--open-mode=append",
-              f"--output={job.run_dir}/slurm/%x-%j.out", *job.sbatch_args]
+    lines += [
+        f"--signal={job.signal}",
+        "--requeue",
+        "--open-mode=append",
+        f"--output={job.run_dir}/slurm/%x-%j.out",
+        *job.sbatch_args,
+    ]
     return [f"#SBATCH {line}" for line in lines]
 
 
@@ -123,14 +144,20 @@ def render_sbatch(job: SlurmJob) -> str:
     validate(job)
     q = shlex.quote
     config = job.run_dir / "config.yaml"
-    torchrun = [f"{q(job.python)} -m torch.distributed.run",
-                f"--nnodes={job.nodes} --nproc-per-node={job.procs_per_node}",
-                '--rdzv-backend=c10d --rdzv-endpoint="$head_addr:$rdzv_port" --rdzv-id="hiresgan-$SLURM_JOB_ID"',
-                f"--max-restarts={job.max_restarts} --shutdown-timeout={job.shutdown_timeout}",
-                f"--signals-to-handle={SIGNALS_TO_HANDLE}",
-                f"-m launch train {q(str(config))}"]
-    env = {"PYTHONPATH": f"{job.project_root}${{PYTHONPATH:+:$PYTHONPATH}}", REQUEUE_ENV: "1", **FRESH_STORE_ENV,
-           **job.extra_env}
+    torchrun = [
+        f"{q(job.python)} -m torch.distributed.run",
+        f"--nnodes={job.nodes} --nproc-per-node={job.procs_per_node}",
+        '--rdzv-backend=c10d --rdzv-endpoint="$head_addr:$rdzv_port" --rdzv-id="hiresgan-$SLURM_JOB_ID"',
+        f"--max-restarts={job.max_restarts} --shutdown-timeout={job.shutdown_timeout}",
+        f"--signals-to-handle={SIGNALS_TO_HANDLE}",
+        f"-m launch train {q(str(config))}",
+    ]
+    env = {
+        "PYTHONPATH": f"{job.project_root}${{PYTHONPATH:+:$PYTHONPATH}}",
+        REQUEUE_ENV: "1",
+        **FRESH_STORE_ENV,
+        **job.extra_env,
+    }
     gpu_check = []
     if job.gpus_per_node:
         gpu_check = [
@@ -141,37 +168,41 @@ def render_sbatch(job: SlurmJob) -> str:
             "  exit 2",
             "fi",
         ]
-    return "\n".join([
-        "#!/bin/bash",
-        f"# Rendered by `hiresgan slurm` for {job.run_dir}: {job.nodes} node(s) x {job.procs_per_node} rank(s).",
-        "# Submit with `sbatch` (or `hiresgan slurm ... --submit`); re-render rather than edit.",
-        *_sbatch_lines(job),
-        "set -euo pipefail",
-        f"cd {q(str(job.project_root))}",
-        *[f'export {k}="{v}"' if k == "PYTHONPATH" else f"export {k}={q(str(v))}" for k, v in env.items()],
-        *gpu_check,
-        "# Rendezvous on the first node of the allocation, by the address SLURM reaches it at.",
-        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        'head_addr=$(scontrol show node "$head_node" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
-        'head_addr=${head_addr:-$head_node}',
-        "# A new port after each requeue: the last run's store socket may linger on the first node.",
-        f"rdzv_port=$(( {job.rdzv_port_base} + (SLURM_JOB_ID + 97 * ${{SLURM_RESTART_COUNT:-0}}) % 1000 ))",
-        'echo "hiresgan: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST,'
-        ' rendezvous $head_addr:$rdzv_port"',
-        "rc=0",
-        # srun repeats --cpus-per-task: Slurm 22.05-23.02 does not pass the batch job's value on to its steps.
-        f"srun --nodes={job.nodes} --ntasks-per-node=1"
-        + (f" --cpus-per-task={job.cpus_per_task}" if job.cpus_per_task else "") + " --kill-on-bad-exit=0 \\",
-        "  " + " \\\n  ".join(torchrun) + " || rc=$?",
-        f'if [ "$rc" -eq {PREEMPTED_EXIT} ]; then',
-        '  echo "hiresgan: preempted; the job was requeued by rank 0 and resumes from its checkpoint"',
-        "fi",
-        'exit "$rc"',
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            f"# Rendered by `hiresgan slurm` for {job.run_dir}: {job.nodes} node(s) x {job.procs_per_node} rank(s).",
+            "# Submit with `sbatch` (or `hiresgan slurm ... --submit`); re-render rather than edit.",
+            *_sbatch_lines(job),
+            "set -euo pipefail",
+            f"cd {q(str(job.project_root))}",
+            *[f'export {k}="{v}"' if k == "PYTHONPATH" else f"export {k}={q(str(v))}" for k, v in env.items()],
+            *gpu_check,
+            "# Rendezvous on the first node of the allocation, by the address SLURM reaches it at.",
+            'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            "head_addr=$(scontrol show node \"$head_node\" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p')",
+            "head_addr=${head_addr:-$head_node}",
+            "# A new port after each requeue: the last run's store socket may linger on the first node.",
+            f"rdzv_port=$(( {job.rdzv_port_base} + (SLURM_JOB_ID + 97 * ${{SLURM_RESTART_COUNT:-0}}) % 1000 ))",
+            'echo "hiresgan: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0} on $SLURM_JOB_NODELIST,'
+            ' rendezvous $head_addr:$rdzv_port"',
+            "rc=0",
+            # srun repeats --cpus-per-task: Slurm 22.05-23.02 does not pass the batch job's value on to its steps.
+            f"srun --nodes={job.nodes} --ntasks-per-node=1"
+            + (f" --cpus-per-task={job.cpus_per_task}" if job.cpus_per_task else "")
+            + " --kill-on-bad-exit=0 \\",
+            "  " + " \\\n  ".join(torchrun) + " || rc=$?",
+            f'if [ "$rc" -eq {PREEMPTED_EXIT} ]; then',
+            '  echo "hiresgan: preempted; the job was requeued by rank 0 and resumes from its checkpoint"',
+            "fi",
+            'exit "$rc"',
+            "",
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------- inside a step
+
 
 def in_srun_step(environ: Mapping[str, str]) -> bool:
     """True inside an `srun` step of several tasks (each task one rank). The batch script itself
@@ -191,8 +222,9 @@ def first_node(nodelist: str) -> str:
     return out.stdout.split()[0]
 
 
-def rendezvous_from_slurm(environ: Mapping[str, str], *, head_address: Optional[str] = None,
-                          port_base: int = RDZV_PORT_BASE) -> dict[str, str]:
+def rendezvous_from_slurm(
+    environ: Mapping[str, str], *, head_address: Optional[str] = None, port_base: int = RDZV_PORT_BASE
+) -> dict[str, str]:
     """torch.distributed's environment for one task of a multi-task srun step."""
     try:
         procid, ntasks = int(environ["SLURM_PROCID"]), int(environ["SLURM_NTASKS"])
@@ -200,12 +232,18 @@ def rendezvous_from_slurm(environ: Mapping[str, str], *, head_address: Optional[
         nodelist = environ.get("SLURM_STEP_NODELIST") or environ["SLURM_JOB_NODELIST"]
     except KeyError as exc:
         raise SlurmError(f"inside an srun step but {exc.args[0]} is not set; run the step with srun") from None
-    local_world = _first_tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE")
-                                        or environ.get("SLURM_TASKS_PER_NODE", "1"))
+    local_world = _first_tasks_per_node(
+        environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_TASKS_PER_NODE", "1")
+    )
     head = head_address or node_address(first_node(nodelist))
-    return {"RANK": str(procid), "WORLD_SIZE": str(ntasks), "LOCAL_RANK": str(localid),
-            "LOCAL_WORLD_SIZE": str(local_world), "MASTER_ADDR": head,
-            "MASTER_PORT": str(port_base + job_id % 1000)}
+    return {
+        "RANK": str(procid),
+        "WORLD_SIZE": str(ntasks),
+        "LOCAL_RANK": str(localid),
+        "LOCAL_WORLD_SIZE": str(local_world),
+        "MASTER_ADDR": head,
+        "MASTER_PORT": str(port_base + job_id % 1000),
+    }
 
 
 def adopt_srun_step(environ=None) -> bool:

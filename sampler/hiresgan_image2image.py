@@ -56,12 +56,15 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, resolution: int, filters: int, depth: int, c_dim: int):
         super().__init__()
         self.depth = depth
-        ch = [filters * min(2 ** i, 8) for i in range(depth)]
+        ch = [filters * min(2**i, 8) for i in range(depth)]
         self.down = nn.ModuleList()
         for i in range(depth):
             conv = nn.Conv2d(in_channels if i == 0 else ch[i - 1], ch[i], 4, 2, 1)
-            self.down.append(nn.Sequential(conv) if i == 0 else
-                             nn.Sequential(nn.LeakyReLU(0.2), conv, _norm(ch[i], resolution >> (i + 1))))
+            self.down.append(
+                nn.Sequential(conv)
+                if i == 0
+                else nn.Sequential(nn.LeakyReLU(0.2), conv, _norm(ch[i], resolution >> (i + 1)))
+            )
         self.up = nn.ModuleList()
         for i in reversed(range(depth)):
             out_ch = out_channels if i == 0 else ch[i - 1]
@@ -104,8 +107,18 @@ def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.T
 class Generator(nn.Module):
     """pix2pix (G(images, c=None)) or inpaint (G(images, masks)), from an export's init_kwargs."""
 
-    def __init__(self, family: str, *, img_resolution: int, img_channels: int, filters: int = 64, depth: int = 0,
-                 in_channels: Optional[int] = None, c_dim: int = 0, prefill: bool = False):
+    def __init__(
+        self,
+        family: str,
+        *,
+        img_resolution: int,
+        img_channels: int,
+        filters: int = 64,
+        depth: int = 0,
+        in_channels: Optional[int] = None,
+        c_dim: int = 0,
+        prefill: bool = False,
+    ):
         super().__init__()
         depth = depth or img_resolution.bit_length() - 1
         self.family, self.img_channels, self.c_dim, self.prefill = family, img_channels, c_dim, prefill
@@ -113,7 +126,7 @@ class Generator(nn.Module):
             self.in_channels = in_channels
         else:
             self.in_channels = 2 * img_channels + 1 if prefill else img_channels + 1
-        self.size_multiple = 2 ** depth
+        self.size_multiple = 2**depth
         self.net = UNet(self.in_channels, img_channels, img_resolution, filters, depth, c_dim)
 
     def forward(self, images: torch.Tensor, masks_or_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -132,8 +145,9 @@ class DenseBlock(nn.Module):
 
     def __init__(self, features: int, growth: int):
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(features + i * growth, growth if i < 4 else features, 3, 1, 1)
-                                   for i in range(5))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(features + i * growth, growth if i < 4 else features, 3, 1, 1) for i in range(5)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [x]
@@ -158,8 +172,18 @@ class RRDBNet(nn.Module):
 
     family = "esrgan"
 
-    def __init__(self, *, img_resolution: int, img_channels: int = 3, scale: int = 4, blocks: int = 23,
-                 features: int = 64, growth: int = 32, upsample: str = "nearest", residual: str = "none"):
+    def __init__(
+        self,
+        *,
+        img_resolution: int,
+        img_channels: int = 3,
+        scale: int = 4,
+        blocks: int = 23,
+        features: int = 64,
+        growth: int = 32,
+        upsample: str = "nearest",
+        residual: str = "none",
+    ):
         super().__init__()
         self.img_channels, self.scale, self.upsample_mode, self.residual = img_channels, scale, upsample, residual
         self.conv_first = nn.Conv2d(img_channels, features, 3, 1, 1)
@@ -198,7 +222,7 @@ def upscale(G: RRDBNet, image: torch.Tensor, tile: int = 128, overlap: int = 16)
             py0, px0, py1, px1 = max(y0 - overlap, 0), max(x0 - overlap, 0), min(y1 + overlap, h), min(x1 + overlap, w)
             sr = G(lr[:, :, py0:py1, px0:px1])
             oy, ox = (y0 - py0) * s, (x0 - px0) * s
-            out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = sr[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
+            out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = sr[:, :, oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s]
     return ((out[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
@@ -212,15 +236,19 @@ def load_generator(path: str | Path, device: str = "cpu") -> tuple[nn.Module, di
     if description.get("format") != FORMAT or description.get("format_version", 0) > MAX_FORMAT_VERSION:
         raise ExportError(f"'{meta}' is not a hiresgan generator this sampler reads")
     if description.get("family") not in FAMILIES:
-        raise ExportError(f"'{meta}' is family {description.get('family')!r}; this sampler reads "
-                          f"{', '.join(FAMILIES)} (hiresgan_sampler.py reads stylegan2)")
+        raise ExportError(
+            f"'{meta}' is family {description.get('family')!r}; this sampler reads "
+            f"{', '.join(FAMILIES)} (hiresgan_sampler.py reads stylegan2)"
+        )
     if description["family"] == "esrgan":
         G = RRDBNet(**description["init_kwargs"])
     else:
         kwargs = dict(description["init_kwargs"])
         if kwargs.pop("generator", "unet") != "unet":
-            raise ExportError(f"'{meta}' uses the co-modulated inpainting generator, which this sampler does not "
-                              "implement; use `hiresgan sample --inpaint`")
+            raise ExportError(
+                f"'{meta}' uses the co-modulated inpainting generator, which this sampler does not "
+                "implement; use `hiresgan sample --inpaint`"
+            )
         for key in ("channel_base", "channel_max", "w_dim", "mapping_layers"):  # co-mod sizes, unused by the U-Net
             kwargs.pop(key, None)
         G = Generator(description["family"], **kwargs)
@@ -242,8 +270,8 @@ def read_png(path: Path) -> torch.Tensor:
         raise ExportError(f"{path}: not a PNG file")
     pos, idat, header = 8, [], None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -258,7 +286,7 @@ def read_png(path: Path) -> torch.Tensor:
     raw, stride = zlib.decompress(b"".join(idat)), width * channels
     rows, prev = [], bytearray(stride)
     for y in range(height):
-        kind, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = row[i - channels] if i >= channels else 0
             b, c = prev[i], prev[i - channels] if i >= channels else 0
@@ -266,7 +294,7 @@ def read_png(path: Path) -> torch.Tensor:
         rows.append(bytes(row))
         prev = row
     pixels = torch.frombuffer(bytearray(b"".join(rows)), dtype=torch.uint8).reshape(height, width, channels)
-    return pixels[:, :, :3 if channels >= 3 else 1].permute(2, 0, 1).contiguous()
+    return pixels[:, :, : 3 if channels >= 3 else 1].permute(2, 0, 1).contiguous()
 
 
 def write_png(pixels: torch.Tensor, path: Path) -> None:
@@ -279,8 +307,9 @@ def write_png(pixels: torch.Tensor, path: Path) -> None:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
-                           + chunk(b"IEND", b""))
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    )
 
 
 def _channels(pixels: torch.Tensor, channels: int) -> torch.Tensor:
@@ -293,8 +322,9 @@ def _channels(pixels: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def process(G: Generator, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-            c: Optional[torch.Tensor] = None) -> torch.Tensor:
+def process(
+    G: Generator, image: torch.Tensor, mask: Optional[torch.Tensor] = None, c: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """uint8 [C_in, H, W] (+ a mask [1, H, W], 1 = missing) -> uint8 [C, H, W] at the same size."""
     h, w = image.shape[1:]
     ph, pw = -h % G.size_multiple, -w % G.size_multiple
@@ -359,8 +389,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             mask = None
             if G.family == "pix2pix":
                 if image.shape[0] != G.in_channels:
-                    raise ExportError(f"{path}: has {image.shape[0]} colour channel(s) but the model reads "
-                                      f"{G.in_channels}")
+                    raise ExportError(
+                        f"{path}: has {image.shape[0]} colour channel(s) but the model reads {G.in_channels}"
+                    )
             else:
                 image = _channels(image, G.img_channels)
                 mask = (_channels(read_png(args.masks / path.name), 1) > 127).to(torch.uint8)

@@ -43,8 +43,9 @@ def _lrelu(x: torch.Tensor, clamp: Optional[float] = None) -> torch.Tensor:
     return x.clamp(-clamp, clamp) if clamp is not None else x
 
 
-def _fir(x: torch.Tensor, f: torch.Tensor, c: int, up: int, pad: tuple[int, int, int, int],
-         gain: float) -> torch.Tensor:
+def _fir(
+    x: torch.Tensor, f: torch.Tensor, c: int, up: int, pad: tuple[int, int, int, int], gain: float
+) -> torch.Tensor:
     """Zero-insertion upsampling by `up`, padding (x0, x1, y0, y1), 2-D FIR filter times gain.
 
     The channel count `c` is a Python int, not read from x.shape, so traced graphs (ONNX) see
@@ -163,23 +164,41 @@ class Block(nn.Module):
 
 
 class Synthesis(nn.Module):
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int, channel_max: int,
-                 clamp: Optional[float]):
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int,
+        channel_max: int,
+        clamp: Optional[float],
+    ):
         super().__init__()
         self.blocks = nn.ModuleList()
         in_ch = 0
         for i in range(2, int(math.log2(img_resolution)) + 1):
-            out_ch = min(channel_base // 2 ** i, channel_max)
-            self.blocks.append(Block(in_ch, out_ch, w_dim, 2 ** i, img_channels, clamp))
+            out_ch = min(channel_base // 2**i, channel_max)
+            self.blocks.append(Block(in_ch, out_ch, w_dim, 2**i, img_channels, clamp))
             in_ch = out_ch
 
 
 class Generator(nn.Module):
     """z [N, z_dim] (and one-hot c [N, c_dim]) -> images [N, C, H, W] in about [-1, 1]."""
 
-    def __init__(self, *, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
-                 mapping_layers: int, channel_base: int, channel_max: int, conv_clamp: Optional[float],
-                 mapping_lr_mult: float):
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        mapping_layers: int,
+        channel_base: int,
+        channel_max: int,
+        conv_clamp: Optional[float],
+        mapping_lr_mult: float,
+    ):
         super().__init__()
         self.z_dim, self.c_dim, self.img_resolution, self.img_channels = z_dim, c_dim, img_resolution, img_channels
         self.mapping = Mapping(z_dim, c_dim, w_dim, mapping_layers, mapping_lr_mult)
@@ -226,19 +245,25 @@ def load_generator(path: str | Path, device: str = "cpu") -> tuple[Generator, di
         raise ExportError(f"'{meta}' is not a hiresgan generator description (format={description.get('format')!r})")
     if description.get("family") != "stylegan2":
         # A sound export of a family this one-file sampler does not carry: say so, not "damaged".
-        raise ExportError(f"'{meta}' is a family {description.get('family')} export; this standalone sampler runs "
-                          "family stylegan2 only: sample it with `hiresgan sample` (hiresgan installed)")
+        raise ExportError(
+            f"'{meta}' is a family {description.get('family')} export; this standalone sampler runs "
+            "family stylegan2 only: sample it with `hiresgan sample` (hiresgan installed)"
+        )
     if description.get("format_version", 0) > MAX_FORMAT_VERSION:
-        raise ExportError(f"'{meta}' has format_version {description['format_version']}; this sampler reads up to "
-                          f"{MAX_FORMAT_VERSION}: take the sampler from the hiresgan that made the export")
+        raise ExportError(
+            f"'{meta}' has format_version {description['format_version']}; this sampler reads up to "
+            f"{MAX_FORMAT_VERSION}: take the sampler from the hiresgan that made the export"
+        )
     G = Generator(**description["init_kwargs"])
     tensors = load_file(str(weights))
     expected = G.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise ExportError(f"'{weights}' does not match '{meta}': missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                          f"wrong shapes {wrong[:5]}")
+        raise ExportError(
+            f"'{weights}' does not match '{meta}': missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"wrong shapes {wrong[:5]}"
+        )
     G.load_state_dict(tensors)
     return G.eval().requires_grad_(False).to(device), description
 
@@ -263,8 +288,9 @@ def write_png(pixels: torch.Tensor, path: Path) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b"")
+    )
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -56,7 +56,7 @@ def _cutout(x: torch.Tensor, gen_size: float = 0.5) -> torch.Tensor:
     cx = torch.randint(0, w + (1 - cw % 2), [n, 1, 1], device=x.device)
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
-    inside = ((ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch) & (xs >= cx - cw // 2) & (xs < cx - cw // 2 + cw))
+    inside = (ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch) & (xs >= cx - cw // 2) & (xs < cx - cw // 2 + cw)
     return x * (~inside)[:, None].to(x.dtype)
 
 
@@ -92,8 +92,9 @@ class DiffAugment:
 
 
 class AdaptiveAugment:
-    def __init__(self, *, p: float, target: float, interval: int, adjust_kimg: float, batch_size: int,
-                 device: torch.device):
+    def __init__(
+        self, *, p: float, target: float, interval: int, adjust_kimg: float, batch_size: int, device: torch.device
+    ):
         self.target, self.interval = target, interval
         self.step_size = batch_size * interval / (adjust_kimg * 1000)
         self.p = torch.full([], float(p), device=device)
@@ -108,8 +109,12 @@ class AdaptiveAugment:
         x = self._apply(x, lambda v: v.flip(3))
         # A random quarter turn per sample, chosen with `where` (no host sync on the angle).
         k = torch.randint(1, 4, [n, 1, 1, 1], device=x.device)
-        x = self._apply(x, lambda v: torch.where(k == 1, v.rot90(1, (2, 3)),
-                                                 torch.where(k == 2, v.rot90(2, (2, 3)), v.rot90(3, (2, 3)))))
+        x = self._apply(
+            x,
+            lambda v: torch.where(
+                k == 1, v.rot90(1, (2, 3)), torch.where(k == 2, v.rot90(2, (2, 3)), v.rot90(3, (2, 3)))
+            ),
+        )
         shift = max(1, x.shape[2] // 8)
         dx = torch.randint(-shift, shift + 1, [n], device=x.device) * (torch.rand([n], device=x.device) < self.p)
         dy = torch.randint(-shift, shift + 1, [n], device=x.device) * (torch.rand([n], device=x.device) < self.p)
@@ -148,8 +153,14 @@ def build_augment(cfg, *, device: torch.device):
         return None
     if a.kind == "diffaugment":
         return DiffAugment(tuple(op.strip() for op in a.policy.split(",") if op.strip()))
-    return AdaptiveAugment(p=a.ada_p, target=a.ada_target, interval=a.ada_interval, adjust_kimg=a.ada_kimg,
-                           batch_size=cfg.train.batch_size, device=device)
+    return AdaptiveAugment(
+        p=a.ada_p,
+        target=a.ada_target,
+        interval=a.ada_interval,
+        adjust_kimg=a.ada_kimg,
+        batch_size=cfg.train.batch_size,
+        device=device,
+    )
 
 
 class AugmentedCritic:

@@ -147,8 +147,17 @@ def _rng_state() -> dict[str, torch.Tensor]:
     return state
 
 
-def save(run_dir: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, progress: Progress,
-         rank_tensors: dict[str, torch.Tensor], rank: int, keep: int) -> Path:
+def save(
+    run_dir: Path,
+    *,
+    G_engine,
+    D_engine,
+    G_ema: torch.nn.Module,
+    progress: Progress,
+    rank_tensors: dict[str, torch.Tensor],
+    rank: int,
+    keep: int,
+) -> Path:
     """Write a checkpoint collectively (every rank calls this); returns its final folder."""
     t0 = time.perf_counter()
     root = checkpoints_dir(run_dir)
@@ -162,23 +171,37 @@ def save(run_dir: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, progress:
     D_engine.save_checkpoint(str(partial / "D"), tag=ENGINE_TAG)
     # Collective at ZeRO 1/2 and bf16 (every rank takes part); only rank 0 writes it.
     # Skipped for an engine it cannot read: that checkpoint then resumes only at its own world size.
-    optim = {sub: distributed.full_optimizer_state(engine) for sub, engine in (("G", G_engine), ("D", D_engine))
-             if distributed.has_full_optimizer_state(engine)}
+    optim = {
+        sub: distributed.full_optimizer_state(engine)
+        for sub, engine in (("G", G_engine), ("D", D_engine))
+        if distributed.has_full_optimizer_state(engine)
+    }
     if rank == 0:
         for sub, tensors in optim.items():
             save_safetensors(tensors, str(partial / f"optim-{sub}.safetensors"))
-    save_safetensors({**_rng_state(), **{k: v.detach().cpu().contiguous() for k, v in rank_tensors.items()}},
-                     str(partial / f"rank-{rank}.safetensors"))
+    save_safetensors(
+        {**_rng_state(), **{k: v.detach().cpu().contiguous() for k, v in rank_tensors.items()}},
+        str(partial / f"rank-{rank}.safetensors"),
+    )
     if rank == 0:
-        save_safetensors({k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()},
-                         str(partial / "ema.safetensors"))
+        save_safetensors(
+            {k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()}, str(partial / "ema.safetensors")
+        )
         _write_json_atomic(partial / "state.json", {"format_version": FORMAT_VERSION, **asdict(progress)})
     distributed.barrier()
     if rank == 0:
-        files = {str(p.relative_to(partial)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-                 for p in _files(partial)}
-        _write_json_atomic(partial / MANIFEST, {"format_version": FORMAT_VERSION, "step": progress.step,
-                                                "images_seen": progress.images_seen, "files": files})
+        files = {
+            str(p.relative_to(partial)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in _files(partial)
+        }
+        _write_json_atomic(
+            partial / MANIFEST,
+            {
+                "format_version": FORMAT_VERSION,
+                "step": progress.step,
+                "images_seen": progress.images_seen,
+                "files": files,
+            },
+        )
         if final.exists():  # the same step written before (e.g. a re-run of the last interval)
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -194,29 +217,36 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load(folder: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int, world_size: int,
-         seed: int = 0) -> tuple[Progress, dict[str, torch.Tensor]]:
+def load(
+    folder: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int, world_size: int, seed: int = 0
+) -> tuple[Progress, dict[str, torch.Tensor]]:
     """Restore the state written by `save`; returns the progress and this rank's tensors."""
     folder = Path(folder)
     state = json.loads((folder / "state.json").read_text())
     if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{folder}/state.json has format {state.get('format_version')}, expected {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{folder}/state.json has format {state.get('format_version')}, expected {FORMAT_VERSION}"
+        )
     state.pop("format_version")
     progress = Progress(**state)
     old_world = progress.world_size
     resharded = old_world != world_size
     if resharded:
-        missing = [f"optim-{sub}.safetensors" for sub in ("G", "D") if not (folder / f"optim-{sub}.safetensors").is_file()]
+        missing = [
+            f"optim-{sub}.safetensors" for sub in ("G", "D") if not (folder / f"optim-{sub}.safetensors").is_file()
+        ]
         if missing:  # written before consolidated optimizer state existed
             raise CheckpointError(
                 f"checkpoint {folder} was written by {old_world} ranks but this run has {world_size}, and it has no "
                 f"{' / '.join(missing)} to reshard the optimizer from (older checkpoints, and train.zero_stage=0 with "
-                f"train.precision=bf16, have none); set launch.nproc_per_node (or the node count) to {old_world}")
+                f"train.precision=bf16, have none); set launch.nproc_per_node (or the node count) to {old_world}"
+            )
     for engine, sub in ((G_engine, "G"), (D_engine, "D")):
         # Another world size: DeepSpeed's ZeRO files are cut for the old one, so load only the
         # module (weights and buffers) from them and the Adam state from our consolidated file.
-        loaded, _ = engine.load_checkpoint(str(folder / sub), tag=ENGINE_TAG, load_optimizer_states=not resharded,
-                                           load_lr_scheduler_states=False)
+        loaded, _ = engine.load_checkpoint(
+            str(folder / sub), tag=ENGINE_TAG, load_optimizer_states=not resharded, load_lr_scheduler_states=False
+        )
         if loaded is None:
             raise CheckpointError(f"DeepSpeed could not load {folder / sub}")
         if resharded:
@@ -239,7 +269,12 @@ def load(folder: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: int,
             "exactly; approximate: per-rank state (new rank r takes old rank r %% %d's path-length mean and "
             "augmentation state), RNG streams (reseeded from seed, step and rank) and the data order (the stream "
             "resumes at %d images = epoch position of the new %d-rank layout, not the old sample order)",
-            old_world, world_size, old_world, progress.images_seen, world_size)
+            old_world,
+            world_size,
+            old_world,
+            progress.images_seen,
+            world_size,
+        )
     progress.world_size = world_size
     if os.environ.get(DEBUG_DUMP_ENV):
         _debug_dump(Path(os.environ[DEBUG_DUMP_ENV]), G_engine=G_engine, D_engine=D_engine, G_ema=G_ema, rank=rank)
@@ -266,5 +301,6 @@ def _debug_dump(out: Path, *, G_engine, D_engine, G_ema: torch.nn.Module, rank: 
             engine = G_engine if sub == "G" else D_engine
             order = [n for n, p in engine.module.named_parameters() if p.requires_grad]
             save_safetensors(tensors, str(out / f"{sub}.safetensors"), metadata={"order": json.dumps(order)})
-        save_safetensors({k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()},
-                         str(out / "ema.safetensors"))
+        save_safetensors(
+            {k: v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()}, str(out / "ema.safetensors")
+        )

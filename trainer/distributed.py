@@ -71,9 +71,14 @@ def init_distributed(backend: str = "auto") -> DistEnv:
     _skip_shared_memory_comm_op(deepspeed)
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend=backend, verbose=False)
-    return DistEnv(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
-                   local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]), node=socket.gethostname(),
-                   device=device)
+    return DistEnv(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]),
+        node=socket.gethostname(),
+        device=device,
+    )
 
 
 def _skip_shared_memory_comm_op(deepspeed) -> None:
@@ -90,8 +95,16 @@ def _skip_shared_memory_comm_op(deepspeed) -> None:
         pass
 
 
-def engine_config(*, micro_batch: int, world_size: int, lr: float, betas: tuple[float, float], eps: float,
-                  zero_stage: int, precision: str) -> dict[str, Any]:
+def engine_config(
+    *,
+    micro_batch: int,
+    world_size: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    zero_stage: int,
+    precision: str,
+) -> dict[str, Any]:
     """The DeepSpeed config of one network's engine (Adam, no scheduler, one micro-step per step)."""
     if zero_stage not in (0, 1, 2):
         raise ValueError(f"train.zero_stage={zero_stage}: only 0, 1 and 2 work with the two-engine GAN")
@@ -100,11 +113,13 @@ def engine_config(*, micro_batch: int, world_size: int, lr: float, betas: tuple[
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": 1,
         # torch's Adam: no C++ extension to build, and identical maths on CPU and GPU.
-        "optimizer": {"type": "Adam", "params": {"lr": lr, "betas": list(betas), "eps": eps,
-                                                 "weight_decay": 0.0, "torch_adam": True}},
+        "optimizer": {
+            "type": "Adam",
+            "params": {"lr": lr, "betas": list(betas), "eps": eps, "weight_decay": 0.0, "torch_adam": True},
+        },
         "zero_optimization": {"stage": zero_stage},
         "bf16": {"enabled": precision == "bf16"},
-        "steps_per_print": 10 ** 9,
+        "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
 
@@ -130,7 +145,7 @@ def _group_of(engine) -> dict[int, int]:
     """id(parameter) -> index of the optimizer param group holding it (partitioned engines).
     Taken from DeepSpeed's low-precision groups: a rank that owns no slice of a parameter has
     `_hp_mapping = None` for it and cannot say so itself."""
-    groups = getattr(engine.optimizer, "bit16_groups", None) or getattr(engine.optimizer, "bf16_groups")
+    groups = getattr(engine.optimizer, "bit16_groups", None) or engine.optimizer.bf16_groups
     return {id(p): i for i, group in enumerate(groups) for p in group}
 
 
@@ -205,8 +220,11 @@ def load_full_optimizer_state(engine, tensors: dict[str, torch.Tensor]) -> None:
                 flat = group["params"][0]
                 names = [n for n, p in params.items() if group_of.get(id(p)) == i and f"step/{n}" in tensors]
                 step = tensors[f"step/{names[0]}"].clone() if names else torch.tensor(0.0)
-                inner.state[flat] = {"step": step, "exp_avg": torch.zeros_like(flat),
-                                     "exp_avg_sq": torch.zeros_like(flat)}
+                inner.state[flat] = {
+                    "step": step,
+                    "exp_avg": torch.zeros_like(flat),
+                    "exp_avg_sq": torch.zeros_like(flat),
+                }
             ds_optimizer._hp_optimizer_states_linked = False
             ds_optimizer._lazy_init_hp_params_optimizer_state()
             for name, p in params.items():
@@ -222,9 +240,11 @@ def load_full_optimizer_state(engine, tensors: dict[str, torch.Tensor]) -> None:
             if f"fp32/{name}" not in tensors:
                 continue
             p.data.copy_(tensors[f"fp32/{name}"].to(p.device, p.dtype))
-            optimizer.state[p] = {"step": tensors[f"step/{name}"].clone(),
-                                  "exp_avg": tensors[f"exp_avg/{name}"].to(p.device).clone(),
-                                  "exp_avg_sq": tensors[f"exp_avg_sq/{name}"].to(p.device).clone()}
+            optimizer.state[p] = {
+                "step": tensors[f"step/{name}"].clone(),
+                "exp_avg": tensors[f"exp_avg/{name}"].to(p.device).clone(),
+                "exp_avg_sq": tensors[f"exp_avg_sq/{name}"].to(p.device).clone(),
+            }
 
 
 def barrier() -> None:

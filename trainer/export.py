@@ -29,17 +29,30 @@ class ExportError(ValueError):
     pass
 
 
-def export_generator(G_ema: torch.nn.Module, out_dir: Path, *, class_names: Optional[list[str]] = None,
-                     training: Optional[dict[str, Any]] = None, metadata: Optional[dict[str, Any]] = None) -> Path:
+def export_generator(
+    G_ema: torch.nn.Module,
+    out_dir: Path,
+    *,
+    class_names: Optional[list[str]] = None,
+    training: Optional[dict[str, Any]] = None,
+    metadata: Optional[dict[str, Any]] = None,
+) -> Path:
     """Write G_ema to out_dir; returns the weights file. `metadata` is the recipe's
     `export_metadata()` (what samplers of that family need: a tokenizer, a scale), JSON only."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     description = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "family": G_ema.family,
-        "init_kwargs": G_ema.init_kwargs, "z_dim": G_ema.z_dim, "c_dim": G_ema.c_dim,
-        "img_resolution": G_ema.img_resolution, "img_channels": G_ema.img_channels,
-        "class_names": class_names, "pixel_range": [-1, 1], "training": training or {},
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "family": G_ema.family,
+        "init_kwargs": G_ema.init_kwargs,
+        "z_dim": G_ema.z_dim,
+        "c_dim": G_ema.c_dim,
+        "img_resolution": G_ema.img_resolution,
+        "img_channels": G_ema.img_channels,
+        "class_names": class_names,
+        "pixel_range": [-1, 1],
+        "training": training or {},
     }
     clashes = sorted(set(metadata or {}) & set(description))
     if clashes:
@@ -48,8 +61,9 @@ def export_generator(G_ema: torch.nn.Module, out_dir: Path, *, class_names: Opti
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in G_ema.state_dict().items()}
     weights, meta = out_dir / WEIGHTS, out_dir / DESCRIPTION
     tmp_weights, tmp_meta = out_dir / f".{WEIGHTS}.tmp", out_dir / f".{DESCRIPTION}.tmp"
-    save_safetensors(tensors, tmp_weights, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION),
-                                                   "family": G_ema.family})
+    save_safetensors(
+        tensors, tmp_weights, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "family": G_ema.family}
+    )
     tmp_meta.write_text(json.dumps(description, indent=2))
     os.replace(tmp_weights, weights)
     os.replace(tmp_meta, meta)
@@ -84,8 +98,10 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[torc
     if description.get("format") != FORMAT:
         raise ExportError(f"'{meta}' is not a hiresgan generator description (format={description.get('format')!r})")
     if description.get("format_version", 0) > FORMAT_VERSION:
-        raise ExportError(f"'{meta}' has format_version {description['format_version']}; this hiresgan reads "
-                          f"up to {FORMAT_VERSION}: upgrade hiresgan")
+        raise ExportError(
+            f"'{meta}' has format_version {description['format_version']}; this hiresgan reads "
+            f"up to {FORMAT_VERSION}: upgrade hiresgan"
+        )
     G = build_generator(description["family"], description["init_kwargs"])
     with safe_open(str(weights), framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -93,8 +109,10 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[torc
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise ExportError(f"'{weights}' does not match '{meta}': missing {missing[:5]}, unexpected "
-                          f"{unexpected[:5]}, wrong shapes {wrong[:5]}")
+        raise ExportError(
+            f"'{weights}' does not match '{meta}': missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, wrong shapes {wrong[:5]}"
+        )
     G.load_state_dict(tensors)
     return G.eval().requires_grad_(False).to(device), description
 
@@ -120,8 +138,12 @@ def export_checkpoint(checkpoint: Path, out_dir: Path) -> Path:
     from trainer.data.sources import find_manifest
 
     class_names = (find_manifest(cfg.data.urls) or {}).get("class_names")
-    training = {"run": cfg.run.name, "kimg": state.get("images_seen", 0) / 1000, "step": state.get("step"),
-                "checkpoint": checkpoint.name}
+    training = {
+        "run": cfg.run.name,
+        "kimg": state.get("images_seen", 0) / 1000,
+        "step": state.get("step"),
+        "checkpoint": checkpoint.name,
+    }
     return export_generator(G.eval(), out_dir, class_names=class_names, training=training)
 
 
@@ -157,7 +179,7 @@ class SamplingGraph(torch.nn.Module):
         self.G, self.truncation, self.fixed_class = G, float(truncation), class_index is not None
         self.register_buffer("classes", torch.eye(max(G.c_dim, 1)))
         if class_index is not None:
-            self.classes = self.classes[class_index:class_index + 1]
+            self.classes = self.classes[class_index : class_index + 1]
 
     def input_names(self) -> list[str]:
         return ["z", "class_index"] if self.G.c_dim and not self.fixed_class else ["z"]
@@ -196,8 +218,9 @@ def export_family(export: Path) -> str:
         raise ExportError(f"'{meta}' is not valid JSON: {exc}") from None
 
 
-def sampling_graph(export: Path, *, truncation: float = 1.0,
-                   class_index: Optional[int] = None) -> tuple[SamplingGraph, tuple, dict]:
+def sampling_graph(
+    export: Path, *, truncation: float = 1.0, class_index: Optional[int] = None
+) -> tuple[SamplingGraph, tuple, dict]:
     """The generator of `export` wrapped for tracing, with example inputs: the standalone sampler's
     for stylegan2, the training code's for the other latent families."""
     from sampler.hiresgan_sampler import latents
@@ -210,9 +233,11 @@ def sampling_graph(export: Path, *, truncation: float = 1.0,
     elif family == "stylegan2":
         G, description = load_standalone(export)
     else:
-        raise ExportError(f"family {family} exports cannot be written as TorchScript/ONNX graphs (graphs exist for "
-                          f"stylegan2, {', '.join(LATENT_GRAPH_FAMILIES)}, pix2pix, inpaint and, as TorchScript, "
-                          "text2img); sample it with `hiresgan sample` instead")
+        raise ExportError(
+            f"family {family} exports cannot be written as TorchScript/ONNX graphs (graphs exist for "
+            f"stylegan2, {', '.join(LATENT_GRAPH_FAMILIES)}, pix2pix, inpaint and, as TorchScript, "
+            "text2img); sample it with `hiresgan sample` instead"
+        )
     if class_index is not None:
         if not G.c_dim:
             raise ExportError("--class was given but this generator is unconditional")
@@ -226,7 +251,9 @@ def sampling_graph(export: Path, *, truncation: float = 1.0,
 
 
 def graph_file_name(fmt: str, truncation: float, class_index: Optional[int]) -> str:
-    suffix = (f"-class{class_index}" if class_index is not None else "") + (f"-psi{truncation:g}" if truncation != 1 else "")
+    suffix = (f"-class{class_index}" if class_index is not None else "") + (
+        f"-psi{truncation:g}" if truncation != 1 else ""
+    )
     return f"generator{suffix}." + ("torchscript.pt" if fmt == "torchscript" else "onnx")
 
 
@@ -242,8 +269,9 @@ def export_torchscript(export: Path, out: Path, *, truncation: float = 1.0, clas
     return out
 
 
-def export_onnx(export: Path, out: Path, *, truncation: float = 1.0, class_index: Optional[int] = None,
-                opset: int = 17) -> Path:
+def export_onnx(
+    export: Path, out: Path, *, truncation: float = 1.0, class_index: Optional[int] = None, opset: int = 17
+) -> Path:
     import onnx
 
     graph, example, description = sampling_graph(export, truncation=truncation, class_index=class_index)
@@ -252,8 +280,16 @@ def export_onnx(export: Path, out: Path, *, truncation: float = 1.0, class_index
     # The TorchScript-based exporter: it needs no onnxscript and keeps the batch axis dynamic.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(graph, example, str(tmp), dynamo=False, opset_version=opset, input_names=names,
-                          output_names=["images"], dynamic_axes={n: {0: "batch"} for n in names + ["images"]})
+        torch.onnx.export(
+            graph,
+            example,
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=["images"],
+            dynamic_axes={n: {0: "batch"} for n in names + ["images"]},
+        )
     model = onnx.load(str(tmp))
     meta = {**description, "graph_inputs": names, "truncation": truncation, "class_index": class_index}
     onnx.helper.set_model_props(model, {"hiresgan": json.dumps(meta)})
@@ -262,14 +298,17 @@ def export_onnx(export: Path, out: Path, *, truncation: float = 1.0, class_index
     return out
 
 
-def run_export(source: Path, fmt: str, *, out: Optional[Path] = None, truncation: float = 1.0,
-               class_index: Optional[int] = None) -> Path:
+def run_export(
+    source: Path, fmt: str, *, out: Optional[Path] = None, truncation: float = 1.0, class_index: Optional[int] = None
+) -> Path:
     """`hiresgan export`: safetensors (canonical), torchscript or onnx, from an export, checkpoint or run."""
     if fmt not in ("safetensors", "torchscript", "onnx"):
         raise ExportError(f"--format {fmt!r}: valid choices are safetensors, torchscript, onnx")
     if fmt == "safetensors" and (truncation != 1 or class_index is not None):
-        raise ExportError("--truncation and --class apply to torchscript/onnx graphs; the safetensors export "
-                          "keeps the whole generator (pass them to the sampler instead)")
+        raise ExportError(
+            "--truncation and --class apply to torchscript/onnx graphs; the safetensors export "
+            "keeps the whole generator (pass them to the sampler instead)"
+        )
     folder, checkpoint = resolve_source(source)
     if checkpoint is not None and fmt == "safetensors":
         return export_checkpoint(checkpoint, out or folder)
@@ -280,8 +319,9 @@ def run_export(source: Path, fmt: str, *, out: Optional[Path] = None, truncation
         if out is None:
             return folder / WEIGHTS  # it already is one
         G, description = load_generator(folder)
-        return export_generator(G, out, class_names=description.get("class_names"),
-                                training=description.get("training"))
+        return export_generator(
+            G, out, class_names=description.get("class_names"), training=description.get("training")
+        )
     target = Path(out) if out else folder / graph_file_name(fmt, truncation, class_index)
     if json.loads((folder / DESCRIPTION).read_text()).get("family") in ("pix2pix", "inpaint"):
         from trainer.sampling.image_graphs import write_image_graph  # image in, image out: no latent, no truncation

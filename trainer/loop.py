@@ -29,15 +29,15 @@ from trainer.ema import ema_beta, update_ema
 from trainer.evaluation.periodic import PeriodicEval
 from trainer.export import export_generator
 from trainer.images import save_grid
-from trainer.telemetry.jsonl import JsonlLog
-from trainer.telemetry.tensorboard import TensorBoardLog
-from trainer.telemetry.probes import DiversityProbe, engine_stats, gpu_label, grad_norm, rank_identity
-from trainer.telemetry.prometheus import TrainingMetrics
 from trainer.models import build_networks
-from trainer.telemetry.console import ProgressBar
 from trainer.phases import Counters, Network, StepBatch, StepContext, one_hot
 from trainer.recipes import build_recipe
 from trainer.sampling.latents import latent
+from trainer.telemetry.console import ProgressBar
+from trainer.telemetry.jsonl import JsonlLog
+from trainer.telemetry.probes import DiversityProbe, engine_stats, gpu_label, grad_norm, rank_identity
+from trainer.telemetry.prometheus import TrainingMetrics
+from trainer.telemetry.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +50,28 @@ def lazy_adam(lr: float, beta1: float, beta2: float, interval: int) -> tuple[flo
     if interval <= 0:
         return lr, (beta1, beta2)
     ratio = interval / (interval + 1)
-    return lr * ratio, (beta1 ** ratio, beta2 ** ratio)
+    return lr * ratio, (beta1**ratio, beta2**ratio)
 
 
 class Trainer:
-    def __init__(self, cfg: Config, env: DistEnv, *, registry: Optional[CollectorRegistry] = None,
-                 resume_from: Optional[Path] = None, preemption=None):
+    def __init__(
+        self,
+        cfg: Config,
+        env: DistEnv,
+        *,
+        registry: Optional[CollectorRegistry] = None,
+        resume_from: Optional[Path] = None,
+        preemption=None,
+    ):
         self.cfg, self.env = cfg, env
         # A trainer.preemption.PreemptionWatcher (or None): asked once per step whether to stop.
         self.preemption, self.preempted = preemption, False
         self.run_dir = cfg.run_dir
         if cfg.train.batch_size % env.world_size:
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} does not divide by the world size "
-                             f"{env.world_size}; use a multiple of {env.world_size}")
+            raise ValueError(
+                f"train.batch_size={cfg.train.batch_size} does not divide by the world size "
+                f"{env.world_size}; use a multiple of {env.world_size}"
+            )
         self.batch = cfg.train.batch_size // env.world_size  # per rank
         self.dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
         self.c_dim = cfg.c_dim
@@ -80,18 +89,28 @@ class Trainer:
 
         self.progress = checkpoint.Progress(world_size=env.world_size)
         if resume_from is not None:
-            self.progress, tensors = checkpoint.load(resume_from, G_engine=self.G_engine, D_engine=self.D_engine,
-                                                     G_ema=self.G_ema, rank=env.rank, world_size=env.world_size,
-                                                     seed=cfg.run.seed)
+            self.progress, tensors = checkpoint.load(
+                resume_from,
+                G_engine=self.G_engine,
+                D_engine=self.D_engine,
+                G_ema=self.G_ema,
+                rank=env.rank,
+                world_size=env.world_size,
+                seed=cfg.run.seed,
+            )
             self.recipe.load_rank_tensors(tensors)
             if env.is_main:
                 log.info("resumed from %s at %.1f kimg", resume_from, self.progress.kimg)
 
         self.data = self._stream(None, decoder=self.recipe.sample_decoder())
         self.extra_data: dict[str, Iterator[Batch]] = {
-            name: self._stream(extra, decoder=None) for name, extra in self.recipe.extra_streams().items()}
-        self.metrics = (TrainingMetrics(registry, identity=self._identity(), gpu=gpu_label(env.local_rank))
-                        if registry is not None else None)
+            name: self._stream(extra, decoder=None) for name, extra in self.recipe.extra_streams().items()
+        }
+        self.metrics = (
+            TrainingMetrics(registry, identity=self._identity(), gpu=gpu_label(env.local_rank))
+            if registry is not None
+            else None
+        )
         self._grad_norms: dict[str, torch.Tensor] = {}  # filled on log steps only (device tensors)
         self._probe = DiversityProbe(batch=self.batch, z_dim=self.G.z_dim, seed=cfg.run.seed)
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
@@ -117,26 +136,40 @@ class Trainer:
     def _engine(self, module: torch.nn.Module, lr: float, reg_interval: int):
         o = self.cfg.optim
         lr, betas = lazy_adam(lr, o.beta1, o.beta2, reg_interval)
-        config = distributed.engine_config(micro_batch=self.batch, world_size=self.env.world_size, lr=lr,
-                                           betas=betas, eps=o.eps, zero_stage=self.cfg.train.zero_stage,
-                                           precision=self.cfg.train.precision)
+        config = distributed.engine_config(
+            micro_batch=self.batch,
+            world_size=self.env.world_size,
+            lr=lr,
+            betas=betas,
+            eps=o.eps,
+            zero_stage=self.cfg.train.zero_stage,
+            precision=self.cfg.train.precision,
+        )
         return distributed.build_engine(module, config)
 
     def _stream(self, extra, *, decoder) -> Iterator[Batch]:
         """The main stream (extra=None) or a recipe's `ExtraStream`, from where this rank stands."""
-        common = dict(rank=self.env.rank, world_size=self.env.world_size, batch_size=self.batch,
-                      start_batch=self.progress.step, decoder=decoder)
+        common = dict(
+            rank=self.env.rank,
+            world_size=self.env.world_size,
+            batch_size=self.batch,
+            start_batch=self.progress.step,
+            decoder=decoder,
+        )
         if extra is None:
             return stream_for(self.cfg, **common)
         try:
-            return stream_for(self.cfg, urls=extra.urls, seed_offset=extra.seed_offset, labeled=extra.labeled,
-                              **common)
+            return stream_for(self.cfg, urls=extra.urls, seed_offset=extra.seed_offset, labeled=extra.labeled, **common)
         except DataError as exc:
             raise DataError(f"{extra.config_key}: {exc}") from None
 
     def _identity(self) -> dict[str, str]:
-        return rank_identity(job=self.cfg.metrics.job or self.cfg.run.name, rank=self.env.rank,
-                             local_rank=self.env.local_rank, node=self.env.node)
+        return rank_identity(
+            job=self.cfg.metrics.job or self.cfg.run.name,
+            rank=self.env.rank,
+            local_rank=self.env.local_rank,
+            node=self.env.node,
+        )
 
     def _grid_inputs(self) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
         """Fixed latents for sample grids: one row per class (conditional) or four rows."""
@@ -183,11 +216,19 @@ class Trainer:
         """What the recipe sees of this step (trainer.phases)."""
         return StepContext(
             nets={"G": self.G, "D": self.D, "G_ema": self.G_ema},
-            engines={"G": self.G_engine, "D": self.D_engine}, batch=batch,
+            engines={"G": self.G_engine, "D": self.D_engine},
+            batch=batch,
             counters=Counters(step=self.progress.step, images_seen=self.progress.images_seen),
-            batch_size=self.batch, device=self.env.device, dtype=self.dtype, rank=self.env.rank,
-            world_size=self.env.world_size, z_dim=self.G.z_dim, c_dim=self.c_dim,
-            run_phase=self._run_phase, next_batch=self._next_extra)
+            batch_size=self.batch,
+            device=self.env.device,
+            dtype=self.dtype,
+            rank=self.env.rank,
+            world_size=self.env.world_size,
+            z_dim=self.G.z_dim,
+            c_dim=self.c_dim,
+            run_phase=self._run_phase,
+            next_batch=self._next_extra,
+        )
 
     def train_step(self, batch: Batch) -> None:
         cfg = self.cfg
@@ -197,8 +238,12 @@ class Trainer:
 
         self.progress.step += 1
         self.progress.images_seen += cfg.train.batch_size
-        beta = ema_beta(batch_size=cfg.train.batch_size, images_seen=self.progress.images_seen,
-                        ema_kimg=cfg.train.ema_kimg, ema_rampup=cfg.train.ema_rampup)
+        beta = ema_beta(
+            batch_size=cfg.train.batch_size,
+            images_seen=self.progress.images_seen,
+            ema_kimg=cfg.train.ema_kimg,
+            ema_rampup=cfg.train.ema_rampup,
+        )
         update_ema(self.G_ema, self.G, beta)
         self.last_ema_beta = beta
 
@@ -219,20 +264,31 @@ class Trainer:
         self._sums.clear()
         self._counts.clear()
         images = steps * self.cfg.train.batch_size
-        record = {"step": self.progress.step, "kimg": round(self.progress.kimg, 3), "time": time.time(),
-                  "images_per_second": images / max(seconds, 1e-9),
-                  "sec_per_kimg": seconds / max(images / 1000, 1e-9), "ema_beta": self.last_ema_beta,
-                  # share of the interval rank 0 waited for batches: > a few % means data-starved
-                  "data_wait_fraction": round(data_wait / max(seconds, 1e-9), 4),
-                  "losses": losses_now}
+        record = {
+            "step": self.progress.step,
+            "kimg": round(self.progress.kimg, 3),
+            "time": time.time(),
+            "images_per_second": images / max(seconds, 1e-9),
+            "sec_per_kimg": seconds / max(images / 1000, 1e-9),
+            "ema_beta": self.last_ema_beta,
+            # share of the interval rank 0 waited for batches: > a few % means data-starved
+            "data_wait_fraction": round(data_wait / max(seconds, 1e-9), 4),
+            "losses": losses_now,
+        }
         self.jsonl.write(record)
         if self.metrics is not None:
             lrs = {"G": self.G_engine.get_lr()[0], "D": self.D_engine.get_lr()[0]}
             engines = engine_stats({"G": self.G_engine, "D": self.D_engine}, measured=self._grad_norms)
             self._grad_norms.clear()
             diversity = self._probe.ratio(self.G_ema, self.D, *self._last_real) if self._probe.due() else None
-            self.metrics.observe_log(kimg=self.progress.kimg, losses=losses_now, lrs=lrs, ema_beta=self.last_ema_beta,
-                                     diversity_ratio=None if diversity is None else float(diversity), **engines)
+            self.metrics.observe_log(
+                kimg=self.progress.kimg,
+                losses=losses_now,
+                lrs=lrs,
+                ema_beta=self.last_ema_beta,
+                diversity_ratio=None if diversity is None else float(diversity),
+                **engines,
+            )
         if self.registry is not None:
             self.tensorboard.write_registry(self.registry, step=self.progress.images_seen)
         bar.update(self.progress.kimg, record)
@@ -240,9 +296,16 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         t0 = time.perf_counter()
-        path = checkpoint.save(self.run_dir, G_engine=self.G_engine, D_engine=self.D_engine, G_ema=self.G_ema,
-                               progress=self.progress, rank_tensors=self.recipe.rank_tensors(), rank=self.env.rank,
-                               keep=self.cfg.train.keep_checkpoints)
+        path = checkpoint.save(
+            self.run_dir,
+            G_engine=self.G_engine,
+            D_engine=self.D_engine,
+            G_ema=self.G_ema,
+            progress=self.progress,
+            rank_tensors=self.recipe.rank_tensors(),
+            rank=self.env.rank,
+            keep=self.cfg.train.keep_checkpoints,
+        )
         if self.metrics is not None:
             self.metrics.observe_checkpoint(time.perf_counter() - t0)
         return path
@@ -255,9 +318,12 @@ class Trainer:
         if own is not None:
             return self._write_grid(*own)
         c = None if self.grid_c is None else self.grid_c.to(self.env.device)
-        images = torch.cat([self.G_ema(z.to(self.env.device), None if c is None else c[i:i + GRID_COLUMNS],
-                                       noise_mode="const")
-                            for i, z in zip(range(0, len(self.grid_z), GRID_COLUMNS), self.grid_z.split(GRID_COLUMNS))])
+        images = torch.cat(
+            [
+                self.G_ema(z.to(self.env.device), None if c is None else c[i : i + GRID_COLUMNS], noise_mode="const")
+                for i, z in zip(range(0, len(self.grid_z), GRID_COLUMNS), self.grid_z.split(GRID_COLUMNS))
+            ]
+        )
         return self._write_grid(images, self.grid_rows)
 
     def validate(self) -> Optional[dict]:
@@ -267,8 +333,12 @@ class Trainer:
         scores = self.recipe.validate(self.G_ema)
         if not scores:
             return None
-        record = {"step": self.progress.step, "kimg": round(self.progress.kimg, 3), "time": time.time(),
-                  "validation": scores}
+        record = {
+            "step": self.progress.step,
+            "kimg": round(self.progress.kimg, 3),
+            "time": time.time(),
+            "validation": scores,
+        }
         self.jsonl.write(record)
         if self.metrics is not None:
             self.metrics.observe_validation(scores)
@@ -286,8 +356,13 @@ class Trainer:
             return None
         training = {"run": self.cfg.run.name, "kimg": self.progress.kimg, "step": self.progress.step}
         class_names = (find_manifest(self.cfg.data.urls) or {}).get("class_names")
-        return export_generator(self.G_ema, self.run_dir / "export", class_names=class_names, training=training,
-                                metadata=self.recipe.export_metadata())
+        return export_generator(
+            self.G_ema,
+            self.run_dir / "export",
+            class_names=class_names,
+            training=training,
+            metadata=self.recipe.export_metadata(),
+        )
 
     # ----------------------------------------------------------------------------- loop
 
@@ -295,9 +370,12 @@ class Trainer:
         cfg, env = self.cfg, self.env
         target = int(cfg.train.kimg * 1000)
         if self.metrics is not None:
-            self.metrics.set_static(world_size=env.world_size, target_kimg=cfg.train.kimg,
-                                    resolution=cfg.data.resolution,
-                                    skipped_steps={"G": self.G_engine.skipped_steps, "D": self.D_engine.skipped_steps})
+            self.metrics.set_static(
+                world_size=env.world_size,
+                target_kimg=cfg.train.kimg,
+                resolution=cfg.data.resolution,
+                skipped_steps={"G": self.G_engine.skipped_steps, "D": self.D_engine.skipped_steps},
+            )
         bar = ProgressBar(total_kimg=cfg.train.kimg, start_kimg=self.progress.kimg, enabled=env.is_main)
         last_log, steps_since_log, waited_since_log = time.perf_counter(), 0, 0.0
         saved_at = self.progress.step if self.progress.step else None
@@ -310,8 +388,12 @@ class Trainer:
             steps_since_log += 1
             waited_since_log += waited
             if self.metrics is not None:
-                self.metrics.observe_step(images=self.batch, step_seconds=time.perf_counter() - t0,
-                                          data_wait_seconds=waited, skipped=batch.skipped)
+                self.metrics.observe_step(
+                    images=self.batch,
+                    step_seconds=time.perf_counter() - t0,
+                    data_wait_seconds=waited,
+                    skipped=batch.skipped,
+                )
             done = self.progress.images_seen >= target
             if done or self.progress.step % cfg.train.log_every == 0:
                 now = time.perf_counter()
@@ -340,8 +422,11 @@ class Trainer:
         self.validate()
         export = self.export()
         if env.is_main:
-            print(f"hiresgan: training done at {self.progress.kimg:.2f} kimg\n"
-                  f"  export: {export}\n  latest sample grid: {grid}", flush=True)
+            print(
+                f"hiresgan: training done at {self.progress.kimg:.2f} kimg\n"
+                f"  export: {export}\n  latest sample grid: {grid}",
+                flush=True,
+            )
 
     def close(self) -> None:
         self.jsonl.close()

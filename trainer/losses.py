@@ -64,8 +64,9 @@ def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c: Op
     return (norms - 1).square().mean() + logits.float().mean() * 0
 
 
-def run_generator(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *, style_mixing: float,
-                  update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def run_generator(
+    G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *, style_mixing: float, update_w_avg: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate images with style mixing regularization: with probability `style_mixing` a sample
     switches to a second latent's styles after a random layer."""
     ws = G.mapping(z, c, update_w_avg=update_w_avg)
@@ -79,8 +80,15 @@ def run_generator(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *, s
     return G.synthesis(ws), ws
 
 
-def generator_main(G: nn.Module, D: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], *,
-                   style_mixing: float, kind: str = "logistic") -> PhaseLosses:
+def generator_main(
+    G: nn.Module,
+    D: nn.Module,
+    z: torch.Tensor,
+    c: Optional[torch.Tensor],
+    *,
+    style_mixing: float,
+    kind: str = "logistic",
+) -> PhaseLosses:
     """G wants D to call its images real (non-saturating logistic by default)."""
     img, _ = run_generator(G, z, c, style_mixing=style_mixing, update_w_avg=True)
     logits = D(img, c)
@@ -88,8 +96,17 @@ def generator_main(G: nn.Module, D: nn.Module, z: torch.Tensor, c: Optional[torc
     return PhaseLosses(loss, {"adversarial": loss.detach(), "fake_score": logits.detach().mean()})
 
 
-def generator_path_length(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tensor], pl_mean: torch.Tensor, *,
-                          style_mixing: float, weight: float, decay: float, interval: int) -> PhaseLosses:
+def generator_path_length(
+    G: nn.Module,
+    z: torch.Tensor,
+    c: Optional[torch.Tensor],
+    pl_mean: torch.Tensor,
+    *,
+    style_mixing: float,
+    weight: float,
+    decay: float,
+    interval: int,
+) -> PhaseLosses:
     """Path-length regularization: |J_w^T y| should be constant, y random image-space directions.
 
     Updates `pl_mean` (a running mean, per rank) in place. The loss is multiplied by the lazy
@@ -108,28 +125,49 @@ def generator_path_length(G: nn.Module, z: torch.Tensor, c: Optional[torch.Tenso
     return PhaseLosses(total, {"path_length": penalty.detach(), "pl_mean": pl_mean.detach().clone()})
 
 
-def discriminator_main(G: nn.Module, D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor],
-                       z: torch.Tensor, gen_c: Optional[torch.Tensor], *, style_mixing: float,
-                       kind: str = "logistic", gp_weight: float = 0.0, drift_weight: float = 0.0) -> PhaseLosses:
+def discriminator_main(
+    G: nn.Module,
+    D: nn.Module,
+    real: torch.Tensor,
+    real_c: Optional[torch.Tensor],
+    z: torch.Tensor,
+    gen_c: Optional[torch.Tensor],
+    *,
+    style_mixing: float,
+    kind: str = "logistic",
+    gp_weight: float = 0.0,
+    drift_weight: float = 0.0,
+) -> PhaseLosses:
     """D calls real images real and G's images fake (logistic loss by default)."""
     with torch.no_grad():
         fake, _ = run_generator(G, z, gen_c, style_mixing=style_mixing)
-    return discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight,
-                                drift_weight=drift_weight)
+    return discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight, drift_weight=drift_weight)
 
 
-def discriminator_scores(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], fake: torch.Tensor,
-                         gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float = 0.0,
-                         drift_weight: float = 0.0) -> PhaseLosses:
+def discriminator_scores(
+    D: nn.Module,
+    real: torch.Tensor,
+    real_c: Optional[torch.Tensor],
+    fake: torch.Tensor,
+    gen_c: Optional[torch.Tensor],
+    *,
+    kind: str,
+    gp_weight: float = 0.0,
+    drift_weight: float = 0.0,
+) -> PhaseLosses:
     """D's main phase given already generated (detached) images; any family, any loss kind."""
     fake_logits = D(fake.detach(), gen_c)
     real_logits = D(real, real_c)
     adversarial = d_adversarial(kind, real_logits, fake_logits)
     total = adversarial
-    terms = {"adversarial": adversarial.detach(), "real_score": real_logits.detach().mean(),
-             "fake_score": fake_logits.detach().mean(), "real_sign": real_logits.detach().sign().mean()}
+    terms = {
+        "adversarial": adversarial.detach(),
+        "real_score": real_logits.detach().mean(),
+        "fake_score": fake_logits.detach().mean(),
+        "real_sign": real_logits.detach().sign().mean(),
+    }
     if kind == "wgan_gp":
-        penalty = gradient_penalty(D, real, fake[:real.shape[0]], real_c)
+        penalty = gradient_penalty(D, real, fake[: real.shape[0]], real_c)
         total = total + gp_weight * penalty
         terms["gradient_penalty"] = penalty.detach()
     if drift_weight > 0:
@@ -141,8 +179,9 @@ def discriminator_scores(D: nn.Module, real: torch.Tensor, real_c: Optional[torc
     return PhaseLosses(total, terms)
 
 
-def discriminator_r1(D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], *, gamma: float,
-                     interval: int) -> PhaseLosses:
+def discriminator_r1(
+    D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], *, gamma: float, interval: int
+) -> PhaseLosses:
     """R1: gamma/2 * |grad_x D(x)|^2 on real images, scaled by the lazy interval."""
     real = real.detach().requires_grad_(True)
     logits = D(real, real_c)

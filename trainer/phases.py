@@ -65,11 +65,23 @@ class StepContext:
     them, set their stage (ProGAN), but leave optimizers and gradients to `run_phase`.
     """
 
-    def __init__(self, *, nets: dict[str, torch.nn.Module], engines: dict[str, Any], batch: StepBatch,
-                 counters: Counters, batch_size: int, device: torch.device, dtype: torch.dtype,
-                 rank: int, world_size: int, z_dim: int, c_dim: int,
-                 run_phase: Callable[[str, Network, Callable[[], PhaseLosses]], None],
-                 next_batch: Callable[[str], StepBatch]):
+    def __init__(
+        self,
+        *,
+        nets: dict[str, torch.nn.Module],
+        engines: dict[str, Any],
+        batch: StepBatch,
+        counters: Counters,
+        batch_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        rank: int,
+        world_size: int,
+        z_dim: int,
+        c_dim: int,
+        run_phase: Callable[[str, Network, Callable[[], PhaseLosses]], None],
+        next_batch: Callable[[str], StepBatch],
+    ):
         self._nets, self._engines = nets, engines
         self._run_phase, self._next_batch = run_phase, next_batch
         self.batch, self.counters = batch, counters

@@ -106,13 +106,29 @@ def signals_blocked(signals: tuple[signal.Signals, ...] = DEFAULT_SIGNALS) -> It
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def write_marker(run_dir: Path, *, step: int, kimg: float, signal_name: str, checkpoint: Optional[Path],
-                 requeued: bool, seconds_to_checkpoint: Optional[float]) -> Path:
+def write_marker(
+    run_dir: Path,
+    *,
+    step: int,
+    kimg: float,
+    signal_name: str,
+    checkpoint: Optional[Path],
+    requeued: bool,
+    seconds_to_checkpoint: Optional[float],
+) -> Path:
     """Rank 0 records why the run stopped; launchers read it to report and choose the exit code."""
     path = Path(run_dir) / MARKER
-    data = {"step": step, "kimg": kimg, "signal": signal_name, "checkpoint": str(checkpoint) if checkpoint else None,
-            "requeued": requeued, "seconds_signal_to_checkpoint": seconds_to_checkpoint, "time": time.time(),
-            "run_id": os.environ.get("TORCHELASTIC_RUN_ID", ""), "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
+    data = {
+        "step": step,
+        "kimg": kimg,
+        "signal": signal_name,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "requeued": requeued,
+        "seconds_signal_to_checkpoint": seconds_to_checkpoint,
+        "time": time.time(),
+        "run_id": os.environ.get("TORCHELASTIC_RUN_ID", ""),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+    }
     tmp = path.with_name(f".{MARKER}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
@@ -149,7 +165,8 @@ def requeue_slurm_job() -> bool:
         log.error("could not run `scontrol requeue %s`: %s; resubmit the job to resume", job_id, exc)
         return False
     if result.returncode != 0:
-        log.error("`scontrol requeue %s` failed: %s; is the job submitted with --requeue?",
-                  job_id, result.stderr.strip())
+        log.error(
+            "`scontrol requeue %s` failed: %s; is the job submitted with --requeue?", job_id, result.stderr.strip()
+        )
         return False
     return True

@@ -35,8 +35,10 @@ def run_worker(run_dir: Path) -> int:
 
     cfg = load_run_config(run_dir)
     env = distributed.init_distributed(cfg.launch.backend)
-    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
-                        format=f"[rank {env.rank}] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if env.is_main else logging.WARNING,
+        format=f"[rank {env.rank}] %(levelname)s %(name)s: %(message)s",
+    )
     torch.set_num_threads(_threads(cfg, env.local_world_size))
     kernels.set_parity_check(cfg.train.kernel_check)  # first-use check of the Triton ops (kernels/guard.py)
     if cfg.train.deterministic:
@@ -45,11 +47,18 @@ def run_worker(run_dir: Path) -> int:
     registry = CollectorRegistry()
     endpoint = None
     if cfg.metrics.port:  # /metrics on port + local rank, and a file_sd entry under the run dir
-        identity = rank_identity(job=cfg.metrics.job or cfg.run.name, rank=env.rank,
-                                 local_rank=env.local_rank, node=env.node)
+        identity = rank_identity(
+            job=cfg.metrics.job or cfg.run.name, rank=env.rank, local_rank=env.local_rank, node=env.node
+        )
         bind = resolve_bind(cfg.metrics.bind, multi_node=env.world_size > env.local_world_size)
-        endpoint = RankEndpoint(registry, run_dir=cfg.run_dir, port=cfg.metrics.port + env.local_rank,
-                                bind=bind, identity=identity, port_stride=env.local_world_size)
+        endpoint = RankEndpoint(
+            registry,
+            run_dir=cfg.run_dir,
+            port=cfg.metrics.port + env.local_rank,
+            bind=bind,
+            identity=identity,
+            port_stride=env.local_world_size,
+        )
 
     if env.is_main:
         preemption.clear_marker(cfg.run_dir)  # a marker from an earlier, resumed interruption
@@ -64,8 +73,9 @@ def run_worker(run_dir: Path) -> int:
 
     watcher = preemption.PreemptionWatcher().install()
     with preemption.signals_blocked(watcher.signals):  # the loader workers started inside keep them blocked
-        trainer = Trainer(cfg, env, registry=registry, resume_from=Path(resume_from) if resume_from else None,
-                          preemption=watcher)
+        trainer = Trainer(
+            cfg, env, registry=registry, resume_from=Path(resume_from) if resume_from else None, preemption=watcher
+        )
     try:
         trainer.run()
     finally:
@@ -89,13 +99,22 @@ def _after_preemption(cfg, env, trainer, watcher) -> int:
         seconds = time.monotonic() - watcher.received_at if watcher.received_at else None
         requeued = preemption.requeue_wanted()
         # Marker first: once SLURM has the requeue it may end this allocation at any moment.
-        preemption.write_marker(cfg.run_dir, step=trainer.progress.step, kimg=trainer.progress.kimg,
-                                signal_name=watcher.signal_name, checkpoint=newest[0] if newest else None,
-                                requeued=requeued, seconds_to_checkpoint=seconds)
+        preemption.write_marker(
+            cfg.run_dir,
+            step=trainer.progress.step,
+            kimg=trainer.progress.kimg,
+            signal_name=watcher.signal_name,
+            checkpoint=newest[0] if newest else None,
+            requeued=requeued,
+            seconds_to_checkpoint=seconds,
+        )
         why = watcher.signal_name if watcher.received else "a signal to another rank"
-        print(f"hiresgan: preempted ({why}) at step {trainer.progress.step} "
-              f"({trainer.progress.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
-              f"{seconds if seconds is not None else float('nan'):.1f} s after the signal", flush=True)
+        print(
+            f"hiresgan: preempted ({why}) at step {trainer.progress.step} "
+            f"({trainer.progress.kimg:.3f} kimg); checkpoint {newest[0] if newest else '?'} written "
+            f"{seconds if seconds is not None else float('nan'):.1f} s after the signal",
+            flush=True,
+        )
         if requeued:
             preemption.requeue_slurm_job()
     return preemption.PREEMPTED_EXIT

@@ -26,16 +26,50 @@ def _upfirdn2d_jobs(tl):
     from kernels.triton_ops.upfirdn2d import upfirdn2d_kernel as k
 
     def sig(dt, acc, idx):
-        return {"x_ptr": f"*{dt}", "fy_ptr": f"*{acc}", "fx_ptr": f"*{acc}", "out_ptr": f"*{dt}",
-                **{n: idx for n in ("P", "C", "H", "W", "OH", "OW", "sxn", "sxc", "sxh", "sxw", "tiles_y", "tiles_x")}}
+        return {
+            "x_ptr": f"*{dt}",
+            "fy_ptr": f"*{acc}",
+            "fx_ptr": f"*{acc}",
+            "out_ptr": f"*{dt}",
+            **{n: idx for n in ("P", "C", "H", "W", "OH", "OW", "sxn", "sxc", "sxh", "sxw", "tiles_y", "tiles_x")},
+        }
 
-    base = dict(UPX=1, UPY=1, DOWNX=1, DOWNY=1, PX0=0, PY0=0, FW=4, FH=4, SEPARABLE=False, ACC=tl.float32,
-                INT64=False, BP=1, BH=4, BW=256)
+    base = dict(
+        UPX=1,
+        UPY=1,
+        DOWNX=1,
+        DOWNY=1,
+        PX0=0,
+        PY0=0,
+        FW=4,
+        FH=4,
+        SEPARABLE=False,
+        ACC=tl.float32,
+        INT64=False,
+        BP=1,
+        BH=4,
+        BW=256,
+    )
     return [
         (k, sig("fp32", "fp32", _I), {**base, "UPX": 2, "UPY": 2, "PX0": 2, "PY0": 2, "SEPARABLE": True}),
         (k, sig("bf16", "fp32", "i64"), {**base, "DOWNX": 2, "DOWNY": 2, "PX0": -1, "PY0": 1, "INT64": True}),
-        (k, sig("fp64", "fp64", _I), {**base, "UPX": 4, "UPY": 2, "DOWNX": 4, "DOWNY": 2, "FW": 3, "FH": 5,
-                                      "ACC": tl.float64, "BP": 64, "BH": 4, "BW": 4}),
+        (
+            k,
+            sig("fp64", "fp64", _I),
+            {
+                **base,
+                "UPX": 4,
+                "UPY": 2,
+                "DOWNX": 4,
+                "DOWNY": 2,
+                "FW": 3,
+                "FH": 5,
+                "ACC": tl.float64,
+                "BP": 64,
+                "BH": 4,
+                "BW": 4,
+            },
+        ),
     ]
 
 
@@ -44,22 +78,43 @@ def _bias_act_jobs(tl):
     from kernels.triton_ops.bias_act import bias_act_fwd_kernel, bias_act_grad_kernel
 
     def fwd_sig(dt, acc, idx=_I):
-        return {"x_ptr": f"*{dt}", "b_ptr": f"*{dt}", "p_ptr": f"*{acc}", "out_ptr": f"*{dt}", "R": idx, "C": _I,
-                "inner": idx, "chunks": _I, **_SCALARS}
+        return {
+            "x_ptr": f"*{dt}",
+            "b_ptr": f"*{dt}",
+            "p_ptr": f"*{acc}",
+            "out_ptr": f"*{dt}",
+            "R": idx,
+            "C": _I,
+            "inner": idx,
+            "chunks": _I,
+            **_SCALARS,
+        }
 
     def grad_sig(dt, acc):
         return {"g_ptr": f"*{dt}", "gg_ptr": f"*{dt}", **fwd_sig(dt, acc)}
 
     tiles = dict(INT64=False, BR=1, BI=1024)
-    jobs = [(bias_act_fwd_kernel, fwd_sig("bf16", "fp32", "i64"),
-             dict(P_PTR=False, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, INT64=True, BR=4, BI=256)),
-            (bias_act_fwd_kernel, fwd_sig("fp64", "fp64"),
-             dict(P_PTR=True, HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, **tiles))]
+    jobs = [
+        (
+            bias_act_fwd_kernel,
+            fwd_sig("bf16", "fp32", "i64"),
+            dict(P_PTR=False, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32, INT64=True, BR=4, BI=256),
+        ),
+        (
+            bias_act_fwd_kernel,
+            fwd_sig("fp64", "fp64"),
+            dict(P_PTR=True, HAS_BIAS=False, ACT=8, CLAMP=False, ACC=tl.float64, **tiles),
+        ),
+    ]
     for code in KERNEL_ACTS:  # both derivative orders of every activation
         for order in (1, 2):
-            jobs.append((bias_act_grad_kernel, grad_sig("fp32", "fp32"),
-                         dict(P_PTR=False, ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32,
-                              **tiles)))
+            jobs.append(
+                (
+                    bias_act_grad_kernel,
+                    grad_sig("fp32", "fp32"),
+                    dict(P_PTR=False, ORDER=order, HAS_BIAS=True, ACT=code, CLAMP=True, ACC=tl.float32, **tiles),
+                )
+            )
     return jobs
 
 
@@ -67,17 +122,55 @@ def _modconv_jobs(tl):
     from kernels.triton_ops.modconv import epilogue_bwd_kernel, epilogue_fwd_kernel
 
     strides = {**{n: _I for n in ("O", "HW", "W", "snn", "sno", "snh", "snw")}, **_SCALARS}
+
     def ptrs(dt, acc, names):  # parameters and partial sums are in the accumulation dtype
         return {n: (f"*{acc}" if n in ("p_ptr", "ps_ptr", "pb_ptr") else f"*{dt}") for n in names}
 
     fwd_names = ("c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "out_ptr")
     bwd_names = ("g_ptr", "c_ptr", "s_ptr", "n_ptr", "b_ptr", "p_ptr", "gc_ptr", "gn_ptr", "ps_ptr", "pb_ptr")
-    on = dict(P_PTR=False, HAS_SCALE=True, HAS_NOISE=True, NOISE_FLAT=True, HAS_BIAS=True, ACT=2, CLAMP=True, ACC=tl.float32,
-              INT64=False, BLOCK=1024)
-    off = dict(P_PTR=True, HAS_SCALE=False, HAS_NOISE=False, NOISE_FLAT=False, HAS_BIAS=False, ACT=0, CLAMP=False,
-               ACC=tl.float64, INT64=False, BLOCK=1024)
-    bwd_sig = lambda dt, acc: {**ptrs(dt, acc, bwd_names), **{n: _I for n in (  # noqa: E731
-        "O", "HW", "W", "chunks", "groups", "per_group", "snn", "sno", "snh", "snw")}, **_SCALARS}
+    on = dict(
+        P_PTR=False,
+        HAS_SCALE=True,
+        HAS_NOISE=True,
+        NOISE_FLAT=True,
+        HAS_BIAS=True,
+        ACT=2,
+        CLAMP=True,
+        ACC=tl.float32,
+        INT64=False,
+        BLOCK=1024,
+    )
+    off = dict(
+        P_PTR=True,
+        HAS_SCALE=False,
+        HAS_NOISE=False,
+        NOISE_FLAT=False,
+        HAS_BIAS=False,
+        ACT=0,
+        CLAMP=False,
+        ACC=tl.float64,
+        INT64=False,
+        BLOCK=1024,
+    )
+    bwd_sig = lambda dt, acc: {
+        **ptrs(dt, acc, bwd_names),
+        **{
+            n: _I
+            for n in (  # noqa: E731
+                "O",
+                "HW",
+                "W",
+                "chunks",
+                "groups",
+                "per_group",
+                "snn",
+                "sno",
+                "snh",
+                "snw",
+            )
+        },
+        **_SCALARS,
+    }
     return [
         (epilogue_fwd_kernel, {**ptrs("bf16", "fp32", fwd_names), **strides}, on),
         (epilogue_fwd_kernel, {**ptrs("fp64", "fp64", fwd_names), **strides}, off),

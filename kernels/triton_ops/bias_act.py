@@ -146,9 +146,27 @@ def tile_index(pid, R, inner, chunks, INT64: tl.constexpr, BR: tl.constexpr, BI:
 
 
 @triton.jit
-def bias_act_fwd_kernel(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp, P_PTR: tl.constexpr,
-                  HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
-                  INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
+def bias_act_fwd_kernel(
+    x_ptr,
+    b_ptr,
+    p_ptr,
+    out_ptr,
+    R,
+    C,
+    inner,
+    chunks,
+    alpha,
+    gain,
+    clamp,
+    P_PTR: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    CLAMP: tl.constexpr,
+    ACC: tl.constexpr,
+    INT64: tl.constexpr,
+    BR: tl.constexpr,
+    BI: tl.constexpr,
+):
     r, offs, mask = tile_index(tl.program_id(0), R, inner, chunks, INT64, BR, BI)
     alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
@@ -161,9 +179,30 @@ def bias_act_fwd_kernel(x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha
 
 
 @triton.jit
-def bias_act_grad_kernel(g_ptr, gg_ptr, x_ptr, b_ptr, p_ptr, out_ptr, R, C, inner, chunks, alpha, gain, clamp,
-                   P_PTR: tl.constexpr, ORDER: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr,
-                   ACC: tl.constexpr, INT64: tl.constexpr, BR: tl.constexpr, BI: tl.constexpr):
+def bias_act_grad_kernel(
+    g_ptr,
+    gg_ptr,
+    x_ptr,
+    b_ptr,
+    p_ptr,
+    out_ptr,
+    R,
+    C,
+    inner,
+    chunks,
+    alpha,
+    gain,
+    clamp,
+    P_PTR: tl.constexpr,
+    ORDER: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    CLAMP: tl.constexpr,
+    ACC: tl.constexpr,
+    INT64: tl.constexpr,
+    BR: tl.constexpr,
+    BI: tl.constexpr,
+):
     # ORDER 1: out = g * act'(z) * gain * [clamp passes]           (dL/dz from dL/dy = g)
     # ORDER 2: out = gg * g * act''(z) * gain * [clamp passes]     (d(dL/dz)/dz, times gg)
     r, offs, mask = tile_index(tl.program_id(0), R, inner, chunks, INT64, BR, BI)
@@ -202,9 +241,25 @@ def launch_fwd(x, b, params, out, *, C, inner, act, clamp, tile=None):
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
     with on_device(out):
-        bias_act_fwd_kernel[grid](x, x if b is None else b, p_ptr, out, R, C, inner, chunks, alpha, gain,
-                                  clamp_value, P_PTR=params.tensor is not None, HAS_BIAS=b is not None,
-                                  ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc], **blocks)
+        bias_act_fwd_kernel[grid](
+            x,
+            x if b is None else b,
+            p_ptr,
+            out,
+            R,
+            C,
+            inner,
+            chunks,
+            alpha,
+            gain,
+            clamp_value,
+            P_PTR=params.tensor is not None,
+            HAS_BIAS=b is not None,
+            ACT=kernel_code(act),
+            CLAMP=clamp,
+            ACC=_TL_ACC[params.acc],
+            **blocks,
+        )
     return out
 
 
@@ -213,8 +268,26 @@ def launch_grad(order, g, gg, x, b, params, out, *, C, inner, act, clamp, tile=N
     grid, chunks, blocks = _grid_args(out, R, inner, tile)
     p_ptr, alpha, gain, clamp_value = param_args(params, x)
     with on_device(out):
-        bias_act_grad_kernel[grid](g, g if gg is None else gg, x, x if b is None else b, p_ptr, out, R, C, inner,
-                                   chunks, alpha, gain, clamp_value, P_PTR=params.tensor is not None, ORDER=order,
-                                   HAS_BIAS=b is not None, ACT=kernel_code(act), CLAMP=clamp,
-                                   ACC=_TL_ACC[params.acc], **blocks)
+        bias_act_grad_kernel[grid](
+            g,
+            g if gg is None else gg,
+            x,
+            x if b is None else b,
+            p_ptr,
+            out,
+            R,
+            C,
+            inner,
+            chunks,
+            alpha,
+            gain,
+            clamp_value,
+            P_PTR=params.tensor is not None,
+            ORDER=order,
+            HAS_BIAS=b is not None,
+            ACT=kernel_code(act),
+            CLAMP=clamp,
+            ACC=_TL_ACC[params.acc],
+            **blocks,
+        )
     return out

@@ -39,9 +39,27 @@ def noise_offset(plane, offs, O, W, snn, sno, snh, snw, NOISE_FLAT: tl.constexpr
 
 
 @triton.jit
-def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                    HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
-                    HAS_BIAS: tl.constexpr, ACC: tl.constexpr, INT64: tl.constexpr):
+def _pre_activation(
+    c,
+    plane,
+    offs,
+    mask,
+    s_ptr,
+    n_ptr,
+    b_ptr,
+    O,
+    W,
+    snn,
+    sno,
+    snh,
+    snw,
+    HAS_SCALE: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    NOISE_FLAT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACC: tl.constexpr,
+    INT64: tl.constexpr,
+):
     z = c
     if HAS_SCALE:
         z = z * tl.load(s_ptr + plane).to(ACC)
@@ -54,17 +72,60 @@ def _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, s
 
 
 @triton.jit
-def epilogue_fwd_kernel(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, snn, sno, snh, snw, alpha, gain, clamp,
-                  P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FLAT: tl.constexpr,
-                  HAS_BIAS: tl.constexpr, ACT: tl.constexpr, CLAMP: tl.constexpr, ACC: tl.constexpr,
-                  INT64: tl.constexpr, BLOCK: tl.constexpr):
+def epilogue_fwd_kernel(
+    c_ptr,
+    s_ptr,
+    n_ptr,
+    b_ptr,
+    p_ptr,
+    out_ptr,
+    O,
+    HW,
+    W,
+    snn,
+    sno,
+    snh,
+    snw,
+    alpha,
+    gain,
+    clamp,
+    P_PTR: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    NOISE_FLAT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    CLAMP: tl.constexpr,
+    ACC: tl.constexpr,
+    INT64: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     plane = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     alpha, gain, clamp = load_params(p_ptr, alpha, gain, clamp, P_PTR)
     c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
-    z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                        HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC, INT64)
+    z = _pre_activation(
+        c,
+        plane,
+        offs,
+        mask,
+        s_ptr,
+        n_ptr,
+        b_ptr,
+        O,
+        W,
+        snn,
+        sno,
+        snh,
+        snw,
+        HAS_SCALE,
+        HAS_NOISE,
+        NOISE_FLAT,
+        HAS_BIAS,
+        ACC,
+        INT64,
+    )
     y = act_fwd(z, alpha, ACT) * gain
     if CLAMP:
         y = tl.minimum(tl.maximum(y, -clamp), clamp)
@@ -72,10 +133,42 @@ def epilogue_fwd_kernel(c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, out_ptr, O, HW, W, sn
 
 
 @triton.jit
-def epilogue_bwd_kernel(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr, ps_ptr, pb_ptr, O, HW, W, chunks,
-                  groups, per_group, snn, sno, snh, snw, alpha, gain, clamp, P_PTR: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_NOISE: tl.constexpr,
-                  NOISE_FLAT: tl.constexpr, HAS_BIAS: tl.constexpr, NOISE_GRAD: tl.constexpr, ACT: tl.constexpr,
-                  CLAMP: tl.constexpr, ACC: tl.constexpr, INT64: tl.constexpr, BLOCK: tl.constexpr):
+def epilogue_bwd_kernel(
+    g_ptr,
+    c_ptr,
+    s_ptr,
+    n_ptr,
+    b_ptr,
+    p_ptr,
+    gc_ptr,
+    gn_ptr,
+    ps_ptr,
+    pb_ptr,
+    O,
+    HW,
+    W,
+    chunks,
+    groups,
+    per_group,
+    snn,
+    sno,
+    snh,
+    snw,
+    alpha,
+    gain,
+    clamp,
+    P_PTR: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    NOISE_FLAT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    NOISE_GRAD: tl.constexpr,
+    ACT: tl.constexpr,
+    CLAMP: tl.constexpr,
+    ACC: tl.constexpr,
+    INT64: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     # Program (n, group of channels, chunk of H*W), looping over its channels:
     #   gz = g * act'(z) * gain * [clamp passes]; gc = gz * scale, stored;
     #   per (plane, chunk): partial sums of gz * c (scale gradient) and gz (bias gradient);
@@ -97,8 +190,27 @@ def epilogue_bwd_kernel(g_ptr, c_ptr, s_ptr, n_ptr, b_ptr, p_ptr, gc_ptr, gn_ptr
     for o in range(o_start, o_end):
         plane = (n * O + o).to(tl.int64)
         c = tl.load(c_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
-        z = _pre_activation(c, plane, offs, mask, s_ptr, n_ptr, b_ptr, O, W, snn, sno, snh, snw,
-                            HAS_SCALE, HAS_NOISE, NOISE_FLAT, HAS_BIAS, ACC, INT64)
+        z = _pre_activation(
+            c,
+            plane,
+            offs,
+            mask,
+            s_ptr,
+            n_ptr,
+            b_ptr,
+            O,
+            W,
+            snn,
+            sno,
+            snh,
+            snw,
+            HAS_SCALE,
+            HAS_NOISE,
+            NOISE_FLAT,
+            HAS_BIAS,
+            ACC,
+            INT64,
+        )
         g = tl.load(g_ptr + plane * HW + offs, mask=mask, other=0.0).to(ACC)
         gz = g * act_d1(z, alpha, ACT) * clamp_mask(act_fwd(z, alpha, ACT) * gain, clamp, CLAMP) * gain
         gz = tl.where(mask, gz, 0.0)
@@ -145,11 +257,28 @@ def launch_fwd(c, scale, noise, bias, params, out, *, act, clamp):
     p_ptr, *scalars = param_args(params, c)
     with on_device(out):
         epilogue_fwd_kernel[(N * O, triton.cdiv(H * W, block))](
-            c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr, out,
-            O, H * W, W, *_noise_strides(noise, c.shape), *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None,
-            NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W), HAS_BIAS=bias is not None, ACT=kernel_code(act),
-            CLAMP=clamp, ACC=_TL_ACC[params.acc],
-            INT64=_noise_int64(noise, c.shape), BLOCK=block)
+            c,
+            c if scale is None else scale,
+            c if noise is None else noise,
+            c if bias is None else bias,
+            p_ptr,
+            out,
+            O,
+            H * W,
+            W,
+            *_noise_strides(noise, c.shape),
+            *scalars,
+            P_PTR=params.tensor is not None,
+            HAS_SCALE=scale is not None,
+            HAS_NOISE=noise is not None,
+            NOISE_FLAT=_noise_flat(_noise_strides(noise, c.shape), W),
+            HAS_BIAS=bias is not None,
+            ACT=kernel_code(act),
+            CLAMP=clamp,
+            ACC=_TL_ACC[params.acc],
+            INT64=_noise_int64(noise, c.shape),
+            BLOCK=block,
+        )
     return out
 
 
@@ -182,12 +311,36 @@ def launch_bwd(g, c, scale, noise, bias, params, *, act, clamp, want_noise_grad,
     p_ptr, *scalars = param_args(params, c)
     with on_device(gc):
         epilogue_bwd_kernel[(N * groups, chunks)](
-            g, c, c if scale is None else scale, c if noise is None else noise, c if bias is None else bias, p_ptr,
-            gc, gn, gc if ps is None else ps, gc if pb is None else pb, O, H * W, W, chunks, groups, per_group,
-            *nstr, *scalars, P_PTR=params.tensor is not None, HAS_SCALE=scale is not None, HAS_NOISE=noise is not None, NOISE_FLAT=_noise_flat(nstr, W),
+            g,
+            c,
+            c if scale is None else scale,
+            c if noise is None else noise,
+            c if bias is None else bias,
+            p_ptr,
+            gc,
+            gn,
+            gc if ps is None else ps,
+            gc if pb is None else pb,
+            O,
+            H * W,
+            W,
+            chunks,
+            groups,
+            per_group,
+            *nstr,
+            *scalars,
+            P_PTR=params.tensor is not None,
+            HAS_SCALE=scale is not None,
+            HAS_NOISE=noise is not None,
+            NOISE_FLAT=_noise_flat(nstr, W),
             HAS_BIAS=bias is not None,
-            NOISE_GRAD=noise_grad, ACT=kernel_code(act), CLAMP=clamp, ACC=_TL_ACC[params.acc],
-            INT64=_noise_int64(noise, c.shape), BLOCK=block)
+            NOISE_GRAD=noise_grad,
+            ACT=kernel_code(act),
+            CLAMP=clamp,
+            ACC=_TL_ACC[params.acc],
+            INT64=_noise_int64(noise, c.shape),
+            BLOCK=block,
+        )
     gscale = None if ps is None else ps.sum(1).reshape(N, O)
     gbias = None if pb is None else pb.sum(1).reshape(N, O)
     gnoise = None

@@ -36,11 +36,38 @@ def pixel_offset(iy, ix, sxh, sxw, INT64: tl.constexpr):
 
 
 @triton.jit
-def upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sxc, sxh, sxw, tiles_y, tiles_x,
-                      UPX: tl.constexpr, UPY: tl.constexpr, DOWNX: tl.constexpr, DOWNY: tl.constexpr,
-                      PX0: tl.constexpr, PY0: tl.constexpr, FW: tl.constexpr, FH: tl.constexpr,
-                      SEPARABLE: tl.constexpr, ACC: tl.constexpr, INT64: tl.constexpr,
-                      BP: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr):
+def upfirdn2d_kernel(
+    x_ptr,
+    fy_ptr,
+    fx_ptr,
+    out_ptr,
+    P,
+    C,
+    H,
+    W,
+    OH,
+    OW,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    tiles_y,
+    tiles_x,
+    UPX: tl.constexpr,
+    UPY: tl.constexpr,
+    DOWNX: tl.constexpr,
+    DOWNY: tl.constexpr,
+    PX0: tl.constexpr,
+    PY0: tl.constexpr,
+    FW: tl.constexpr,
+    FH: tl.constexpr,
+    SEPARABLE: tl.constexpr,
+    ACC: tl.constexpr,
+    INT64: tl.constexpr,
+    BP: tl.constexpr,
+    BH: tl.constexpr,
+    BW: tl.constexpr,
+):
     # A [BP, BH, BW] tile of the contiguous output [N*C, OH, OW]. Rows and columns come from
     # aranges, so no lane divides by a runtime size (that would make this memory-bound kernel
     # compute-bound); only the plane index is split into (n, c), on a [BP, 1, 1] vector.
@@ -72,8 +99,9 @@ def upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sx
             kx = k0x + tx_ * UPX
             ix = (bx + kx) // UPX
             col_ok = (kx < FW) & (ix >= 0) & (ix < W)
-            v = tl.load(x_base + pixel_offset(iy, ix, sxh, sxw, INT64), mask=out_mask & row_ok & col_ok,
-                        other=0.0).to(ACC)
+            v = tl.load(x_base + pixel_offset(iy, ix, sxh, sxw, INT64), mask=out_mask & row_ok & col_ok, other=0.0).to(
+                ACC
+            )
             if SEPARABLE:
                 w = wy * tl.load(fx_ptr + kx, mask=kx < FW, other=0.0)
             else:
@@ -85,8 +113,18 @@ def upfirdn2d_kernel(x_ptr, fy_ptr, fx_ptr, out_ptr, P, C, H, W, OH, OW, sxn, sx
 _TL_ACC = {torch.float64: tl.float64, torch.float32: tl.float32}
 
 
-def launch(x: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor | None, out: torch.Tensor, *, up: tuple[int, int],
-           down: tuple[int, int], pad0: tuple[int, int], fsize: tuple[int, int], tile=None) -> torch.Tensor:
+def launch(
+    x: torch.Tensor,
+    fy: torch.Tensor,
+    fx: torch.Tensor | None,
+    out: torch.Tensor,
+    *,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    pad0: tuple[int, int],
+    fsize: tuple[int, int],
+    tile=None,
+) -> torch.Tensor:
     """Fill `out` [N, C, OH, OW] (contiguous). `fy`/`fx`: the two 1-D taps of a separable filter,
     or `fy` the 2-D filter [FH, FW] and `fx` None; both already flipped and scaled, in the
     accumulation dtype. `up`, `down`, `pad0`, `fsize` are (x, y) pairs. `tile` (planes, rows,
@@ -100,7 +138,32 @@ def launch(x: torch.Tensor, fy: torch.Tensor, fx: torch.Tensor | None, out: torc
     reach = max(out.numel(), sum((d - 1) * st for d, st in zip(x.shape, x.stride())) + 1)
     with on_device(out):
         upfirdn2d_kernel[(triton.cdiv(N * C, bp) * tiles_y * tiles_x,)](
-            x, fy, fy if fx is None else fx, out, N * C, C, H, W, OH, OW, *x.stride(), tiles_y, tiles_x,
-            UPX=up[0], UPY=up[1], DOWNX=down[0], DOWNY=down[1], PX0=pad0[0], PY0=pad0[1], FW=fsize[0], FH=fsize[1],
-            SEPARABLE=fx is not None, ACC=_TL_ACC[fy.dtype], INT64=needs_int64(reach), BP=bp, BH=bh, BW=bw)
+            x,
+            fy,
+            fy if fx is None else fx,
+            out,
+            N * C,
+            C,
+            H,
+            W,
+            OH,
+            OW,
+            *x.stride(),
+            tiles_y,
+            tiles_x,
+            UPX=up[0],
+            UPY=up[1],
+            DOWNX=down[0],
+            DOWNY=down[1],
+            PX0=pad0[0],
+            PY0=pad0[1],
+            FW=fsize[0],
+            FH=fsize[1],
+            SEPARABLE=fx is not None,
+            ACC=_TL_ACC[fy.dtype],
+            INT64=needs_int64(reach),
+            BP=bp,
+            BH=bh,
+            BW=bw,
+        )
     return out

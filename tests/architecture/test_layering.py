@@ -15,8 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("launch", "trainer", "kernels", "sampler")
 # Which of our packages each package may import (itself included). The standalone sampler is a
 # leaf (torch + safetensors only); trainer's graph exports reuse its pure-torch sampling graph.
-ALLOWED = {"launch": {"launch", "trainer", "kernels", "sampler"}, "trainer": {"trainer", "kernels", "sampler"},
-           "kernels": {"kernels"}, "sampler": {"sampler"}}
+ALLOWED = {
+    "launch": {"launch", "trainer", "kernels", "sampler"},
+    "trainer": {"trainer", "kernels", "sampler"},
+    "kernels": {"kernels"},
+    "sampler": {"sampler"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -77,9 +81,12 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_arrows_go_only_launch_trainer_kernels():
-    wrong = [f"{m} (line {line}) imports {target}"
-             for m in MODULES for target, line, _ in imports_of(m)
-             if target.split(".")[0] not in ALLOWED[m.split(".")[0]]]
+    wrong = [
+        f"{m} (line {line}) imports {target}"
+        for m in MODULES
+        for target, line, _ in imports_of(m)
+        if target.split(".")[0] not in ALLOWED[m.split(".")[0]]
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -92,8 +99,11 @@ def test_lean_packages_import_only_their_dependencies(package):
     bad = []
     for module in (m for m in MODULES if m.split(".")[0] == package):
         for node in ast.walk(ast.parse(MODULES[module].read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top not in THIRD_PARTY[package] | {package, "__future__"} | set(sys.stdlib_module_names):
@@ -168,13 +178,22 @@ def private_uses(module: str) -> list[str]:
                 target = resolve(f"{source}.{alias.name}")
                 if target and target != resolve(source):
                     aliases[alias.asname or alias.name] = target
-                elif resolve(source) and resolve(source) != module and alias.name.startswith("_") \
-                        and not alias.name.startswith("__"):
+                elif (
+                    resolve(source)
+                    and resolve(source) != module
+                    and alias.name.startswith("_")
+                    and not alias.name.startswith("__")
+                ):
                     bad.append(f"{module} (line {node.lineno}) imports {source}.{alias.name}")
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")
-                and aliases[node.value.id] != module):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and aliases[node.value.id] != module
+        ):
             bad.append(f"{module} (line {node.lineno}) uses {aliases[node.value.id]}.{node.attr}")
     return bad
 
@@ -184,10 +203,13 @@ def test_no_module_uses_another_modules_private_names():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("planted, expect", [
-    ("from trainer.loop import _secret\n", "imports trainer.loop._secret"),
-    ("from trainer import loop\nloop._secret()\n", "uses trainer.loop._secret"),
-])
+@pytest.mark.parametrize(
+    "planted, expect",
+    [
+        ("from trainer.loop import _secret\n", "imports trainer.loop._secret"),
+        ("from trainer import loop\nloop._secret()\n", "uses trainer.loop._secret"),
+    ],
+)
 def test_the_private_name_check_catches_planted_uses(tmp_path, planted, expect, monkeypatch):
     path = ROOT / "trainer" / "_layering_probe.py"
     monkeypatch.setitem(MODULES, "trainer._layering_probe", path)

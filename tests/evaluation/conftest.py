@@ -1,5 +1,4 @@
 import pytest
-
 from evalkit import tiny_generator
 
 
@@ -21,8 +20,18 @@ def tiny_run(tmp_path, digit_shards):
 
     _, pattern = digit_shards
     root = Path(__file__).resolve().parents[2]
-    cfg = load_config(root / "configs" / "digits.yaml",
-                      ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
-                       "model.mapping_layers=1", f"data.urls={pattern}", f"run.out_dir={tmp_path}", "run.name=r"])
+    cfg = load_config(
+        root / "configs" / "digits.yaml",
+        [
+            "model.channel_base=256",
+            "model.channel_max=16",
+            "model.z_dim=16",
+            "model.w_dim=16",
+            "model.mapping_layers=1",
+            f"data.urls={pattern}",
+            f"run.out_dir={tmp_path}",
+            "run.name=r",
+        ],
+    )
     save_config(cfg, cfg.run_dir)
     return cfg.run_dir

@@ -7,8 +7,16 @@ def tiny_generator(c_dim: int = 10, channels: int = 1, resolution: int = 32, see
     from trainer.models.stylegan2_generator import Generator
 
     torch.manual_seed(seed)
-    G = Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=resolution, img_channels=channels,
-                  mapping_layers=2, channel_base=256, channel_max=16)
+    G = Generator(
+        z_dim=16,
+        c_dim=c_dim,
+        w_dim=16,
+        img_resolution=resolution,
+        img_channels=channels,
+        mapping_layers=2,
+        channel_base=256,
+        channel_max=16,
+    )
     # Non-zero noise strengths and w_avg, so noise and truncation paths are really exercised.
     with torch.no_grad():
         for name, p in G.named_parameters():

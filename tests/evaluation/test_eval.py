@@ -9,7 +9,7 @@ import torch
 from launch.cli import main
 from trainer.evaluation import scores
 from trainer.evaluation.features import DigitFeatures
-from trainer.evaluation.stats import real_features, shard_files, iter_real_batches
+from trainer.evaluation.stats import iter_real_batches, real_features, shard_files
 
 
 def test_digit_features_tell_real_digits_from_other_images(digit_shards):
@@ -30,8 +30,20 @@ def test_digit_features_tell_real_digits_from_other_images(digit_shards):
 def test_hiresgan_eval_cli_reports_metrics_and_caches_real_features(tiny_export, digit_shards, tmp_path, capsys):
     _, pattern = digit_shards
     cache, out = tmp_path / "cache", tmp_path / "report.json"
-    argv = ["eval", str(tiny_export), "--data", pattern, "--num", "64", "--num-real", "200",
-            "--cache", str(cache), "--out", str(out)]
+    argv = [
+        "eval",
+        str(tiny_export),
+        "--data",
+        pattern,
+        "--num",
+        "64",
+        "--num-real",
+        "200",
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     report = json.loads(out.read_text())
     assert report["num_real"] == 200 and report["num_fake"] == 64
@@ -80,7 +92,6 @@ def test_digits_eval_check_fails_an_untrained_export(tiny_export, capsys):
 
 
 def test_digit_coverage_counts_only_clearly_drawn_digits():
-    import numpy as np
 
     from trainer.evaluation.digits_gate import coverage
 
@@ -107,9 +118,9 @@ def test_quality_bar_per_kind_of_generator():
 
 
 def test_watch_evaluates_each_checkpoint_once_into_jsonl_and_prometheus(tiny_run, digit_shards):
+    from evalkit import make_checkpoint
     from prometheus_client import CollectorRegistry
 
-    from evalkit import make_checkpoint
     from trainer.evaluation.watch import EvalGauges, evaluate_new_checkpoints
 
     _, pattern = digit_shards

@@ -32,8 +32,22 @@ def test_eval_warns_when_the_data_is_not_what_the_generator_makes(tiny_export, t
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src / f"{i}.png")
     write_shards(src, tmp_path / "rgb16", resolution=16)
-    assert main(["eval", str(tiny_export), "--data", str(tmp_path / "rgb16"), *ARGS, "--num-real", "8",
-                 "--cache", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_export),
+                "--data",
+                str(tmp_path / "rgb16"),
+                *ARGS,
+                "--num-real",
+                "8",
+                "--cache",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "warning: --data holds 16x16 images with 3 channel(s) but the generator makes 32x32 with 1" in err, err
 

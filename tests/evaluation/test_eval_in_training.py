@@ -28,21 +28,35 @@ def inception_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("override, words", [
-    (["eval.metrics=fid,psnr"], ["eval.metrics", "fid, kid, pr, is"]),
-    (["eval.features=clip"], ["eval.features", "digits, inception"]),
-    (["eval.every_kimg=-1"], ["eval.every_kimg", ">= 0"]),
-    (["eval.num_fake=1"], ["eval.num_fake", "at least 2"]),
-    (["eval.evry_kimg=1"], ["eval.evry_kimg", "every_kimg"]),  # typo: names the valid keys
-    (["eval.every_kimg=5", "eval.features=inception"], ["eval.inception_weights", "convert"]),
-    (["eval.every_kimg=5", "eval.features=inception", "eval.inception_weights=/no/such.safetensors"],
-     ["eval.inception_weights", "does not exist"]),
-    (["eval.every_kimg=5", "eval.features=inception", "eval.inception_weights={weights}"],
-     ["eval.inception_sha256", "64-hex-digit"]),
-    (["eval.every_kimg=5", "eval.features=inception", "eval.inception_weights={weights}",
-      "eval.inception_sha256=" + "ab" * 32], ["eval.inception_sha256", "has SHA-256"]),
-    (["eval.every_kimg=5", "data.resolution=64"], ["eval.features", "1x32x32", "inception"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["eval.metrics=fid,psnr"], ["eval.metrics", "fid, kid, pr, is"]),
+        (["eval.features=clip"], ["eval.features", "digits, inception"]),
+        (["eval.every_kimg=-1"], ["eval.every_kimg", ">= 0"]),
+        (["eval.num_fake=1"], ["eval.num_fake", "at least 2"]),
+        (["eval.evry_kimg=1"], ["eval.evry_kimg", "every_kimg"]),  # typo: names the valid keys
+        (["eval.every_kimg=5", "eval.features=inception"], ["eval.inception_weights", "convert"]),
+        (
+            ["eval.every_kimg=5", "eval.features=inception", "eval.inception_weights=/no/such.safetensors"],
+            ["eval.inception_weights", "does not exist"],
+        ),
+        (
+            ["eval.every_kimg=5", "eval.features=inception", "eval.inception_weights={weights}"],
+            ["eval.inception_sha256", "64-hex-digit"],
+        ),
+        (
+            [
+                "eval.every_kimg=5",
+                "eval.features=inception",
+                "eval.inception_weights={weights}",
+                "eval.inception_sha256=" + "ab" * 32,
+            ],
+            ["eval.inception_sha256", "has SHA-256"],
+        ),
+        (["eval.every_kimg=5", "data.resolution=64"], ["eval.features", "1x32x32", "inception"]),
+    ],
+)
 def test_bad_eval_keys_name_the_key(override, words, inception_file):
     with pytest.raises(ConfigError) as info:
         load_config(DIGITS, [o.replace("{weights}", str(inception_file)) for o in override])
@@ -56,8 +70,17 @@ def test_eval_is_off_by_default_and_weights_are_only_needed_when_on(inception_fi
     assert load_config(DIGITS).eval.every_kimg == 0
     load_config(DIGITS, ["eval.features=inception"])  # off: no weights needed
     sha = hashlib.sha256(inception_file.read_bytes()).hexdigest()
-    cfg = load_config(DIGITS, ["eval.every_kimg=5", "eval.features=inception", f"eval.inception_weights={inception_file}",
-                               f"eval.inception_sha256={sha.upper()}", "data.resolution=64", "data.channels=3"])
+    cfg = load_config(
+        DIGITS,
+        [
+            "eval.every_kimg=5",
+            "eval.features=inception",
+            f"eval.inception_weights={inception_file}",
+            f"eval.inception_sha256={sha.upper()}",
+            "data.resolution=64",
+            "data.channels=3",
+        ],
+    )
     assert cfg.eval.features == "inception"
 
 
@@ -68,9 +91,20 @@ def test_periodic_eval_in_process_keeps_mode_and_rng_and_reports(tmp_path, digit
     from trainer.models import build_networks
 
     _, pattern = digit_shards
-    cfg = load_config(DIGITS, TINY + [f"data.urls={pattern}", f"run.out_dir={tmp_path}", "run.name=p",
-                                      "eval.every_kimg=0.016", "eval.metrics=fid,kid", "eval.num_fake=16",
-                                      "eval.num_real=40", f"eval.cache={tmp_path / 'cache'}"])
+    cfg = load_config(
+        DIGITS,
+        TINY
+        + [
+            f"data.urls={pattern}",
+            f"run.out_dir={tmp_path}",
+            "run.name=p",
+            "eval.every_kimg=0.016",
+            "eval.metrics=fid,kid",
+            "eval.num_fake=16",
+            "eval.num_real=40",
+            f"eval.cache={tmp_path / 'cache'}",
+        ],
+    )
     env = DistEnv(rank=0, world_size=1, local_rank=0, local_world_size=1, node="h", device=torch.device("cpu"))
     G, _ = build_networks(cfg)
     G.train()  # evaluation must switch to eval mode and back
@@ -103,16 +137,37 @@ def test_two_ranks_evaluate_during_training_as_hiresgan_eval_does_afterwards(tmp
     metrics = "fid,kid,pr"
     port = free_ports()
     stop, found = threading.Event(), []
-    scraper = threading.Thread(target=_scrape_until, daemon=True,
-                               args=(f"http://127.0.0.1:{port}/metrics", "hiresgan_eval_fid{", stop, found))
+    scraper = threading.Thread(
+        target=_scrape_until, daemon=True, args=(f"http://127.0.0.1:{port}/metrics", "hiresgan_eval_fid{", stop, found)
+    )
     scraper.start()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "launch", "train", str(DIGITS), *TINY, f"data.urls={pattern}", "data.prepare=none",
-             f"run.out_dir={tmp_path}", "run.name=ev", f"metrics.port={port}", "launch.nproc_per_node=2",
-             "train.kimg=0.064", "eval.every_kimg=0.032", f"eval.metrics={metrics}", "eval.num_fake=48",
-             "eval.num_real=150", f"eval.cache={tmp_path / 'cache'}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "launch",
+                "train",
+                str(DIGITS),
+                *TINY,
+                f"data.urls={pattern}",
+                "data.prepare=none",
+                f"run.out_dir={tmp_path}",
+                "run.name=ev",
+                f"metrics.port={port}",
+                "launch.nproc_per_node=2",
+                "train.kimg=0.064",
+                "eval.every_kimg=0.032",
+                f"eval.metrics={metrics}",
+                "eval.num_fake=48",
+                "eval.num_real=150",
+                f"eval.cache={tmp_path / 'cache'}",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         stop.set()
         scraper.join()
@@ -127,8 +182,27 @@ def test_two_ranks_evaluate_during_training_as_hiresgan_eval_does_afterwards(tmp
     # of the final checkpoint: same seeds, same fakes, same numbers.
     assert main(["export", str(run_dir)]) == 0
     out = tmp_path / "after.json"
-    assert main(["eval", str(run_dir / "exports" / "step-00000008"), "--data", pattern, "--num", "48",
-                 "--num-real", "150", "--metrics", metrics, "--cache", str(tmp_path / "cache2"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run_dir / "exports" / "step-00000008"),
+                "--data",
+                pattern,
+                "--num",
+                "48",
+                "--num-real",
+                "150",
+                "--metrics",
+                metrics,
+                "--cache",
+                str(tmp_path / "cache2"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     after = json.loads(out.read_text())
     for key in ("fid", "kid", "precision", "recall"):
         assert records[-1][key] == pytest.approx(after[key], rel=1e-5, abs=1e-6), key

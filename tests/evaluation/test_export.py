@@ -68,13 +68,47 @@ def test_standalone_sampler_runs_without_training_code_and_reproduces_hiresgan_s
     shutil.copy(SAMPLER, alone / "hiresgan_sampler.py")  # one file, away from the repository
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # -I: no PYTHONPATH, no user site, no script folder; the blocker refuses our packages outright.
-    result = subprocess.run([sys.executable, "-I", "-c", _BLOCKER, str(alone / "hiresgan_sampler.py"),
-                             str(tiny_export), "--seeds", "0-3", "--class", "5", "--truncation", "0.7",
-                             "--out", str(tmp_path / "alone")], cwd=alone, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            _BLOCKER,
+            str(alone / "hiresgan_sampler.py"),
+            str(tiny_export),
+            "--seeds",
+            "0-3",
+            "--class",
+            "5",
+            "--truncation",
+            "0.7",
+            "--out",
+            str(tmp_path / "alone"),
+        ],
+        cwd=alone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert main(["sample", str(tiny_export), "--seeds", "0-3", "--class", "5", "--truncation", "0.7",
-                 "--out", str(tmp_path / "ours")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(tiny_export),
+                "--seeds",
+                "0-3",
+                "--class",
+                "5",
+                "--truncation",
+                "0.7",
+                "--out",
+                str(tmp_path / "ours"),
+            ]
+        )
+        == 0
+    )
     for seed in range(4):
         name = f"seed{seed:04d}-class5.png"
         a = np.asarray(Image.open(tmp_path / "alone" / name), dtype=np.int16)
@@ -85,8 +119,12 @@ def test_standalone_sampler_runs_without_training_code_and_reproduces_hiresgan_s
 
 
 def test_standalone_sampler_bad_class_is_a_clear_error(tiny_export):
-    result = subprocess.run([sys.executable, str(SAMPLER), str(tiny_export), "--class", "10", "--out", "/nonexistent"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(SAMPLER), str(tiny_export), "--class", "10", "--out", "/nonexistent"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "class 10 is out of range" in result.stderr
 
 
@@ -151,6 +189,7 @@ def test_export_from_a_training_checkpoint(tiny_run):
 
 def test_unconditional_generator_standalone_and_torchscript(tmp_path):
     from evalkit import tiny_generator
+
     from sampler.hiresgan_sampler import load_generator as load_standalone
 
     G = tiny_generator(c_dim=0, channels=3, resolution=16)

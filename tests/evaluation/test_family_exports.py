@@ -46,8 +46,12 @@ def test_style_mixing_an_mlp_export_is_one_line_naming_family_and_feature(mlp_ex
 
 def test_video_of_an_mlp_export_loops_through_z(mlp_export, tmp_path):
     gif = tmp_path / "loop.gif"
-    assert main(["sample", str(mlp_export), "--video", str(gif), "--seeds", "0-2", "--frames", "4",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            ["sample", str(mlp_export), "--video", str(gif), "--seeds", "0-2", "--frames", "4", "--out", str(tmp_path)]
+        )
+        == 0
+    )
     with Image.open(gif) as image:
         assert image.n_frames == 3 * 4 and image.size == (32, 32)
 
@@ -58,8 +62,7 @@ def test_mlp_graphs_equal_eager_sampling(mlp_export, tmp_path):
     expected = generate(G, seeds, None, truncation=1.0)
     assert main(["export", str(mlp_export), "--format", "torchscript", "--out", str(tmp_path / "g.pt")]) == 0
     with torch.no_grad():
-        torch.testing.assert_close(torch.jit.load(str(tmp_path / "g.pt"))(_latents(seeds)), expected,
-                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(torch.jit.load(str(tmp_path / "g.pt"))(_latents(seeds)), expected, atol=1e-4, rtol=0)
     ort = pytest.importorskip("onnxruntime")
     assert main(["export", str(mlp_export), "--format", "onnx", "--out", str(tmp_path / "g.onnx")]) == 0
     session = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
@@ -68,7 +71,11 @@ def test_mlp_graphs_equal_eager_sampling(mlp_export, tmp_path):
 
 
 def test_the_standalone_sampler_says_which_family_it_cannot_run(mlp_export, tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "sampler" / "hiresgan_sampler.py"), str(mlp_export),
-                             "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "sampler" / "hiresgan_sampler.py"), str(mlp_export), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "family mlp" in result.stderr and "stylegan2 only" in result.stderr, result.stderr

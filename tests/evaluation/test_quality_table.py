@@ -7,8 +7,9 @@ from trainer.evaluation.quality_table import main, table
 
 def test_table_reads_each_gates_report_and_fails_when_one_failed(tmp_path, capsys):
     (tmp_path / "quality-mlp").mkdir()
-    (tmp_path / "quality-mlp" / "eval-digits.json").write_text(json.dumps(
-        {"class_accuracy": 0.931, "digits_covered": 10, "accuracy_per_class": [0.9] * 10}))
+    (tmp_path / "quality-mlp" / "eval-digits.json").write_text(
+        json.dumps({"class_accuracy": 0.931, "digits_covered": 10, "accuracy_per_class": [0.9] * 10})
+    )
     results = tmp_path / "quality-all.tsv"
     results.write_text("mlp\tpass\t125\nbiggan\tfail\t3700\n")
     text, passed = table(results)

@@ -1,6 +1,5 @@
 """`hiresgan sample` composites: class grid, style mixing, interpolation GIF."""
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -38,15 +37,51 @@ def test_interpolation_starts_at_each_seed(tiny_export):
 def test_sample_cli_grid_style_mix_and_gif(tiny_export, tmp_path, capsys):
     assert main(["sample", str(tiny_export), "--seeds", "0-2", "--grid", "--out", str(tmp_path)]) == 0
     assert Image.open(tmp_path / "grid.png").size == (3 * 32, 10 * 32)  # a row per class
-    assert main(["sample", str(tiny_export), "--seeds", "0-1", "--style-mix", "5-7", "--class", "1",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            ["sample", str(tiny_export), "--seeds", "0-1", "--style-mix", "5-7", "--class", "1", "--out", str(tmp_path)]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "style-mixing.png").size == (4 * 32, 3 * 32)
     gif = tmp_path / "loop.gif"
-    assert main(["sample", str(tiny_export), "--seeds", "0,1,2", "--class", "1", "--video", str(gif),
-                 "--frames", "3", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(tiny_export),
+                "--seeds",
+                "0,1,2",
+                "--class",
+                "1",
+                "--video",
+                str(gif),
+                "--frames",
+                "3",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert Image.open(gif).n_frames == 9
-    assert main(["sample", str(tiny_export), "--seeds", "0,1", "--video", str(tmp_path / "x.mp4"), "--class", "1",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "sample",
+                str(tiny_export),
+                "--seeds",
+                "0,1",
+                "--video",
+                str(tmp_path / "x.mp4"),
+                "--class",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "only .gif" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
     assert main(["sample", str(tiny_export), "--seeds", "0,1", "--style-mix", "2", "--out", str(tmp_path)]) == 2
     assert "--class" in capsys.readouterr().err

@@ -19,9 +19,14 @@ def test_translate_shifts_with_zero_fill():
     assert torch.equal(out[1, 0, :3], x[1, 0, 1:]) and (out[1, 0, 3] == 0).all()  # up by 1
 
 
-@pytest.mark.parametrize("augment", [DiffAugment(("color", "translation", "cutout")),
-                                     AdaptiveAugment(p=1.0, target=0.6, interval=4, adjust_kimg=1, batch_size=8,
-                                                     device=torch.device("cpu"))], ids=["diffaugment", "ada"])
+@pytest.mark.parametrize(
+    "augment",
+    [
+        DiffAugment(("color", "translation", "cutout")),
+        AdaptiveAugment(p=1.0, target=0.6, interval=4, adjust_kimg=1, batch_size=8, device=torch.device("cpu")),
+    ],
+    ids=["diffaugment", "ada"],
+)
 def test_augmentations_change_images_and_allow_double_backward(augment):
     torch.manual_seed(0)
     x = torch.rand(8, 3, 16, 16) * 2 - 1
@@ -60,12 +65,15 @@ def test_ada_moves_p_by_the_sign_of_r_t_minus_target_every_interval():
     assert set(ada.rank_tensors()) == {"ada_p", "ada_acc"}
 
 
-@pytest.mark.parametrize("override, words", [
-    (["augment.kind=adaptive"], ["augment.kind", "none", "diffaugment", "ada"]),
-    (["augment.policy=color,zoom"], ["augment.policy", "translation", "cutout"]),
-    (["augment.ada_p=2"], ["augment.ada_p"]),
-    (["augment.ada_target=1.5"], ["augment.ada_target"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["augment.kind=adaptive"], ["augment.kind", "none", "diffaugment", "ada"]),
+        (["augment.policy=color,zoom"], ["augment.policy", "translation", "cutout"]),
+        (["augment.ada_p=2"], ["augment.ada_p"]),
+        (["augment.ada_target=1.5"], ["augment.ada_target"]),
+    ],
+)
 def test_bad_augment_settings_name_the_key(override, words):
     with pytest.raises(ConfigError) as info:
         load_config(ROOT / "configs/dcgan.yaml", override)

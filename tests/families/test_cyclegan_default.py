@@ -29,8 +29,9 @@ def read_domain(folder: Path) -> dict[int, np.ndarray]:
 
 
 def test_domains_are_disjoint_even_halves_made_like_the_paired_set(tmp_path):
-    cfg = load_config(ROOT / "configs/cyclegan_edges2digits.yaml",
-                      [f"data.urls={tmp_path}/edges", f"data.urls_b={tmp_path}/digits"])
+    cfg = load_config(
+        ROOT / "configs/cyclegan_edges2digits.yaml", [f"data.urls={tmp_path}/edges", f"data.urls_b={tmp_path}/digits"]
+    )
     prepare_data(cfg)
     a, b = read_domain(tmp_path / "edges"), read_domain(tmp_path / "digits")
     digits, _ = load_digit_arrays()

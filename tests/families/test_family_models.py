@@ -10,8 +10,7 @@ from trainer.config import ConfigError, load_config
 from trainer.export import export_generator, load_generator
 from trainer.models import FAMILIES, build_networks, generator_classes
 from trainer.models.common import truncate_latent
-from trainer.recipes import RECIPES
-from trainer.recipes import adversarial
+from trainer.recipes import RECIPES, adversarial
 
 ROOT = Path(__file__).resolve().parents[2]
 # (config, tiny overrides) per family; the conditional variants are separate configs.
@@ -119,8 +118,9 @@ def test_every_loss_kind_backpropagates_through_each_family(name, kind):
     # ProGAN's toRGB layers of the levels below the last fade take no part: no gradient there.
     grads = [p.grad for p in G.parameters() if p.grad is not None or name != "progan"]
     assert len(grads) > 4 and all(g is not None and torch.isfinite(g).all() for g in grads)
-    d = adversarial.discriminator_main(G, D, torch.rand(4, 1, 32, 32) * 2 - 1, c, torch.randn(4, 8), c,
-                                       kind=kind, gp_weight=10.0)
+    d = adversarial.discriminator_main(
+        G, D, torch.rand(4, 1, 32, 32) * 2 - 1, c, torch.randn(4, 8), c, kind=kind, gp_weight=10.0
+    )
     assert torch.isfinite(d.total) and ("gradient_penalty" in d.terms) == (kind == "wgan_gp")
     D.zero_grad()
     d.total.backward()
@@ -140,25 +140,49 @@ def test_drift_term_adds_the_mean_square_real_score():
 
 
 def test_stylegan2_accepts_every_loss_kind():
-    cfg = load_config(ROOT / "configs/digits.yaml", ["model.channel_base=256", "model.channel_max=8", "model.z_dim=8",
-                                                     "model.w_dim=8", "model.mapping_layers=1", "loss.kind=wgan_gp"])
+    cfg = load_config(
+        ROOT / "configs/digits.yaml",
+        [
+            "model.channel_base=256",
+            "model.channel_max=8",
+            "model.z_dim=8",
+            "model.w_dim=8",
+            "model.mapping_layers=1",
+            "loss.kind=wgan_gp",
+        ],
+    )
     G, D = build_networks(cfg)
     c = torch.eye(10)[:4]
-    d = losses.discriminator_main(G, D, torch.rand(4, 1, 32, 32) * 2 - 1, c, torch.randn(4, 8), c, style_mixing=0.9,
-                                  kind="wgan_gp", gp_weight=10.0)
+    d = losses.discriminator_main(
+        G,
+        D,
+        torch.rand(4, 1, 32, 32) * 2 - 1,
+        c,
+        torch.randn(4, 8),
+        c,
+        style_mixing=0.9,
+        kind="wgan_gp",
+        gp_weight=10.0,
+    )
     d.total.backward()
     assert d.terms["gradient_penalty"] > 0 and torch.isfinite(d.total)
 
 
-@pytest.mark.parametrize("override, words", [
-    (["loss.kind=lsgan"], ["loss.kind", "logistic", "hinge", "wgan_gp"]),
-    (["loss.pl_weight=2"], ["loss.pl_weight", "stylegan2", "dcgan"]),
-    (["loss.style_mixing=0.9"], ["loss.style_mixing", "stylegan2"]),
-    (["loss.kind=wgan_gp", "loss.gp_weight=0"], ["loss.gp_weight"]),
-    (["loss.drift_weight=-0.001"], ["loss.drift_weight", ">= 0"]),
-    (["model.family=vqgan"], ["model.family", "biggan", "cyclegan", "dcgan", "mlp", "pix2pix", "progan", "stylegan2"]),
-    (["model.mlp_hidden=0"], ["model.mlp_hidden"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["loss.kind=lsgan"], ["loss.kind", "logistic", "hinge", "wgan_gp"]),
+        (["loss.pl_weight=2"], ["loss.pl_weight", "stylegan2", "dcgan"]),
+        (["loss.style_mixing=0.9"], ["loss.style_mixing", "stylegan2"]),
+        (["loss.kind=wgan_gp", "loss.gp_weight=0"], ["loss.gp_weight"]),
+        (["loss.drift_weight=-0.001"], ["loss.drift_weight", ">= 0"]),
+        (
+            ["model.family=vqgan"],
+            ["model.family", "biggan", "cyclegan", "dcgan", "mlp", "pix2pix", "progan", "stylegan2"],
+        ),
+        (["model.mlp_hidden=0"], ["model.mlp_hidden"]),
+    ],
+)
 def test_bad_family_settings_name_the_key(override, words):
     with pytest.raises(ConfigError) as info:
         load_config(ROOT / "configs/dcgan.yaml", override)
@@ -217,11 +241,21 @@ def test_n_critic_trains_the_critic_n_times_per_generator_step(n_critic):
     recipe = RECIPES["dcgan"](cfg, torch.device("cpu"))
     ran = []
     for step in range(10):
-        ctx = StepContext(nets={"G": G, "D": D, "G_ema": G}, engines={}, batch=StepBatch(torch.zeros(4, 1, 32, 32), None),
-                          counters=Counters(step=step, images_seen=4 * step), batch_size=4, device=torch.device("cpu"),
-                          dtype=torch.float32, rank=0, world_size=1, z_dim=8, c_dim=0,
-                          run_phase=lambda name, network, compute: ran.append((step, name, network)),
-                          next_batch=lambda name: None)
+        ctx = StepContext(
+            nets={"G": G, "D": D, "G_ema": G},
+            engines={},
+            batch=StepBatch(torch.zeros(4, 1, 32, 32), None),
+            counters=Counters(step=step, images_seen=4 * step),
+            batch_size=4,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+            rank=0,
+            world_size=1,
+            z_dim=8,
+            c_dim=0,
+            run_phase=lambda name, network, compute, step=step: ran.append((step, name, network)),
+            next_batch=lambda name: None,
+        )
         recipe.train_phases(ctx)
     assert [s for s, name, net in ran if name == "G_main" and net == "G"] == list(range(0, 10, n_critic))
     assert [s for s, name, net in ran if name == "D_main" and net == "D"] == list(range(10))

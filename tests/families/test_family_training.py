@@ -14,16 +14,42 @@ from trainer.config import load_run_config
 from trainer.models import build_networks
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMON = ["launch.nproc_per_node=2", "train.batch_size=8", "train.kimg=0.032", "train.log_every=2",
-          "data.workers=0", "train.threads=1", "metrics.port=0", "data.prepare=none"]
+COMMON = [
+    "launch.nproc_per_node=2",
+    "train.batch_size=8",
+    "train.kimg=0.032",
+    "train.log_every=2",
+    "data.workers=0",
+    "train.threads=1",
+    "metrics.port=0",
+    "data.prepare=none",
+]
 # family config -> tiny overrides; each run also exercises a different loss choice.
 CASES = {
-    "biggan": ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.class_embed_dim=4",
-               "augment.kind=diffaugment"],
-    "dcgan_conditional": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8", "loss.kind=hinge",
-                          "augment.kind=ada", "augment.ada_interval=2", "augment.ada_p=0.2"],
-    "mlp": ["model.mlp_hidden=32", "model.mlp_layers=2", "model.z_dim=8", "loss.kind=wgan_gp",
-            "loss.r1_gamma=1", "loss.d_reg_interval=2"],
+    "biggan": [
+        "model.channel_base=128",
+        "model.channel_max=16",
+        "model.z_dim=8",
+        "model.class_embed_dim=4",
+        "augment.kind=diffaugment",
+    ],
+    "dcgan_conditional": [
+        "model.channel_base=64",
+        "model.channel_max=16",
+        "model.z_dim=8",
+        "loss.kind=hinge",
+        "augment.kind=ada",
+        "augment.ada_interval=2",
+        "augment.ada_p=0.2",
+    ],
+    "mlp": [
+        "model.mlp_hidden=32",
+        "model.mlp_layers=2",
+        "model.z_dim=8",
+        "loss.kind=wgan_gp",
+        "loss.r1_gamma=1",
+        "loss.d_reg_interval=2",
+    ],
     "wgan_gp": ["model.channel_base=64", "model.channel_max=16", "model.z_dim=8", "loss.drift_weight=0.001"],
 }
 
@@ -31,8 +57,9 @@ pytestmark = pytest.mark.slow
 
 
 def hiresgan(*args):
-    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def cfg_kind(name):
@@ -42,8 +69,15 @@ def cfg_kind(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_family_trains_on_two_ranks_exports_and_samples(name, digit_shards, tmp_path):
     _, pattern = digit_shards
-    result = hiresgan("train", f"configs/{name}.yaml", *COMMON, *CASES[name], f"data.urls={pattern}",
-                      f"run.out_dir={tmp_path}", f"run.name={name}")
+    result = hiresgan(
+        "train",
+        f"configs/{name}.yaml",
+        *COMMON,
+        *CASES[name],
+        f"data.urls={pattern}",
+        f"run.out_dir={tmp_path}",
+        f"run.name={name}",
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     run_dir = tmp_path / name
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -72,7 +106,11 @@ def test_family_trains_on_two_ranks_exports_and_samples(name, digit_shards, tmp_
     exported = load_file(str(run_dir / "export" / "generator.safetensors"))
     initial = G0.state_dict()
     assert set(exported) == set(initial)
-    moved = [k for k in exported if exported[k].is_floating_point() and not torch.allclose(exported[k], initial[k].to(exported[k].dtype))]
+    moved = [
+        k
+        for k in exported
+        if exported[k].is_floating_point() and not torch.allclose(exported[k], initial[k].to(exported[k].dtype))
+    ]
     assert len(moved) >= len([k for k in initial if k.endswith("weight")]) // 2, moved
 
     out = tmp_path / "samples"

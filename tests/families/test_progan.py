@@ -65,22 +65,44 @@ def test_export_remembers_the_stage(tmp_path):
     torch.testing.assert_close(G2(z, None), G(z, None))
 
 
-@pytest.mark.parametrize("override, key", [(["progressive.start_resolution=64"], "progressive.start_resolution"),
-                                           (["progressive.stable_kimg=0"], "progressive.stable_kimg"),
-                                           (["progressive.fade_kimg=-1"], "progressive.fade_kimg")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        (["progressive.start_resolution=64"], "progressive.start_resolution"),
+        (["progressive.stable_kimg=0"], "progressive.stable_kimg"),
+        (["progressive.fade_kimg=-1"], "progressive.fade_kimg"),
+    ],
+)
 def test_bad_schedule_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(ROOT / "configs/progan.yaml", override)
 
 
 def _train(tmp_path, name, pattern, kimg):
-    args = ["train", "configs/progan.yaml", *TINY, "launch.nproc_per_node=2", "train.batch_size=8",
-            f"train.kimg={kimg}", "train.log_every=1", "train.checkpoint_kimg=0.048", "train.deterministic=true",
-            "data.workers=0", "train.threads=1", "metrics.port=0", "data.prepare=none", f"data.urls={pattern}",
-            "progressive.stable_kimg=0.032", "progressive.fade_kimg=0.032", "progressive.start_resolution=16",
-            f"run.out_dir={tmp_path}", f"run.name={name}"]
-    result = subprocess.run([sys.executable, "-m", "launch", *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
+    args = [
+        "train",
+        "configs/progan.yaml",
+        *TINY,
+        "launch.nproc_per_node=2",
+        "train.batch_size=8",
+        f"train.kimg={kimg}",
+        "train.log_every=1",
+        "train.checkpoint_kimg=0.048",
+        "train.deterministic=true",
+        "data.workers=0",
+        "train.threads=1",
+        "metrics.port=0",
+        "data.prepare=none",
+        f"data.urls={pattern}",
+        "progressive.stable_kimg=0.032",
+        "progressive.fade_kimg=0.032",
+        "progressive.start_resolution=16",
+        f"run.out_dir={tmp_path}",
+        f"run.name={name}",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
 
@@ -103,7 +125,12 @@ def test_resume_in_the_middle_of_a_fade_in_is_exact(tmp_path, digit_shards):
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
     assert a["stage"].tolist() == [3.0, 1.0]  # grown to 32x32 and fully faded in
     out = tmp_path / "samples"
-    sampled = subprocess.run([sys.executable, "-m", "launch", "sample", tmp_path / "split" / "export", "--seeds", "0-1",
-                              "--out", out], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    sampled = subprocess.run(
+        [sys.executable, "-m", "launch", "sample", tmp_path / "split" / "export", "--seeds", "0-1", "--out", out],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     assert len(list(out.glob("seed*.png"))) == 2

@@ -13,11 +13,17 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@pytest.fixture(params=[
-    pytest.param("cpu", marks=pytest.mark.skipif(not _interpreting(), reason="TRITON_INTERPRET is off (GPU machine)")),
-    pytest.param("cuda", marks=[pytest.mark.gpu,
-                                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]),
-])
+@pytest.fixture(
+    params=[
+        pytest.param(
+            "cpu", marks=pytest.mark.skipif(not _interpreting(), reason="TRITON_INTERPRET is off (GPU machine)")
+        ),
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")],
+        ),
+    ]
+)
 def device(request):
     """Where the Triton implementation runs: interpreted on CPU, or compiled on a GPU."""
     return torch.device(request.param)

@@ -49,9 +49,27 @@ def test_unknown_activation_code_does_not_compile(device, code):
     x = torch.randn(8, device=device)
     params = KernelConfig.of("lrelu", None, None, None, 1).params(torch.float32, device)
     with pytest.raises(Exception, match="unknown activation code"):
-        tk.bias_act_fwd_kernel[(1,)](x, x, x, torch.empty_like(x), 1, 1, 8, 1, params.alpha, params.gain, 0.0,
-                               P_PTR=False, HAS_BIAS=False, ACT=code, CLAMP=False, ACC=tk.tl.float32, INT64=False,
-                               BR=1, BI=8)
+        tk.bias_act_fwd_kernel[(1,)](
+            x,
+            x,
+            x,
+            torch.empty_like(x),
+            1,
+            1,
+            8,
+            1,
+            params.alpha,
+            params.gain,
+            0.0,
+            P_PTR=False,
+            HAS_BIAS=False,
+            ACT=code,
+            CLAMP=False,
+            ACC=tk.tl.float32,
+            INT64=False,
+            BR=1,
+            BI=8,
+        )
 
 
 def test_one_tile_rule(monkeypatch):
@@ -87,11 +105,14 @@ def _probe_offsets(device, pid, R, inner, chunks, int64, br, bi):
     return out.cpu()
 
 
-@pytest.mark.parametrize("R, inner, br, bi", [
-    (1, 2**34 + 5, 1, 1024),  # no bias: 1.7e10 elements as one row (the reported bug)
-    (2**34 + 5, 1, 1024, 1),  # bias along the last dim: one element per row
-    (2**20, 2**14 + 3, 1, 1024),  # bias over channels of large planes
-])
+@pytest.mark.parametrize(
+    "R, inner, br, bi",
+    [
+        (1, 2**34 + 5, 1, 1024),  # no bias: 1.7e10 elements as one row (the reported bug)
+        (2**34 + 5, 1, 1024, 1),  # bias along the last dim: one element per row
+        (2**20, 2**14 + 3, 1, 1024),  # bias over channels of large planes
+    ],
+)
 def test_tile_index_is_64_bit_past_2_31_elements(device, R, inner, br, bi):
     chunks = -(-inner // bi)
     last = -(-R // br) * chunks - 1  # the last program, whose offsets are largest
@@ -102,8 +123,10 @@ def test_tile_index_is_64_bit_past_2_31_elements(device, R, inner, br, bi):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_properties(0).total_memory < 24 * 2**30,
-                    reason="needs a CUDA GPU with 24 GiB")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_properties(0).total_memory < 24 * 2**30,
+    reason="needs a CUDA GPU with 24 GiB",
+)
 def test_bias_act_without_bias_past_2_31_elements_on_gpu():
     n = 2**31 + 4096
     x = torch.zeros(n, dtype=torch.bfloat16, device="cuda")
@@ -113,7 +136,7 @@ def test_bias_act_without_bias_past_2_31_elements_on_gpu():
 
     bias_act_triton(x, None, KernelConfig.of("lrelu", None, None, None, 1), out=out)
     tail = out[-8192:].float()
-    want = torch.nn.functional.leaky_relu(x[-8192:].float(), 0.2) * 2 ** 0.5
+    want = torch.nn.functional.leaky_relu(x[-8192:].float(), 0.2) * 2**0.5
     torch.testing.assert_close(tail, want, rtol=1e-2, atol=1e-2)
     del x, out
     torch.cuda.empty_cache()

@@ -15,8 +15,9 @@ def test_matches_reference(device, act, dtype):
     b = torch.randn(5, dtype=dtype, device=device)
     for kwargs in (dict(b=b), dict(b=None, alpha=0.3, gain=1.7, clamp=0.8)):
         got = bias_act(x, act=act, impl="triton", **kwargs)
-        want = bias_act_ref(x.double(), act=act, **{k: (v.double() if torch.is_tensor(v) else v)
-                                                     for k, v in kwargs.items()})
+        want = bias_act_ref(
+            x.double(), act=act, **{k: (v.double() if torch.is_tensor(v) else v) for k, v in kwargs.items()}
+        )
         assert got.dtype == dtype
         tol = 1e-12 if dtype == torch.float64 else 2e-6
         torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
@@ -63,8 +64,13 @@ def test_gradcheck_and_gradgradcheck(device, act):
     # Move values off the kinks (relu/lrelu/elu at 0, clamp at +-1.1), where finite differences lie.
     with torch.no_grad():
         x += 0.2 * torch.sign(x + b[:, None])
-    fn = lambda x, b: bias_act(x, b, act=act, clamp=1.1 if act in ("swish", "tanh") else None,  # noqa: E731
-                               impl="triton")
+    fn = lambda x, b: bias_act(
+        x,
+        b,
+        act=act,
+        clamp=1.1 if act in ("swish", "tanh") else None,  # noqa: E731
+        impl="triton",
+    )
     assert torch.autograd.gradcheck(fn, (x, b), fast_mode=True)
     assert torch.autograd.gradgradcheck(fn, (x, b), fast_mode=True)
 
@@ -93,12 +99,20 @@ def test_third_derivative_is_refused_clearly(device):
         torch.autograd.grad(g2.sum(), x)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(act="gelu"), "act="), (dict(x=torch.ones(3, 4, dtype=torch.int64)), "x must"),
-    (dict(b=torch.ones(5)), "b must"), (dict(b=torch.ones(4, 1)), "b must"), (dict(dim=2), "dim="),
-    (dict(alpha="0.2"), "alpha="), (dict(gain=[1.0]), "gain="), (dict(clamp="256"), "clamp="),
-    (dict(impl="cuda"), "impl="),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(act="gelu"), "act="),
+        (dict(x=torch.ones(3, 4, dtype=torch.int64)), "x must"),
+        (dict(b=torch.ones(5)), "b must"),
+        (dict(b=torch.ones(4, 1)), "b must"),
+        (dict(dim=2), "dim="),
+        (dict(alpha="0.2"), "alpha="),
+        (dict(gain=[1.0]), "gain="),
+        (dict(clamp="256"), "clamp="),
+        (dict(impl="cuda"), "impl="),
+    ],
+)
 @pytest.mark.parametrize("impl", ["ref", "triton"])
 def test_bad_arguments_name_the_argument(device, kwargs, name, impl):
     args = dict(x=torch.ones(3, 4), b=torch.ones(4), impl=impl)
@@ -124,12 +138,15 @@ def test_float32_parameters_travel_as_scalars():
     # synchronization: one per layer per step. Only the float64 (test) path may do that.
     assert KernelConfig.of("lrelu", None, None, 256, 1).params(torch.float32, "cpu").tensor is None
     p64 = KernelConfig.of("lrelu", None, None, 256, 1).params(torch.float64, "cpu")
-    assert p64.tensor.dtype == torch.float64 and p64.tensor.tolist() == [0.2, 2 ** 0.5, 256.0]
+    assert p64.tensor.dtype == torch.float64 and p64.tensor.tolist() == [0.2, 2**0.5, 256.0]
 
 
 @pytest.mark.parametrize("act", ACTS)
-@pytest.mark.parametrize("kwargs", [dict(gain=0.7), dict(gain=1.9, clamp=0.9), dict(alpha=0.05, gain=1 / 3, clamp=2.5)],
-                         ids=["gain", "gain+clamp", "alpha+gain+clamp"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(gain=0.7), dict(gain=1.9, clamp=0.9), dict(alpha=0.05, gain=1 / 3, clamp=2.5)],
+    ids=["gain", "gain+clamp", "alpha+gain+clamp"],
+)
 def test_float64_parity_with_gains_and_clamps(device, act, kwargs):
     x = (3 * torch.randn(2, 5, 3, 7, dtype=torch.float64, device=device)).requires_grad_()
     b = torch.randn(5, dtype=torch.float64, device=device, requires_grad=True)

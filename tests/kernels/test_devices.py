@@ -21,14 +21,27 @@ def _modconv_args(device="cpu"):
 @pytest.mark.parametrize("name", ["weight", "styles", "bias", "noise", "resample_filter"])
 def test_a_tensor_on_another_device_is_named(name):
     x, w, s = _modconv_args()
-    kwargs = {"weight": w, "styles": s, "bias": torch.zeros(5), "noise": torch.zeros(2, 1, 8, 8),
-              "resample_filter": kernels.setup_filter([1, 3, 3, 1])}
+    kwargs = {
+        "weight": w,
+        "styles": s,
+        "bias": torch.zeros(5),
+        "noise": torch.zeros(2, 1, 8, 8),
+        "resample_filter": kernels.setup_filter([1, 3, 3, 1]),
+    }
     kwargs[name] = kwargs[name].to("meta")
     for impl in ("auto", "ref"):
         fn = kernels.modulated_conv2d if impl == "auto" else modulated_conv2d_ref
         with pytest.raises(ValueError, match=f"{name} is on meta but x is on cpu"):
-            fn(x, kwargs["weight"], kwargs["styles"], noise=kwargs["noise"], padding=1,
-               resample_filter=kwargs["resample_filter"], bias=kwargs["bias"], act="lrelu")
+            fn(
+                x,
+                kwargs["weight"],
+                kwargs["styles"],
+                noise=kwargs["noise"],
+                padding=1,
+                resample_filter=kwargs["resample_filter"],
+                bias=kwargs["bias"],
+                act="lrelu",
+            )
 
 
 def test_bf16_on_a_gpu_without_bf16_is_detected(monkeypatch):
@@ -55,17 +68,21 @@ def test_every_op_runs_on_a_gpu_that_is_not_the_current_one():
     x, w, s = _modconv_args(dev)
     f = kernels.setup_filter([1, 3, 3, 1], device=dev)
     torch.testing.assert_close(kernels.bias_act(x, act="lrelu", impl="triton"), bias_act_ref(x, act="lrelu"))
-    torch.testing.assert_close(kernels.upsample2d(x, f, impl="triton"),
-                               upfirdn2d_ref(x, f, up=2, padding=[2, 1, 2, 1], gain=4))
-    got = kernels.modulated_conv2d(x, w, s, padding=1, fused_modconv=False, bias=torch.ones(5, device=dev),
-                                   act="lrelu", impl="triton")
+    torch.testing.assert_close(
+        kernels.upsample2d(x, f, impl="triton"), upfirdn2d_ref(x, f, up=2, padding=[2, 1, 2, 1], gain=4)
+    )
+    got = kernels.modulated_conv2d(
+        x, w, s, padding=1, fused_modconv=False, bias=torch.ones(5, device=dev), act="lrelu", impl="triton"
+    )
     want = modulated_conv2d_ref(x, w, s, padding=1, fused_modconv=False, bias=torch.ones(5, device=dev), act="lrelu")
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() >= (8, 0),
-                    reason="needs a CUDA GPU without bf16 (before sm_80)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() >= (8, 0),
+    reason="needs a CUDA GPU without bf16 (before sm_80)",
+)
 def test_bf16_on_an_old_gpu_is_a_clear_error_or_the_reference():
     x = torch.randn(2, 3, 4, 4, device="cuda", dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="bfloat16 needs a GPU of compute capability 8.0"):

@@ -16,15 +16,18 @@ def test_plumbing_run_writes_every_section(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     sections = report["sections"]
     assert report["plumbing"] and list(sections) == list(gpu_check.CAPS)
-    assert {n: r["status"] for n, r in sections.items()} == {**{n: "ok" for n in gpu_check.CAPS},
-                                                             "sanitizer": "skipped"}
+    assert {n: r["status"] for n, r in sections.items()} == {
+        **{n: "ok" for n in gpu_check.CAPS},
+        "sanitizer": "skipped",
+    }
     assert all(sections["parity"][op]["ok"] for op in ("upfirdn2d", "bias_act", "modulated_conv2d"))
     assert sections["tests"]["passed"] > 0 and sections["tests"]["failed"] == 0 and (out / "tests.xml").exists()
     index = sections["index_64bit"]
     assert {"bias_act_one_row", "upfirdn2d_strided", "epilogue_strided_noise"} <= set(index)
     bench = sections["bench"]
     assert {(r["op"], r["impl"], r["dtype"]) for r in bench["results"]} == {
-        (op, impl, "bf16") for op in ("upfirdn2d", "bias_act", "modulated_conv2d") for impl in ("ref", "compiled")}
+        (op, impl, "bf16") for op in ("upfirdn2d", "bias_act", "modulated_conv2d") for impl in ("ref", "compiled")
+    }
     assert bench["copy_GBps"] > 0 and (out / "bench.json").exists()
     runs = sections["train_steps"]["runs"]
     assert set(runs) == {"auto", "ref"}
@@ -40,12 +43,16 @@ def test_a_failed_section_is_reported_and_the_rest_still_run(tmp_path, monkeypat
     from kernels import gpu_check_index
 
     monkeypatch.setattr(gpu_check, "CAPS", {"environment": 10, "index_64bit": 40, "sanitizer": 60})
-    monkeypatch.setattr(gpu_check_index, "plan", lambda device, plumbing: (_ for _ in ()).throw(
-        RuntimeError("8 GiB free on cuda:0")))
+    monkeypatch.setattr(
+        gpu_check_index, "plan", lambda device, plumbing: (_ for _ in ()).throw(RuntimeError("8 GiB free on cuda:0"))
+    )
     assert gpu_check.main(["--out", str(tmp_path), "--plumbing"]) == 1
     sections = json.loads((tmp_path / "gpu_check.json").read_text())["sections"]
-    assert sections["index_64bit"] == {"status": "failed", "error": "RuntimeError: 8 GiB free on cuda:0",
-                                       "seconds": sections["index_64bit"]["seconds"]}
+    assert sections["index_64bit"] == {
+        "status": "failed",
+        "error": "RuntimeError: 8 GiB free on cuda:0",
+        "seconds": sections["index_64bit"]["seconds"],
+    }
     assert sections["sanitizer"]["status"] == "skipped"
     assert "| index_64bit | failed |" in (tmp_path / "gpu_check.md").read_text()
 
@@ -58,11 +65,12 @@ def test_a_spent_budget_skips_the_remaining_sections(tmp_path):
 
 def test_junit_counts(tmp_path):
     xml = tmp_path / "t.xml"
-    xml.write_text('<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1">'
-                   '<testcase classname="a" name="ok"/><testcase classname="a" name="bad"><failure/></testcase>'
-                   '</testsuite></testsuites>')
-    assert gpu_check.junit_counts(xml) == {"passed": 2, "failed": 1, "errors": 0, "skipped": 1,
-                                          "failures": ["a::bad"]}
+    xml.write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1">'
+        '<testcase classname="a" name="ok"/><testcase classname="a" name="bad"><failure/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    assert gpu_check.junit_counts(xml) == {"passed": 2, "failed": 1, "errors": 0, "skipped": 1, "failures": ["a::bad"]}
     assert gpu_check.junit_counts(tmp_path / "absent.xml") == {}
 
 
@@ -85,12 +93,15 @@ def test_gpu_bench_shapes_exist_and_cover_every_op():
     assert len({labels[lb] for lb in gpu_check.BENCH_LABELS}) == 3
 
 
-@pytest.mark.parametrize("argv, msg", [(["mlp.yaml"], "this times the stylegan2 recipe"),
-                                       (["digits.yaml", "--kernels", "triton"], "--kernels")])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [(["mlp.yaml"], "this times the stylegan2 recipe"), (["digits.yaml", "--kernels", "triton"], "--kernels")],
+)
 def test_step_timing_refuses_what_it_cannot_time(tmp_path, argv, msg, capsys):
     from trainer.telemetry import step_timing
 
     with pytest.raises(SystemExit):
-        step_timing.main(["--config", str(gpu_check.ROOT / "configs" / argv[0]), *argv[1:],
-                          "--out", str(tmp_path / "s.json")])
+        step_timing.main(
+            ["--config", str(gpu_check.ROOT / "configs" / argv[0]), *argv[1:], "--out", str(tmp_path / "s.json")]
+        )
     assert msg in capsys.readouterr().err

@@ -119,9 +119,14 @@ def test_auto_impl_ref_turns_triton_off(monkeypatch):
     assert _dispatch.use_triton("triton", torch.zeros(1), op="bias_act")  # explicit impl: no check, no switch
 
 
-@pytest.mark.parametrize("call, msg", [(lambda: kernels.set_auto_impl("cuda"), "valid choices"),
-                                       (lambda: kernels.set_parity_check("yes"), "True or False"),
-                                       (lambda: guard.triton_verified("conv", torch.device("cpu")), "unknown op")])
+@pytest.mark.parametrize(
+    "call, msg",
+    [
+        (lambda: kernels.set_auto_impl("cuda"), "valid choices"),
+        (lambda: kernels.set_parity_check("yes"), "True or False"),
+        (lambda: guard.triton_verified("conv", torch.device("cpu")), "unknown op"),
+    ],
+)
 def test_bad_settings_are_named(call, msg):
     with pytest.raises(ValueError, match=msg):
         call()

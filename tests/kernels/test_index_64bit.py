@@ -30,8 +30,9 @@ def _plane_probe(out_ptr, p0, C, sxn, sxc, B: tl.constexpr):
 
 
 @triton.jit
-def _noise_probe(out_ptr, plane, offs0, O, W, snn, sno, snh, snw, NOISE_FLAT: tl.constexpr, INT64: tl.constexpr,
-                 B: tl.constexpr):
+def _noise_probe(
+    out_ptr, plane, offs0, O, W, snn, sno, snh, snw, NOISE_FLAT: tl.constexpr, INT64: tl.constexpr, B: tl.constexpr
+):
     offs = offs0 + tl.arange(0, B)  # int32, as in the kernels
     out = noise_offset(plane.to(tl.int64), offs, O, W, snn, sno, snh, snw, NOISE_FLAT, INT64)
     tl.store(out_ptr + tl.arange(0, B), out.to(tl.int64))
@@ -43,11 +44,14 @@ def _run(kernel, device, *args, **meta):
     return out.cpu()
 
 
-@pytest.mark.parametrize("iy0, ix0, sxh, sxw", [
-    (65536 - B, 0, 2**18, 1),  # 17e9: rows of a [2**16, 2**18] plane (1.7e10 elements)
-    (4096 - B, 4096 - B, 2**20, 256),  # channels_last 4096x4096 with 256 channels: row stride 2**20
-    (3, 2**20, 7, 2**14 + 1),  # a column stride past 2**31 / W
-])
+@pytest.mark.parametrize(
+    "iy0, ix0, sxh, sxw",
+    [
+        (65536 - B, 0, 2**18, 1),  # 17e9: rows of a [2**16, 2**18] plane (1.7e10 elements)
+        (4096 - B, 4096 - B, 2**20, 256),  # channels_last 4096x4096 with 256 channels: row stride 2**20
+        (3, 2**20, 7, 2**14 + 1),  # a column stride past 2**31 / W
+    ],
+)
 def test_upfirdn2d_pixel_offsets_are_64_bit(device, iy0, ix0, sxh, sxw):
     want = torch.tensor([(iy0 + i) * sxh + (ix0 + i) * sxw for i in range(B)])
     assert want.max() >= 2**31  # the case is past int32
@@ -63,16 +67,20 @@ def test_upfirdn2d_plane_offsets_are_64_bit(device):
     assert torch.equal(_run(_plane_probe, device, p0, C, sxn, sxc), want)
 
 
-@pytest.mark.parametrize("flat, W, snh, snw", [
-    (False, 64, 2**18, 1),  # noise rows of a wider buffer: [H, 2**18][:, :64]
-    (True, 2**16, 2**17, 2),  # every other element of a buffer
-])
+@pytest.mark.parametrize(
+    "flat, W, snh, snw",
+    [
+        (False, 64, 2**18, 1),  # noise rows of a wider buffer: [H, 2**18][:, :64]
+        (True, 2**16, 2**17, 2),  # every other element of a buffer
+    ],
+)
 def test_modconv_noise_offsets_are_64_bit(device, flat, W, snh, snw):
     O, plane, snn, sno = 32, 3 * 32 + 5, 0, 0  # noise [N, 1, H, W] broadcast over channels; batch 0
     offs0 = 2**16 * W - B if not flat else 2**30 + 7
     offs0 = min(offs0, 2**31 - 1 - B)
-    want = torch.tensor([((offs0 + i) // W) * snh + ((offs0 + i) % W) * snw if not flat else (offs0 + i) * snw
-                         for i in range(B)])
+    want = torch.tensor(
+        [((offs0 + i) // W) * snh + ((offs0 + i) % W) * snw if not flat else (offs0 + i) * snw for i in range(B)]
+    )
     assert want.max() >= 2**31
     args = (plane, offs0, O, W, snn, sno, snh, snw)
     assert torch.equal(_run(_noise_probe, device, *args, NOISE_FLAT=flat, INT64=True), want)
@@ -112,8 +120,9 @@ def test_the_64_bit_paths_give_the_reference_results(device, monkeypatch):
         yt, yr = kernels.upfirdn2d(xt, f, impl="triton", **kw), upfirdn2d_ref(xr, f, **kw)
         torch.testing.assert_close(yt, yr, rtol=1e-5, atol=1e-5)
         gy = rand(*yr.shape)
-        torch.testing.assert_close(torch.autograd.grad(yt, xt, gy)[0], torch.autograd.grad(yr, xr, gy)[0],
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            torch.autograd.grad(yt, xt, gy)[0], torch.autograd.grad(yr, xr, gy)[0], rtol=1e-5, atol=1e-5
+        )
 
     xb, b = rand(2, 5, 4, 7), rand(5)
     for bias in (None, b):

@@ -36,6 +36,7 @@ def test_generator_and_discriminator_match_reference_on_triton(monkeypatch, devi
         def use_triton(impl, *tensors, op=None):
             calls.append(impl)
             return triton and impl != "ref"
+
         for name in OP_MODULES:
             monkeypatch.setattr(sys.modules[name], "use_triton", use_triton)
 

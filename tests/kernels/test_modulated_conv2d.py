@@ -93,8 +93,9 @@ def test_non_contiguous_input_and_bf16(device):
     kw = _kwargs(1, False, act="lrelu")
     kw["resample_filter"] = kw["resample_filter"].to(device)
     want = modulated_conv2d_ref(x, w, s, noise=noise, bias=b, **kw)
-    torch.testing.assert_close(modulated_conv2d(x, w, s, noise=noise, bias=b, impl="triton", **kw), want,
-                               rtol=2e-4, atol=2e-4)
+    torch.testing.assert_close(
+        modulated_conv2d(x, w, s, noise=noise, bias=b, impl="triton", **kw), want, rtol=2e-4, atol=2e-4
+    )
     leaves = [t.bfloat16().requires_grad_() for t in (x, w, s, noise, b)]
     got = modulated_conv2d(*leaves[:3], noise=leaves[3], bias=leaves[4], impl="triton", **kw)
     assert got.dtype == torch.bfloat16
@@ -103,16 +104,22 @@ def test_non_contiguous_input_and_bf16(device):
     assert all(g.dtype == torch.bfloat16 and g.isfinite().all() for g in grads)
 
 
-@pytest.mark.parametrize("change, name", [
-    (dict(styles=torch.ones(2, 4)), "channel mismatch"), (dict(x=torch.ones(2, 3, 5)), "x must"),
-    (dict(weight=torch.ones(4, 3, 3, 3, dtype=torch.int64)), "weight must"),
-    (dict(noise=torch.ones(2, 2, 5, 5)), "noise"), (dict(bias=torch.ones(3)), "bias must"),
-    (dict(act="gelu"), "act="), (dict(clamp="1"), "clamp="), (dict(impl="fast"), "impl="),
-])
+@pytest.mark.parametrize(
+    "change, name",
+    [
+        (dict(styles=torch.ones(2, 4)), "channel mismatch"),
+        (dict(x=torch.ones(2, 3, 5)), "x must"),
+        (dict(weight=torch.ones(4, 3, 3, 3, dtype=torch.int64)), "weight must"),
+        (dict(noise=torch.ones(2, 2, 5, 5)), "noise"),
+        (dict(bias=torch.ones(3)), "bias must"),
+        (dict(act="gelu"), "act="),
+        (dict(clamp="1"), "clamp="),
+        (dict(impl="fast"), "impl="),
+    ],
+)
 @pytest.mark.parametrize("impl", ["ref", "triton"])
 def test_bad_arguments_name_the_argument(device, change, name, impl):
-    args = dict(x=torch.ones(2, 3, 5, 5), weight=torch.ones(4, 3, 3, 3), styles=torch.ones(2, 3), padding=1,
-                impl=impl)
+    args = dict(x=torch.ones(2, 3, 5, 5), weight=torch.ones(4, 3, 3, 3), styles=torch.ones(2, 3), padding=1, impl=impl)
     args.update(change)
     args = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
     with pytest.raises(ValueError, match=name):
@@ -129,8 +136,18 @@ def test_epilogue_backward_channel_groups_and_noise_gradient(device, groups, noi
     noise = torch.randn(4, 3, **g64).t() if noise_shape == "transposed" else torch.randn(noise_shape, **g64)
     scale, bias = torch.rand(2, 5, **g64) + 0.5, torch.randn(5, **g64)
     cfg = KernelConfig.of("lrelu", None, None, 1.5, 1)
-    gc, gnoise, gscale, gbias = tk.launch_bwd(g, c, scale, noise, bias, cfg.params(torch.float64, device),
-                                              act="lrelu", clamp=True, want_noise_grad=True, groups=groups)
+    gc, gnoise, gscale, gbias = tk.launch_bwd(
+        g,
+        c,
+        scale,
+        noise,
+        bias,
+        cfg.params(torch.float64, device),
+        act="lrelu",
+        clamp=True,
+        want_noise_grad=True,
+        groups=groups,
+    )
     leaves = [t.clone().requires_grad_() for t in (c, scale, noise, bias)]
     want = torch.autograd.grad(epilogue_ref(*leaves, "lrelu", None, None, 1.5), leaves, g)
     for got, w in zip((gc, gscale, gnoise, gbias.sum(0)), want):
@@ -140,12 +157,23 @@ def test_epilogue_backward_channel_groups_and_noise_gradient(device, groups, noi
 
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("up, flip_weight", [(1, True), (1, False), (2, False), (2, True)])
-@pytest.mark.parametrize("extra", [dict(gain=0.6), dict(gain=1.7, clamp=0.8), dict(act="swish", gain=1 / 3, clamp=1.1)],
-                         ids=["gain", "gain+clamp", "swish+gain+clamp"])
+@pytest.mark.parametrize(
+    "extra",
+    [dict(gain=0.6), dict(gain=1.7, clamp=0.8), dict(act="swish", gain=1 / 3, clamp=1.1)],
+    ids=["gain", "gain+clamp", "swish+gain+clamp"],
+)
 def test_float64_parity_with_gains_clamps_and_flips(device, fused, up, flip_weight, extra):
     x, w, s, noise, b = _inputs(device, torch.float64, up=up, requires_grad=True)
-    kw = dict(up=up, padding=1, resample_filter=kernels.setup_filter([1, 3, 3, 1]).to(device), flip_weight=flip_weight,
-              fused_modconv=fused, bias=b, noise=noise, **{"act": "lrelu", **extra})
+    kw = dict(
+        up=up,
+        padding=1,
+        resample_filter=kernels.setup_filter([1, 3, 3, 1]).to(device),
+        flip_weight=flip_weight,
+        fused_modconv=fused,
+        bias=b,
+        noise=noise,
+        **{"act": "lrelu", **extra},
+    )
     leaves = [x, w, s, noise, b]
     results = []
     for impl in ("triton", "ref"):

@@ -22,8 +22,9 @@ def test_ops_do_not_synchronize():
         try:
             y = kernels.bias_act(x, b, act="lrelu", clamp=256)
             y = kernels.upsample2d(y, f)
-            y = kernels.modulated_conv2d(y, w, s, noise=noise, padding=1, fused_modconv=False, bias=b,
-                                         act="lrelu", clamp=256)
+            y = kernels.modulated_conv2d(
+                y, w, s, noise=noise, padding=1, fused_modconv=False, bias=b, act="lrelu", clamp=256
+            )
             y.float().square().sum().backward()
         finally:
             torch.cuda.set_sync_debug_mode("default")

@@ -108,13 +108,22 @@ def test_wrappers_match_reference(device):
         torch.testing.assert_close(op(x, f, impl="triton"), op(x, f, impl="ref"), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(up=0), "up="), (dict(down=(2, 2.5)), "down="), (dict(up="2"), "up="),
-    (dict(padding=[1, 2, 3]), "padding="), (dict(padding=-4), "padding="),
-    (dict(f=torch.ones(2, 2, 2)), "f must"), (dict(f=torch.ones(3, dtype=torch.int64)), "f must"),
-    (dict(x=torch.ones(3, 5, 5)), "x must"), (dict(x=torch.ones(1, 1, 5, 5, dtype=torch.int32)), "x must"),
-    (dict(gain="2"), "gain="), (dict(impl="cuda"), "impl="),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(up=0), "up="),
+        (dict(down=(2, 2.5)), "down="),
+        (dict(up="2"), "up="),
+        (dict(padding=[1, 2, 3]), "padding="),
+        (dict(padding=-4), "padding="),
+        (dict(f=torch.ones(2, 2, 2)), "f must"),
+        (dict(f=torch.ones(3, dtype=torch.int64)), "f must"),
+        (dict(x=torch.ones(3, 5, 5)), "x must"),
+        (dict(x=torch.ones(1, 1, 5, 5, dtype=torch.int32)), "x must"),
+        (dict(gain="2"), "gain="),
+        (dict(impl="cuda"), "impl="),
+    ],
+)
 @pytest.mark.parametrize("impl", ["ref", "triton"])
 def test_bad_arguments_name_the_argument(device, kwargs, name, impl):
     args = dict(x=torch.ones(1, 1, 5, 5), f=kernels.setup_filter([1, 3, 3, 1]), impl=impl)
@@ -180,14 +189,19 @@ def test_float64_parity_with_gains_and_flips(device, separable, flip, gain):
     want = upfirdn2d_ref(x, f, *args)
     torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-15)
     g = torch.randn_like(want)
-    torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0],
-                               rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(
+        torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0], rtol=1e-14, atol=1e-15
+    )
     # And both equal the same op on a float64 filter: the float64 path has no float32 step left.
     torch.testing.assert_close(want, upfirdn2d_ref(x, f.double(), *args), rtol=1e-14, atol=1e-15)
 
 
 def test_float64_parity_without_filter_and_odd_gain(device):
     x = torch.randn(1, 2, 5, 6, dtype=torch.float64, device=device)
-    torch.testing.assert_close(upfirdn2d(x, None, 2, 1, 1, gain=0.1, impl="triton"),
-                               upfirdn2d_ref(x, None, 2, 1, 1, gain=0.1), rtol=1e-15, atol=1e-16)
+    torch.testing.assert_close(
+        upfirdn2d(x, None, 2, 1, 1, gain=0.1, impl="triton"),
+        upfirdn2d_ref(x, None, 2, 1, 1, gain=0.1),
+        rtol=1e-15,
+        atol=1e-16,
+    )
     torch.testing.assert_close(upfirdn2d_ref(x, None, gain=0.1), x * 0.1, rtol=1e-15, atol=1e-16)

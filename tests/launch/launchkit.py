@@ -16,26 +16,50 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 # Same tiny model as tests/trainer/test_train_e2e.py: a run takes seconds, not minutes.
-TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
-        "model.mapping_layers=1", "train.batch_size=8", "train.log_every=2", "data.workers=0",
-        "loss.d_reg_interval=4", "loss.g_reg_interval=2", "train.threads=1", "metrics.port=0",
-        "data.prepare=none"]
+TINY = [
+    "model.channel_base=256",
+    "model.channel_max=16",
+    "model.z_dim=16",
+    "model.w_dim=16",
+    "model.mapping_layers=1",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "data.workers=0",
+    "loss.d_reg_interval=4",
+    "loss.g_reg_interval=2",
+    "train.threads=1",
+    "metrics.port=0",
+    "data.prepare=none",
+]
 
 
 def train_args(pattern: str, out_dir: Path, name: str, *overrides: str) -> list[str]:
-    return ["train", "configs/digits.yaml", *TINY, f"data.urls={pattern}", f"run.out_dir={out_dir}",
-            f"run.name={name}", *overrides]
+    return [
+        "train",
+        "configs/digits.yaml",
+        *TINY,
+        f"data.urls={pattern}",
+        f"run.out_dir={out_dir}",
+        f"run.name={name}",
+        *overrides,
+    ]
 
 
 def hiresgan(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start(*args, log: Path) -> subprocess.Popen:
     """A background `hiresgan ...` with stdout+stderr in `log` (no pipe to fill up)."""
-    return subprocess.Popen([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "launch", *map(str, args)],
+        cwd=ROOT,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def logged_step(run_dir: Path) -> int:

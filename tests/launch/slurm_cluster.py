@@ -32,8 +32,10 @@ def missing_reason() -> Optional[str]:
     """Why a cluster cannot be started here (None when it can)."""
     absent = [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
     if absent:
-        return (f"SLURM binaries not found: {', '.join(absent)}; install them with "
-                "`apt-get install -y slurm-wlm munge` (.ci/run does this on CI)")
+        return (
+            f"SLURM binaries not found: {', '.join(absent)}; install them with "
+            "`apt-get install -y slurm-wlm munge` (.ci/run does this on CI)"
+        )
     if os.geteuid() != 0:
         return "starting slurmd needs root (it runs job steps as the submitting user)"
     if not Path("/etc/munge/munge.key").is_file():
@@ -44,8 +46,10 @@ def missing_reason() -> Optional[str]:
 def _munge_works() -> bool:
     try:
         token = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
-        return token.returncode == 0 and subprocess.run(["unmunge"], input=token.stdout, capture_output=True,
-                                                         timeout=10).returncode == 0
+        return (
+            token.returncode == 0
+            and subprocess.run(["unmunge"], input=token.stdout, capture_output=True, timeout=10).returncode == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -67,8 +71,10 @@ def render_conf(folder: Path, *, ctld_port: int, node_ports: tuple[int, int]) ->
     host = socket.gethostname()
     # Each node at its own loopback address (any 127/8 address binds on Linux), so what a node
     # binds and advertises (metrics.bind=auto) can be told apart from the other node's.
-    nodes = "\n".join(f"NodeName={name} NodeHostname={host} NodeAddr={addr} Port={port} CPUs=1 State=UNKNOWN"
-                      for name, addr, port in zip(NODES, NODE_ADDRS, node_ports))
+    nodes = "\n".join(
+        f"NodeName={name} NodeHostname={host} NodeAddr={addr} Port={port} CPUs=1 State=UNKNOWN"
+        for name, addr, port in zip(NODES, NODE_ADDRS, node_ports)
+    )
     return f"""ClusterName=hiresgantest
 SlurmctldHost={host}
 SlurmctldPort={ctld_port}
@@ -94,7 +100,7 @@ KillWait=30
 InactiveLimit=0
 MinJobAge=600
 {nodes}
-PartitionName=debug Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 """
 
 
@@ -111,8 +117,9 @@ class Cluster:
         out = self.run("scontrol", "show", "job", "-o", job_id).stdout
         return dict(re.findall(r"(\w+)=(\S*)", out))
 
-    def wait_job(self, job_id: str, states=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"),
-                 timeout: float = 600) -> dict[str, str]:
+    def wait_job(
+        self, job_id: str, states=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"), timeout: float = 600
+    ) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = self.job(job_id)

@@ -22,8 +22,20 @@ def test_version_is_the_packages(capsys):
 
 def test_print_config_resolves_validates_and_exits(tmp_path, capsys):
     # Overrides on both sides of the option, the later one winning, as on one line.
-    assert main(["train", "configs/digits.yaml", "train.kimg=3", "--print-config", "train.kimg=7",
-                 f"run.out_dir={tmp_path}", "run.name=p"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "configs/digits.yaml",
+                "train.kimg=3",
+                "--print-config",
+                "train.kimg=7",
+                f"run.out_dir={tmp_path}",
+                "run.name=p",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert re.search(r"^  kimg: 7\.0$", out, re.M) and "family: stylegan2" in out
     assert not (tmp_path / "p").exists()  # nothing written, nothing trained
@@ -55,6 +67,7 @@ def test_every_subcommand_help_has_defaults_choices_and_an_example():
 
 
 def test_help_runs_as_a_command():
-    result = subprocess.run([sys.executable, "-m", "launch", "slurm", "-h"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", "slurm", "-h"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "example:" in result.stdout and "--sbatch-arg" in result.stdout

@@ -7,8 +7,17 @@ import signal
 import time
 
 import pytest
-from launchkit import (assert_same_final_state, hiresgan, logged_step, process_tree, rank_pids, read_marker, start,
-                       train_args, wait_for_step)
+from launchkit import (
+    assert_same_final_state,
+    hiresgan,
+    logged_step,
+    process_tree,
+    rank_pids,
+    read_marker,
+    start,
+    train_args,
+    wait_for_step,
+)
 
 from trainer.preemption import PREEMPTED_EXIT
 
@@ -16,8 +25,13 @@ pytestmark = pytest.mark.slow
 
 # 32 steps of 8 images on 2 ranks (the signal, sent after step 4, lands well before the end even on
 # a loaded machine); no periodic checkpoint, so the only mid-run one is the preemption's.
-COMMON = ["launch.nproc_per_node=2", "train.deterministic=true", "train.kimg=0.256", "train.checkpoint_kimg=10",
-          "train.sample_kimg=10"]
+COMMON = [
+    "launch.nproc_per_node=2",
+    "train.deterministic=true",
+    "train.kimg=0.256",
+    "train.checkpoint_kimg=10",
+    "train.sample_kimg=10",
+]
 
 
 def _preempt(proc, run_dir, pid_of, sig, after_step=4):
@@ -42,7 +56,8 @@ def straight(tmp_path_factory, digit_shards):
 
 
 def test_signal_to_one_rank_stops_all_ranks_and_the_resumed_run_matches_an_uninterrupted_one(
-        tmp_path, digit_shards, straight):
+    tmp_path, digit_shards, straight
+):
     _, pattern = digit_shards
     args = train_args(pattern, tmp_path, "split", *COMMON)
     proc = start(*args, log=tmp_path / "split-1.log")
@@ -74,8 +89,10 @@ def test_sigterm_to_every_process_checkpoints_within_a_minute(tmp_path, digit_sh
     marker = read_marker(tmp_path / "term")
     assert marker["signal"] == "SIGTERM" and marker["seconds_signal_to_checkpoint"] < 60, marker
     assert (tmp_path / "term" / "checkpoints" / f"step-{marker['step']:08d}" / "MANIFEST.json").is_file()
-    print(f"\nSIGTERM to all processes -> checkpoint in {marker['seconds_signal_to_checkpoint']:.1f} s, "
-          f"exit {code} after {seconds:.1f} s")
+    print(
+        f"\nSIGTERM to all processes -> checkpoint in {marker['seconds_signal_to_checkpoint']:.1f} s, "
+        f"exit {code} after {seconds:.1f} s"
+    )
     assert seconds < 60
 
 

@@ -24,8 +24,15 @@ def test_a_signal_sets_the_flag_and_close_restores_the_handlers():
 
 def test_marker_round_trip_and_staleness(tmp_path):
     t0 = time.time()
-    write_marker(tmp_path, step=12, kimg=0.096, signal_name="SIGTERM", checkpoint=tmp_path / "step-00000012",
-                 requeued=False, seconds_to_checkpoint=1.5)
+    write_marker(
+        tmp_path,
+        step=12,
+        kimg=0.096,
+        signal_name="SIGTERM",
+        checkpoint=tmp_path / "step-00000012",
+        requeued=False,
+        seconds_to_checkpoint=1.5,
+    )
     marker = read_marker(tmp_path, newer_than=t0)
     assert marker["step"] == 12 and marker["signal"] == "SIGTERM" and marker["checkpoint"].endswith("step-00000012")
     assert read_marker(tmp_path, newer_than=time.time() + 10) is None  # from an earlier launch

@@ -18,8 +18,14 @@ COMMON = ["train.zero_stage=1", "train.sample_kimg=10", "train.checkpoint_kimg=1
 
 
 def _run(args, env=None):
-    result = subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -32,8 +38,10 @@ def test_two_zero1_ranks_resume_as_one_with_the_same_weights_and_adam_moments(tm
     assert json.loads((saved / "state.json").read_text())["world_size"] == 2
 
     dump = tmp_path / "dump"
-    resumed = _run(train_args(pattern, tmp_path, "ws", *COMMON, "launch.nproc_per_node=1", "train.kimg=0.064"),
-                   env={"HIRESGAN_DEBUG_RESUME_DUMP": str(dump)})
+    resumed = _run(
+        train_args(pattern, tmp_path, "ws", *COMMON, "launch.nproc_per_node=1", "train.kimg=0.064"),
+        env={"HIRESGAN_DEBUG_RESUME_DUMP": str(dump)},
+    )
     assert "world size changed from 2 to 1 ranks" in resumed.stderr, resumed.stderr[-3000:]
     final = json.loads((run_dir / "checkpoints" / "step-00000008" / "state.json").read_text())
     assert final["world_size"] == 1 and final["step"] == 8 and final["images_seen"] == 64
@@ -51,10 +59,10 @@ def test_two_zero1_ranks_resume_as_one_with_the_same_weights_and_adam_moments(tm
         for key in ("exp_avg", "exp_avg_sq"):
             full = torch.cat([before[f"{key}/{n}"].flatten() for n in names])
             # The one rank's own flat partition holds every parameter's moments, in order...
-            assert torch.equal(after[f"flat0/{key}"][:full.numel()], full), f"{sub} {key}"
+            assert torch.equal(after[f"flat0/{key}"][: full.numel()], full), f"{sub} {key}"
             # ...and old rank 1's half came through (not zeros from a missing partition).
             if key == "exp_avg_sq":
-                assert full[: full.numel() // 2].count_nonzero() and full[full.numel() // 2:].count_nonzero()
+                assert full[: full.numel() // 2].count_nonzero() and full[full.numel() // 2 :].count_nonzero()
     ema_before, ema_after = load_file(str(saved / "ema.safetensors")), load_file(str(dump / "ema.safetensors"))
     assert ema_before.keys() == ema_after.keys()
     assert all(torch.equal(ema_after[k], v) for k, v in ema_before.items())

@@ -12,9 +12,10 @@ import pytest
 import slurm_cluster
 from launchkit import ROOT, TINY, assert_same_final_state, logged_step
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(slurm_cluster.missing_reason() is not None,
-                                 reason=str(slurm_cluster.missing_reason()))]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(slurm_cluster.missing_reason() is not None, reason=str(slurm_cluster.missing_reason())),
+]
 
 # 32 steps of 8 images on 2 nodes x 1 rank: after step 4 the preemption test has ~28 steps (a few
 # seconds) for scancel -> slurmctld -> slurmd -> ranks to deliver SIGUSR1 before the run ends.
@@ -29,8 +30,24 @@ def cluster(tmp_path_factory):
 
 
 def submit(cluster, out_dir, name, pattern, *extra):
-    cmd = [sys.executable, "-m", "launch", "slurm", "configs/digits.yaml", *TINY, *RUN, f"data.urls={pattern}",
-           f"run.out_dir={out_dir}", f"run.name={name}", *extra, "--nodes", "2", "--gpus-per-node", "0", "--submit"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch",
+        "slurm",
+        "configs/digits.yaml",
+        *TINY,
+        *RUN,
+        f"data.urls={pattern}",
+        f"run.out_dir={out_dir}",
+        f"run.name={name}",
+        *extra,
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "0",
+        "--submit",
+    ]
     result = subprocess.run(cmd, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout.split("submitted job ")[1].split(";")[0]
@@ -62,7 +79,8 @@ def test_submitted_job_trains_on_both_nodes_and_exports(undisturbed):
 
 
 def test_usr1_checkpoints_requeues_and_the_requeued_job_finishes_like_an_undisturbed_one(
-        cluster, undisturbed, tmp_path, digit_shards):
+    cluster, undisturbed, tmp_path, digit_shards
+):
     job_id = submit(cluster, tmp_path, "preempted", digit_shards[1])
     run_dir = tmp_path / "preempted"
     deadline = time.monotonic() + 300
@@ -87,18 +105,41 @@ def test_a_plain_srun_step_runs_each_task_as_a_rank(cluster, tmp_path, digit_sha
     """`srun -N 2 -n 2 hiresgan train ...`: no torchrun; the tasks take RANK etc. from SLURM."""
     from launchkit import train_args
 
-    args = train_args(digit_shards[1], tmp_path, "plain", "train.kimg=0.032", "train.checkpoint_kimg=10",
-                      "train.sample_kimg=10", "launch.nproc_per_node=2")
-    result = cluster.run("srun", "-N", "2", "-n", "2", "--chdir", str(ROOT), sys.executable, "-m", "launch", *args,
-                         check=False, timeout=600)
+    args = train_args(
+        digit_shards[1],
+        tmp_path,
+        "plain",
+        "train.kimg=0.032",
+        "train.checkpoint_kimg=10",
+        "train.sample_kimg=10",
+        "launch.nproc_per_node=2",
+    )
+    result = cluster.run(
+        "srun",
+        "-N",
+        "2",
+        "-n",
+        "2",
+        "--chdir",
+        str(ROOT),
+        sys.executable,
+        "-m",
+        "launch",
+        *args,
+        check=False,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    state = json.loads(sorted((tmp_path / "plain" / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text())
+    state = json.loads(
+        sorted((tmp_path / "plain" / "checkpoints").glob("step-*"))[-1].joinpath("state.json").read_text()
+    )
     # 2 tasks = 2 ranks (not 2 x nproc_per_node spawned ones), 8 images a step.
     assert state["world_size"] == 2 and state["step"] == 4
 
 
 def test_a_job_rendered_from_the_users_folder_finds_its_files_and_publishes_node_addresses(
-        cluster, tmp_path, digit_shards):
+    cluster, tmp_path, digit_shards
+):
     """Render from a folder outside the checkout with relative data and output paths, submit: the
     checkpoints, the export, the SLURM log and the metrics targets land under that folder, each
     node's targets file names the node's own address (node2 is 127.0.0.2 here), and a real
@@ -116,12 +157,32 @@ def test_a_job_rendered_from_the_users_folder_finds_its_files_and_publishes_node
         from promkit import PrometheusServer
 
         (me / "runs" / "mine" / "prometheus-targets").mkdir(parents=True)  # watched from the start
-        prometheus = PrometheusServer(tmp_path / "prometheus", rule_files=[],
-                                      sd_files=[str(me / "runs" / "mine" / "prometheus-targets" / "*.json")])
-    cmd = [sys.executable, "-m", "launch", "slurm", str(ROOT / "configs" / "digits.yaml"), "--nodes", "2",
-           "--gpus-per-node", "0", "--submit", *TINY, "train.kimg=0.032", "train.checkpoint_kimg=10",
-           "train.sample_kimg=10", "data.urls=shards", "run.out_dir=runs", "run.name=mine", f"metrics.port={port}",
-           "metrics.final_scrape_wait=4"]  # options before overrides: any order works
+        prometheus = PrometheusServer(
+            tmp_path / "prometheus",
+            rule_files=[],
+            sd_files=[str(me / "runs" / "mine" / "prometheus-targets" / "*.json")],
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch",
+        "slurm",
+        str(ROOT / "configs" / "digits.yaml"),
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "0",
+        "--submit",
+        *TINY,
+        "train.kimg=0.032",
+        "train.checkpoint_kimg=10",
+        "train.sample_kimg=10",
+        "data.urls=shards",
+        "run.out_dir=runs",
+        "run.name=mine",
+        f"metrics.port={port}",
+        "metrics.final_scrape_wait=4",
+    ]  # options before overrides: any order works
     result = subprocess.run(cmd, cwd=me, env=cluster.env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.split("submitted job ")[1].split(";")[0]
@@ -151,4 +212,6 @@ def test_a_job_rendered_from_the_users_folder_finds_its_files_and_publishes_node
         finally:
             prometheus.close()
         assert {r["metric"]["instance"]: r["value"][1] for r in scraped} == {
-            f"127.0.0.1:{port}": "1", f"127.0.0.2:{port}": "1"}, scraped
+            f"127.0.0.1:{port}": "1",
+            f"127.0.0.2:{port}": "1",
+        }, scraped

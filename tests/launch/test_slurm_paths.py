@@ -25,8 +25,23 @@ def user_folder(tmp_path, digit_shards, monkeypatch):
 
 
 def render(*extra, name="rel"):
-    return main(["slurm", str(ROOT / "configs" / "digits.yaml"), *TINY, "data.urls=shards", "run.out_dir=runs",
-                 f"run.name={name}", "--nodes", "2", "--gpus-per-node", "0", "--procs-per-node", "2", *extra])
+    return main(
+        [
+            "slurm",
+            str(ROOT / "configs" / "digits.yaml"),
+            *TINY,
+            "data.urls=shards",
+            "run.out_dir=runs",
+            f"run.name={name}",
+            "--nodes",
+            "2",
+            "--gpus-per-node",
+            "0",
+            "--procs-per-node",
+            "2",
+            *extra,
+        ]
+    )
 
 
 def test_relative_paths_are_anchored_to_the_callers_folder(user_folder, capsys):
@@ -40,8 +55,12 @@ def test_relative_paths_are_anchored_to_the_callers_folder(user_folder, capsys):
     assert not (ROOT / "runs" / "rel").exists()
     # Remote items and absolute paths stay; '~' is the home of every node, not the caller's folder.
     spec = absolute_spec("a/shard-{0..3}.tar :: /abs/x.tar https://h/m.json::pipe:cat b.tar", user_folder)
-    assert spec.split("::") == [f"{user_folder}/a/shard-{{0..3}}.tar", "/abs/x.tar", "https://h/m.json",
-                                "pipe:cat b.tar"]
+    assert spec.split("::") == [
+        f"{user_folder}/a/shard-{{0..3}}.tar",
+        "/abs/x.tar",
+        "https://h/m.json",
+        "pipe:cat b.tar",
+    ]
 
 
 def test_cpus_per_task_follows_ranks_and_workers_and_srun_repeats_it(user_folder):
@@ -54,8 +73,17 @@ def test_cpus_per_task_follows_ranks_and_workers_and_srun_repeats_it(user_folder
 
 
 def test_mem_and_any_other_directive(user_folder, capsys):
-    assert render("--mem", "64G", "--sbatch-arg=--qos=high", "--sbatch-arg=--constraint=a100",
-                  "--sbatch-arg=--exclusive", "--sbatch-arg=--reservation=demo") == 0
+    assert (
+        render(
+            "--mem",
+            "64G",
+            "--sbatch-arg=--qos=high",
+            "--sbatch-arg=--constraint=a100",
+            "--sbatch-arg=--exclusive",
+            "--sbatch-arg=--reservation=demo",
+        )
+        == 0
+    )
     script = (user_folder / "runs" / "rel" / "slurm" / "job.sbatch").read_text()
     lines = script.splitlines()
     for line in ("--mem=64G", "--qos=high", "--constraint=a100", "--exclusive", "--reservation=demo"):
@@ -71,7 +99,19 @@ def test_dry_run_checks_the_shards_like_a_real_render(user_folder, capsys):
     capsys.readouterr()
     assert render("--dry-run") == 0 and "#!/bin/bash" in capsys.readouterr().out
     assert not (user_folder / "runs").exists()  # a dry run writes nothing
-    code = main(["slurm", str(ROOT / "configs" / "digits.yaml"), *TINY, "data.urls=missing/shard-{0..3}.tar",
-                 "run.out_dir=runs", "--nodes", "2", "--gpus-per-node", "0", "--dry-run"])
+    code = main(
+        [
+            "slurm",
+            str(ROOT / "configs" / "digits.yaml"),
+            *TINY,
+            "data.urls=missing/shard-{0..3}.tar",
+            "run.out_dir=runs",
+            "--nodes",
+            "2",
+            "--gpus-per-node",
+            "0",
+            "--dry-run",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "data.urls" in err and "not found" in err, err

@@ -27,8 +27,12 @@ SECTION = re.compile(r"<!-- walkthrough:.*?-->(.*?)<!-- walkthrough: end -->", r
 def walkthrough() -> tuple[list[str], list[str]]:
     """(commands, yaml blocks) of the README section, in order."""
     text = SECTION.search((ROOT / "README.md").read_text()).group(1)
-    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
-                for line in block.replace("\\\n", " ").splitlines() if line.strip().startswith("hiresgan ")]
+    commands = [
+        line.strip()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip().startswith("hiresgan ")
+    ]
     return commands, re.findall(r"```yaml\n(.*?)```", text, re.S)
 
 
@@ -54,7 +58,7 @@ def adapt(cmd: str, images, faces) -> list[str]:
         argv[argv.index("--gpus-per-node") + 1] = "0"
     if argv[0] == "eval":
         at = argv.index("--features")
-        argv[at:at + 4] = ["--features", "digits", "--num", "16", "--num-real", "24", "--cache", str(faces / "cache")]
+        argv[at : at + 4] = ["--features", "digits", "--num", "16", "--num-real", "24", "--cache", str(faces / "cache")]
     return argv
 
 
@@ -67,8 +71,9 @@ def run(argv, faces, capsys) -> Result:
     """Training in its own processes (as users run it); the quick commands in this one (saves the
     start-up of six interpreters)."""
     if argv[0] == "train" and "--print-config" not in argv:
-        done = subprocess.run([sys.executable, "-m", "launch", *argv], cwd=faces, capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "launch", *argv], cwd=faces, capture_output=True, text=True, timeout=300
+        )
         return Result(done.returncode, done.stdout, done.stderr)
     from launch.cli import main
 
@@ -80,15 +85,24 @@ def run(argv, faces, capsys) -> Result:
 
 def test_the_readme_walkthrough_runs_as_written(tmp_path, capsys, monkeypatch):
     commands, yamls = walkthrough()
-    assert [shlex.split(c)[1] for c in commands] == ["shards", "train", "shards", "train", "slurm", "slurm",
-                                                     "sample", "eval"]
+    assert [shlex.split(c)[1] for c in commands] == [
+        "shards",
+        "train",
+        "shards",
+        "train",
+        "slurm",
+        "slurm",
+        "sample",
+        "eval",
+    ]
     images, faces = tmp_path / "my-images", tmp_path / "faces"
     my_images(images)
     faces.mkdir()
     monkeypatch.chdir(faces)
     config, prometheus = yamls
-    (faces / "mine.yaml").write_text(config.replace("resolution: 64", "resolution: 32").replace("channels: 3",
-                                                                                                "channels: 1"))
+    (faces / "mine.yaml").write_text(
+        config.replace("resolution: 64", "resolution: 32").replace("channels: 3", "channels: 1")
+    )
     outputs = {}
     for cmd in commands:
         if "--submit" in cmd:

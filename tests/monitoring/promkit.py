@@ -38,17 +38,30 @@ class PrometheusServer:
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": "hiresgan", "honor_labels": True,
-                                "file_sd_configs": [{"files": sd_files, "refresh_interval": "1s"}]}],
+            "scrape_configs": [
+                {
+                    "job_name": "hiresgan",
+                    "honor_labels": True,
+                    "file_sd_configs": [{"files": sd_files, "refresh_interval": "1s"}],
+                }
+            ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.port = free_ports()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(workdir / "prometheus.log", "w")
         self.proc = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=workdir)
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
         self.log_path = workdir / "prometheus.log"
         deadline = time.monotonic() + 60
         while True:
@@ -76,8 +89,9 @@ class PrometheusServer:
         return self._get("/api/v1/query", **params)["result"]
 
     def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict]:
-        return self._get("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}",
-                         step=str(step))["result"]
+        return self._get("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=str(step))[
+            "result"
+        ]
 
     def wait_for(self, expr: str, timeout: float, what: str, alive: subprocess.Popen | None = None) -> list[dict]:
         """Poll until `expr` returns data; give up early when the process `alive` has exited."""
@@ -103,6 +117,7 @@ class PrometheusServer:
 
 
 # ----------------------------------------------------------------------------- shipped expressions
+
 
 def rule_expressions() -> dict[str, str]:
     """{alert name: expr} of the shipped rule file."""

@@ -21,8 +21,17 @@ from trainer.telemetry import catalog, probes, prometheus
 from trainer.telemetry import endpoint as rank_endpoint
 
 IDENTITY = {"job": "unit", "rank": "3", "local_rank": "1", "node": "host-a", "slurm_job_id": ""}
-LOSSES = {"G/adversarial": 0.7, "G/fake_score": -0.2, "G/path_length": 0.05, "G/pl_mean": 1.5,
-          "D/adversarial": 1.3, "D/real_score": 0.4, "D/fake_score": -0.3, "D/real_sign": 0.25, "D/r1": 0.01}
+LOSSES = {
+    "G/adversarial": 0.7,
+    "G/fake_score": -0.2,
+    "G/path_length": 0.05,
+    "G/pl_mean": 1.5,
+    "D/adversarial": 1.3,
+    "D/real_score": 0.4,
+    "D/fake_score": -0.3,
+    "D/real_sign": 0.25,
+    "D/r1": 0.01,
+}
 
 
 def populated(**log_overrides) -> tuple[CollectorRegistry, prometheus.TrainingMetrics]:
@@ -33,9 +42,17 @@ def populated(**log_overrides) -> tuple[CollectorRegistry, prometheus.TrainingMe
         m.observe_step(images=8, step_seconds=0.2, data_wait_seconds=0.01, skipped=1)
     m.observe_phase("G_main", 0.05)
     m.observe_phase("D_reg", 0.07)
-    kwargs = dict(kimg=0.096, losses=LOSSES, lrs={"G": 0.002, "D": 0.0019}, ema_beta=0.99,
-                  grad_norms={"G": 1.5, "D": 2.5}, skipped_steps={"G": 0, "D": 2}, loss_scales={"G": 1.0, "D": 1.0},
-                  augment_probability=0.1, diversity_ratio=0.9)
+    kwargs = dict(
+        kimg=0.096,
+        losses=LOSSES,
+        lrs={"G": 0.002, "D": 0.0019},
+        ema_beta=0.99,
+        grad_norms={"G": 1.5, "D": 2.5},
+        skipped_steps={"G": 0, "D": 2},
+        loss_scales={"G": 1.0, "D": 1.0},
+        augment_probability=0.1,
+        diversity_ratio=0.9,
+    )
     kwargs.update(log_overrides)
     m.observe_log(**kwargs)
     m.observe_checkpoint(1.25)
@@ -107,8 +124,9 @@ def test_values_follow_the_calls():
 
 def test_nonfinite_losses_are_counted_and_skipped_steps_add_only_news():
     registry, m = populated(losses={**LOSSES, "D/r1": float("nan")})
-    m.observe_log(kimg=0.2, losses={"G/adversarial": float("inf")}, lrs={}, ema_beta=0.99,
-                  skipped_steps={"G": 0, "D": 5})
+    m.observe_log(
+        kimg=0.2, losses={"G/adversarial": float("inf")}, lrs={}, ema_beta=0.99, skipped_steps={"G": 0, "D": 5}
+    )
     m.observe_log(kimg=0.3, losses={"G/adversarial": 0.5}, lrs={}, ema_beta=0.99, skipped_steps={"G": 0, "D": 5})
     v, _ = samples(registry)
     assert v[("hiresgan_nonfinite_loss_logs_total", frozenset({("network", "D")}))] == 1
@@ -161,8 +179,12 @@ def test_rank_endpoint_serves_and_publishes_its_target(tmp_path):
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert "hiresgan_images_seen_total{" in body
         entry = json.loads((tmp_path / "prometheus-targets" / "rank-00003.json").read_text())
-        assert entry == [{"targets": [f"127.0.0.1:{port}"],
-                          "labels": {"job": "unit", "rank": "3", "local_rank": "1", "node": "host-a"}}]
+        assert entry == [
+            {
+                "targets": [f"127.0.0.1:{port}"],
+                "labels": {"job": "unit", "rank": "3", "local_rank": "1", "node": "host-a"},
+            }
+        ]
     finally:
         endpoint.close()
     assert not (tmp_path / "prometheus-targets" / "rank-00003.json").exists()
@@ -197,8 +219,9 @@ def test_a_finishing_endpoint_serves_until_its_final_scrape(tmp_path):
     with pytest.raises(ConnectionRefusedError):  # the port is released, not just left unserved
         socket.create_connection(("127.0.0.1", port), timeout=5)
     # Nobody scrapes: the wait runs out and the endpoint still closes (and the same port binds again).
-    endpoint = rank_endpoint.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1",
-                                    identity=IDENTITY)
+    endpoint = rank_endpoint.RankEndpoint(
+        CollectorRegistry(), run_dir=tmp_path, port=port, bind="127.0.0.1", identity=IDENTITY
+    )
     started = time.monotonic()
     endpoint.close(final_scrape_wait=0.3)
     assert time.monotonic() - started >= 0.3 and not target.exists()
@@ -208,8 +231,16 @@ def tiny_networks():
     from trainer.config import load_config
     from trainer.models import build_networks
 
-    cfg = load_config("configs/digits.yaml", ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16",
-                                               "model.w_dim=16", "model.mapping_layers=1"])
+    cfg = load_config(
+        "configs/digits.yaml",
+        [
+            "model.channel_base=256",
+            "model.channel_max=16",
+            "model.z_dim=16",
+            "model.w_dim=16",
+            "model.mapping_layers=1",
+        ],
+    )
     torch.manual_seed(0)
     G, D = build_networks(cfg)
     return G.eval(), D, cfg

@@ -24,9 +24,12 @@ def scale(series: str) -> str:
 
 def axes(panel: dict) -> dict[str, set[str]]:
     """{axis: scales of the series drawn against it}; an override puts a query on the right axis."""
-    right = {o["matcher"]["options"] for o in panel.get("fieldConfig", {}).get("overrides", [])
-             if o["matcher"]["id"] == "byFrameRefID"
-             and any(p["id"] == "custom.axisPlacement" and p["value"] == "right" for p in o["properties"])}
+    right = {
+        o["matcher"]["options"]
+        for o in panel.get("fieldConfig", {}).get("overrides", [])
+        if o["matcher"]["id"] == "byFrameRefID"
+        and any(p["id"] == "custom.axisPlacement" and p["value"] == "right" for p in o["properties"])
+    }
     out: dict[str, set[str]] = {}
     for target in panel.get("targets", []):
         series = {s for s in metric_names(target["expr"]) if s != "hiresgan_rank_info"}  # a join, always 1
@@ -35,14 +38,22 @@ def axes(panel: dict) -> dict[str, set[str]]:
 
 
 def test_no_axis_mixes_scales():
-    mixed = {panel["title"]: scales for panel in dashboard_panels() if panel.get("type") == "timeseries"
-             for axis, scales in axes(panel).items() if len(scales) > 1}
+    mixed = {
+        panel["title"]: scales
+        for panel in dashboard_panels()
+        if panel.get("type") == "timeseries"
+        for axis, scales in axes(panel).items()
+        if len(scales) > 1
+    }
     assert not mixed, mixed
 
 
 def test_units_match_what_is_drawn():
-    units = {panel["title"]: panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
-             for panel in dashboard_panels() if panel.get("type") != "row"}
+    units = {
+        panel["title"]: panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        for panel in dashboard_panels()
+        if panel.get("type") != "row"
+    }
     assert units["GPU memory used (DCGM)"] == "mbytes"  # DCGM reports framebuffer memory in MiB
     assert units["Throughput (images/s, all ranks)"].endswith("img/s")
     assert units["Corrupt samples skipped (rate)"].endswith("/s")
@@ -57,8 +68,9 @@ def test_the_evaluation_gauge_is_set_while_one_runs_and_zero_otherwise():
     from trainer.telemetry.prometheus import TrainingMetrics
 
     registry = CollectorRegistry()
-    m = TrainingMetrics(registry, identity={"job": "j", "rank": "0", "local_rank": "0", "node": "n",
-                                            "slurm_job_id": ""})
+    m = TrainingMetrics(
+        registry, identity={"job": "j", "rank": "0", "local_rank": "0", "node": "n", "slurm_job_id": ""}
+    )
     labels = {"job": "j", "rank": "0", "local_rank": "0", "node": "n", "slurm_job_id": ""}
     name = "hiresgan_evaluation_started_timestamp_seconds"
     assert registry.get_sample_value(name, labels) == 0

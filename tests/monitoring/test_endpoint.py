@@ -21,8 +21,17 @@ from trainer.telemetry import endpoint as rank_endpoint
 ROOT = Path(__file__).resolve().parents[2]
 IDENTITY = {"job": "unit", "rank": "3", "local_rank": "1", "node": "host-a", "slurm_job_id": ""}
 # Defaults of exporters that share GPU nodes with training ranks (Prometheus's allocations wiki).
-EXPORTER_PORTS = {9100: "node", 9400: "dcgm", 9445: "nvidia-gpu", 9256: "process", 9835: "nvidia_smi",
-                  9464: "opentelemetry", 8080: "cadvisor", 9090: "prometheus", 9091: "pushgateway"}
+EXPORTER_PORTS = {
+    9100: "node",
+    9400: "dcgm",
+    9445: "nvidia-gpu",
+    9256: "process",
+    9835: "nvidia_smi",
+    9464: "opentelemetry",
+    8080: "cadvisor",
+    9090: "prometheus",
+    9091: "pushgateway",
+}
 
 
 def target(tmp_path, rank="3"):
@@ -45,8 +54,9 @@ def test_a_taken_port_moves_on_by_the_stride_and_the_target_says_so(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", base))
         taken.listen()
-        endpoint = rank_endpoint.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=base, bind="127.0.0.1",
-                                              identity=IDENTITY, port_stride=2)
+        endpoint = rank_endpoint.RankEndpoint(
+            CollectorRegistry(), run_dir=tmp_path, port=base, bind="127.0.0.1", identity=IDENTITY, port_stride=2
+        )
         try:
             assert endpoint.port == base + 2  # base + 1 belongs to local rank 1
             assert target(tmp_path)["targets"] == [f"127.0.0.1:{base + 2}"]
@@ -68,7 +78,7 @@ def fake_scontrol(tmp_path, node_addr: str) -> dict:
     folder = tmp_path / "bin"
     folder.mkdir()
     script = folder / "scontrol"
-    script.write_text(f"#!/bin/sh\necho \"NodeName=$3 Arch=x86_64 NodeAddr={node_addr} NodeHostName=h\"\n")
+    script.write_text(f'#!/bin/sh\necho "NodeName=$3 Arch=x86_64 NodeAddr={node_addr} NodeHostName=h"\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
 
@@ -83,8 +93,9 @@ def test_auto_bind_is_loopback_alone_and_the_node_address_under_slurm(tmp_path, 
     assert bind == "127.0.0.2"
     assert rank_endpoint.resolve_bind("auto", multi_node=False, environ=slurm) == "127.0.0.2"  # one-node SLURM job
     port = free_ports()
-    endpoint = rank_endpoint.RankEndpoint(CollectorRegistry(), run_dir=tmp_path, port=port, bind=bind,
-                                          identity=IDENTITY)
+    endpoint = rank_endpoint.RankEndpoint(
+        CollectorRegistry(), run_dir=tmp_path, port=port, bind=bind, identity=IDENTITY
+    )
     try:
         assert target(tmp_path)["targets"] == [f"127.0.0.2:{port}"]  # what a central Prometheus scrapes
         urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=5).read()

@@ -26,9 +26,19 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 # The TINY overrides of tests/trainer/test_train_e2e.py (a tiny model: a run takes seconds).
-TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
-        "model.mapping_layers=1", "train.batch_size=8", "train.log_every=2", "data.workers=0",
-        "loss.d_reg_interval=4", "loss.g_reg_interval=2", "train.threads=1"]
+TINY = [
+    "model.channel_base=256",
+    "model.channel_max=16",
+    "model.z_dim=16",
+    "model.w_dim=16",
+    "model.mapping_layers=1",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "data.workers=0",
+    "loss.d_reg_interval=4",
+    "loss.g_reg_interval=2",
+    "train.threads=1",
+]
 # Dashboard queries that cannot return data on a CPU test machine, and why.
 NO_DATA_HERE = {
     "Memory per rank / B": "CUDA memory: GPU runs only",
@@ -46,8 +56,20 @@ SUSTAINED_ONLY = {"HiresganDiscriminatorOverfitting"}
 
 
 def train_argv(out_dir: Path, name: str, urls: str, port: int, *overrides) -> list[str]:
-    return [sys.executable, "-m", "launch", "train", "configs/digits.yaml", *TINY, f"data.urls={urls}",
-            "data.prepare=none", f"run.out_dir={out_dir}", f"run.name={name}", f"metrics.port={port}", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "launch",
+        "train",
+        "configs/digits.yaml",
+        *TINY,
+        f"data.urls={urls}",
+        "data.prepare=none",
+        f"run.out_dir={out_dir}",
+        f"run.name={name}",
+        f"metrics.port={port}",
+        *overrides,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +82,23 @@ def healthy_run(tmp_path_factory, digit_shards, start_prometheus):
     # Wider than TINY so 16 steps outlast several 1 s scrapes (rate() in the dashboard needs two
     # while the ranks live); a checkpoint every 4 steps; and each rank waits for the scrape of its
     # final values before it exits (metrics.final_scrape_wait).
-    result = subprocess.run(train_argv(tmp / "runs", "mon", digit_shards[1], free_ports(2),
-                                       "launch.nproc_per_node=2", "train.kimg=0.128", "train.checkpoint_kimg=0.032",
-                                       "model.channel_max=64", "metrics.final_scrape_wait=30"),
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        train_argv(
+            tmp / "runs",
+            "mon",
+            digit_shards[1],
+            free_ports(2),
+            "launch.nproc_per_node=2",
+            "train.kimg=0.128",
+            "train.checkpoint_kimg=0.032",
+            "model.channel_max=64",
+            "metrics.final_scrape_wait=30",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     end = time.time()
     assert result.returncode == 0, result.stderr[-5000:]
     # The last instant at which both ranks' series were live (before their clean exit).
@@ -88,8 +123,11 @@ def test_both_ranks_are_discovered_and_scraped_with_their_identity(healthy_run):
     info = prom.query('hiresgan_rank_info{job="mon"}', at=last)
     assert {i["metric"]["Hostname"] for i in info} == {u["metric"]["node"] for u in ups}
     # Log-step values made it through: losses, gradient norms, r_t, a checkpoint.
-    for series in ('hiresgan_loss{job="mon",network="D",term="r1"}', 'hiresgan_grad_norm{job="mon",network="G"}',
-                   'hiresgan_checkpoint_duration_seconds{job="mon"}'):
+    for series in (
+        'hiresgan_loss{job="mon",network="D",term="r1"}',
+        'hiresgan_grad_norm{job="mon",network="G"}',
+        'hiresgan_checkpoint_duration_seconds{job="mon"}',
+    ):
         assert len(prom.query(f"last_over_time({series}[10m]) > 0", at=end)) == 2, series
     assert len(prom.query('abs(last_over_time(hiresgan_ada_rt{job="mon"}[10m])) <= 1', at=end)) == 2
     # A clean exit withdraws the targets, so no rank-down alert follows a finished run.
@@ -138,23 +176,43 @@ def _fast_rules(path: Path) -> Path:
 
 
 def test_a_hung_data_source_fires_the_stall_alert_and_a_killed_rank_the_rank_down_alert(
-        tmp_path, digit_shards, start_prometheus):
+    tmp_path, digit_shards, start_prometheus
+):
     # A real shard streamed through `pipe:` that hangs after ~38 samples, like a stuck download.
     source = tmp_path / "hanging-source.sh"
     source.write_text(f"#!/bin/sh\nhead -c 100000 {digit_shards[0] / 'shard-000000.tar'}\nexec sleep 300\n")
     source.chmod(0o755)
     targets = tmp_path / "runs" / "stall" / "prometheus-targets"
     targets.mkdir(parents=True)
-    prom = start_prometheus(tmp_path / "prometheus", sd_files=[str(targets / "*.json")],
-                            rule_files=[_fast_rules(tmp_path / "fast-rules.yml")])
+    prom = start_prometheus(
+        tmp_path / "prometheus",
+        sd_files=[str(targets / "*.json")],
+        rule_files=[_fast_rules(tmp_path / "fast-rules.yml")],
+    )
     log, started = open(tmp_path / "train.log", "w"), {}
-    proc = subprocess.Popen(train_argv(tmp_path / "runs", "stall", f"pipe:{source}", free_ports(2),
-                                       "launch.nproc_per_node=1", "train.kimg=10", "data.shuffle_buffer=4"),
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        train_argv(
+            tmp_path / "runs",
+            "stall",
+            f"pipe:{source}",
+            free_ports(2),
+            "launch.nproc_per_node=1",
+            "train.kimg=10",
+            "data.shuffle_buffer=4",
+        ),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         try:
-            firing = prom.wait_for('ALERTS{alertname="HiresganTrainingStalled", alertstate="firing", job="stall"}',
-                                   timeout=150, what="the stall alert", alive=proc)
+            firing = prom.wait_for(
+                'ALERTS{alertname="HiresganTrainingStalled", alertstate="firing", job="stall"}',
+                timeout=150,
+                what="the stall alert",
+                alive=proc,
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{(tmp_path / 'train.log').read_text()[-3000:]}") from None
         assert firing[0]["metric"]["rank"] == "0"
@@ -166,8 +224,11 @@ def test_a_hung_data_source_fires_the_stall_alert_and_a_killed_rank_the_rank_dow
         started.update({p: _cmdline(p) for p in _descendants(proc.pid)})  # the hung source outlives its rank
         os.kill(_rank_process(proc.pid), signal.SIGKILL)  # the rank dies (the agent then gives up)
         assert list(targets.glob("*.json")), "a killed rank's target must stay for the rank-down alert"
-        prom.wait_for('ALERTS{alertname="HiresganRankDown", alertstate="firing", job="stall", rank="0"}',
-                      timeout=30, what="the rank-down alert")
+        prom.wait_for(
+            'ALERTS{alertname="HiresganRankDown", alertstate="firing", job="stall", rank="0"}',
+            timeout=30,
+            what="the rank-down alert",
+        )
     finally:
         _kill_tree(proc, started)
         log.close()
@@ -227,9 +288,13 @@ def test_a_taken_metrics_port_moves_on_and_the_run_trains(tmp_path, digit_shards
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        result = subprocess.run(train_argv(tmp_path, "busy", digit_shards[1], port, "launch.nproc_per_node=1",
-                                           "train.kimg=0.016"),
-                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            train_argv(tmp_path, "busy", digit_shards[1], port, "launch.nproc_per_node=1", "train.kimg=0.016"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"serving on {port + 1} instead" in result.stderr, result.stderr[-3000:]
     assert (tmp_path / "busy" / "export").is_dir()

@@ -13,8 +13,9 @@ from promkit import DASHBOARD, MONITORING, ROOT, RULES, dashboard_expressions, d
 
 from trainer.telemetry.catalog import CATALOG
 
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
-                                    reason="promtool not installed (Debian package prometheus; CI installs it)")
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not installed (Debian package prometheus; CI installs it)"
+)
 # Series that are not ours but that the dashboard and rules may use.
 FOREIGN = {"up", "ALERTS", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -32,11 +33,12 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_grouping):
         name = match.group(0)
-        rest = without_grouping[match.end():].lstrip()
+        rest = without_grouping[match.end() :].lstrip()
         if rest.startswith("(") or name in ("and", "or", "unless", "bool", "offset") or name.startswith("__"):
             continue  # a function call, an operator, or a Grafana variable
-        if match.start() > 0 and (without_grouping[match.start() - 1] in "$." or
-                                  without_grouping[match.start() - 1].isdigit()):
+        if match.start() > 0 and (
+            without_grouping[match.start() - 1] in "$." or without_grouping[match.start() - 1].isdigit()
+        ):
             continue  # $job, the m of 5m
         names.add(name)
     return names
@@ -51,8 +53,10 @@ def resolve(name: str) -> str:
 
 
 def test_metric_name_parser_sees_series_and_skips_the_rest():
-    expr = ('histogram_quantile(0.99, sum by (job, le) (rate(hiresgan_step_duration_seconds_bucket{job=~"$job"}'
-            '[$__rate_interval]))) / on (job) group_left (rank) max_over_time(hiresgan_world_size[5m]) > 0.5')
+    expr = (
+        'histogram_quantile(0.99, sum by (job, le) (rate(hiresgan_step_duration_seconds_bucket{job=~"$job"}'
+        "[$__rate_interval]))) / on (job) group_left (rank) max_over_time(hiresgan_world_size[5m]) > 0.5"
+    )
     assert metric_names(expr) == {"hiresgan_step_duration_seconds_bucket", "hiresgan_world_size"}
     assert {resolve(n) for n in metric_names(expr)} == {"hiresgan_step_duration_seconds", "hiresgan_world_size"}
 
@@ -95,8 +99,20 @@ def test_dashboard_structure_is_what_grafana_provisions():
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs)) and all(t["expr"].strip() for t in panel["targets"])
     titles = " | ".join(p["title"] for p in panels).lower()
-    for topic in ("throughput", "eta", "progress", "adversarial", "regularizers", "augmentation",
-                  "data-wait", "p50 / p99", "skew", "memory", "checkpoint age", "gpu utilization"):
+    for topic in (
+        "throughput",
+        "eta",
+        "progress",
+        "adversarial",
+        "regularizers",
+        "augmentation",
+        "data-wait",
+        "p50 / p99",
+        "skew",
+        "memory",
+        "checkpoint age",
+        "gpu utilization",
+    ):
         assert topic in titles, f"no panel about {topic}"
 
 
@@ -117,8 +133,9 @@ def test_promtool_checks_the_rules_and_the_scrape_config():
 
 @needs_promtool
 def test_promtool_unit_tests_of_the_alerts_pass():
-    result = subprocess.run(["promtool", "test", "rules", "alerts_test.yml"], cwd=MONITORING,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["promtool", "test", "rules", "alerts_test.yml"], cwd=MONITORING, capture_output=True, text=True
+    )
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
     # Every alert has at least one case where it fires.
     tests = yaml.safe_load((MONITORING / "alerts_test.yml").read_text())["tests"]

@@ -23,13 +23,20 @@ from trainer.models.inpaint import InpaintGenerator, smooth_fill
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/inpaint_photos.yaml"
-TINY = ["data.resolution=32", "data.channels=1", "pix2pix.filters=4", "pix2pix.d_filters=4", "pix2pix.depth=0",
-        "pix2pix.patch_layers=2"]
+TINY = [
+    "data.resolution=32",
+    "data.channels=1",
+    "pix2pix.filters=4",
+    "pix2pix.d_filters=4",
+    "pix2pix.depth=0",
+    "pix2pix.patch_layers=2",
+]
 
 
 def hiresgan(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def in_process(capsys, *args):
@@ -53,7 +60,7 @@ def test_generated_masks_repeat_with_the_seed_and_stay_within_bounds():
     assert all(0 < s <= 0.4 for s in shares) and len(set(shares)) > 20
     boxes_only = generate_mask(64, np.random.default_rng(0), strokes=0, boxes=1)
     rows = np.flatnonzero(boxes_only[0].any(1))
-    assert (boxes_only[0, rows[0]:rows[-1] + 1] > 0).sum(0).max() == len(rows)  # one solid rectangle
+    assert (boxes_only[0, rows[0] : rows[-1] + 1] > 0).sum(0).max() == len(rows)  # one solid rectangle
 
 
 def test_mask_folder_is_read_resized_and_all_white_masks_are_refused(tmp_path):
@@ -73,9 +80,20 @@ def test_decoder_in_the_stream_gives_masks_that_resume_exactly(digit_shards):
     from trainer.data.sources import resolve_urls
 
     def spec(start):
-        return StreamSpec(urls=tuple(resolve_urls(pattern)), seed=3, rank=0, world_size=1, batch_size=4,
-                          resolution=32, channels=1, labeled=False, xflip=True, shuffle_buffer=16, start_batch=start,
-                          decoder=InpaintDecoder(32, 1))
+        return StreamSpec(
+            urls=tuple(resolve_urls(pattern)),
+            seed=3,
+            rank=0,
+            world_size=1,
+            batch_size=4,
+            resolution=32,
+            channels=1,
+            labeled=False,
+            xflip=True,
+            shuffle_buffer=16,
+            start_batch=start,
+            decoder=InpaintDecoder(32, 1),
+        )
 
     stream = make_loader(spec(0), 0)
     batches = [next(stream) for _ in range(3)]
@@ -113,9 +131,11 @@ def test_composite_keeps_known_pixels_exactly_and_runs_at_any_size():
 
 
 def test_bad_inpaint_settings_name_the_key():
-    for override, key in ((["model.conditional=true", "data.num_classes=10"], "model.conditional"),
-                          (["inpaint.max_hole=0"], "inpaint.max_hole"),
-                          (["inpaint.strokes=0", "inpaint.boxes=0"], "inpaint.strokes")):
+    for override, key in (
+        (["model.conditional=true", "data.num_classes=10"], "model.conditional"),
+        (["inpaint.max_hole=0"], "inpaint.max_hole"),
+        (["inpaint.strokes=0", "inpaint.boxes=0"], "inpaint.strokes"),
+    ):
         with pytest.raises(ConfigError, match=key):
             load_config(CONFIG, TINY + override)
     G, D = build_networks(load_config(CONFIG, TINY))
@@ -131,8 +151,13 @@ def test_sample_inpaint_keeps_known_bytes_and_names_each_bad_mask(tmp_path, caps
     export_generator(InpaintGenerator(img_resolution=32, img_channels=3, filters=4).eval(), tmp_path / "export")
     rng = np.random.default_rng(0)
     images, masks = tmp_path / "images", tmp_path / "masks"
-    for name, (h, w) in {"good": (40, 70), "wrongsize": (32, 32), "white": (32, 32), "black": (32, 32),
-                         "nomask": (32, 32)}.items():
+    for name, (h, w) in {
+        "good": (40, 70),
+        "wrongsize": (32, 32),
+        "white": (32, 32),
+        "black": (32, 32),
+        "nomask": (32, 32),
+    }.items():
         _save(images / f"{name}.png", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     _save(masks / "good.png", np.pad(np.full((10, 20), 255, np.uint8), ((5, 25), (10, 40))))
     _save(masks / "wrongsize.png", np.zeros((16, 16), np.uint8))
@@ -142,8 +167,12 @@ def test_sample_inpaint_keeps_known_bytes_and_names_each_bad_mask(tmp_path, caps
     result = in_process(capsys, "sample", tmp_path / "export", "--inpaint", images, "--masks", masks, "--out", out)
     assert result.returncode == 1, result.stderr
     assert [p.name for p in out.iterdir()] == ["good.png"]
-    for needle in ("wrongsize.png: mask is 16x16 but its image is 32x32", "white.png: mask is all white",
-                   "black.png: mask is all black", "nomask.png: no mask named 'nomask.png'"):
+    for needle in (
+        "wrongsize.png: mask is 16x16 but its image is 32x32",
+        "white.png: mask is all white",
+        "black.png: mask is all black",
+        "nomask.png: no mask named 'nomask.png'",
+    ):
         assert sum(needle in line for line in result.stderr.splitlines()) == 1, (needle, result.stderr)
     before, after = np.asarray(Image.open(images / "good.png")), np.asarray(Image.open(out / "good.png"))
     known = np.asarray(Image.open(masks / "good.png")) < 128
@@ -159,8 +188,7 @@ def test_gate_measures_detail_and_names_each_miss():
     smooth = real.copy()
     smooth[hole] = 128
     assert hole_detail(smooth, hole) == 0 and hole_detail(real, hole) > 10
-    report = {"psnr_gap": 1.2, "model": {"psnr": 20.0, "detail": 0.1}, "biharmonic": {"psnr": 21.2},
-              "known_changed": 3}
+    report = {"psnr_gap": 1.2, "model": {"psnr": 20.0, "detail": 0.1}, "biharmonic": {"psnr": 21.2}, "known_changed": 3}
     misses = quality_misses(report)
     assert len(misses) == 3 and "1.20 dB below" in misses[0] and "3 known pixel(s)" in misses[2]
 
@@ -168,10 +196,23 @@ def test_gate_measures_detail_and_names_each_miss():
 @pytest.mark.slow
 def test_inpaint_trains_exports_and_fills_a_folder(tmp_path, digit_shards):
     _, pattern = digit_shards
-    args = ["train", CONFIG, *TINY, "train.batch_size=4", "train.kimg=0.016", "train.log_every=2",
-            "data.workers=0", "train.threads=1", "metrics.port=0", "loss.d_reg_interval=2",
-            "inpaint.feature_matching=1", f"data.urls={pattern}", "data.prepare=none",
-            f"run.out_dir={tmp_path}", "run.name=inp"]
+    args = [
+        "train",
+        CONFIG,
+        *TINY,
+        "train.batch_size=4",
+        "train.kimg=0.016",
+        "train.log_every=2",
+        "data.workers=0",
+        "train.threads=1",
+        "metrics.port=0",
+        "loss.d_reg_interval=2",
+        "inpaint.feature_matching=1",
+        f"data.urls={pattern}",
+        "data.prepare=none",
+        f"run.out_dir={tmp_path}",
+        "run.name=inp",
+    ]
     result = hiresgan(*args, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "inp" / "metrics.jsonl").read_text().splitlines()]
@@ -180,8 +221,16 @@ def test_inpaint_trains_exports_and_fills_a_folder(tmp_path, digit_shards):
     assert Image.open(tmp_path / "inp" / "samples" / "latest.png").size[1] == 3 * 32
     _save(tmp_path / "images" / "d.png", np.full((32, 32), 200, np.uint8))
     _save(tmp_path / "masks" / "d.png", np.pad(np.full((8, 8), 255, np.uint8), 12))
-    filled = hiresgan("sample", tmp_path / "inp" / "export", "--inpaint", tmp_path / "images", "--masks",
-                      tmp_path / "masks", "--out", tmp_path / "out")
+    filled = hiresgan(
+        "sample",
+        tmp_path / "inp" / "export",
+        "--inpaint",
+        tmp_path / "images",
+        "--masks",
+        tmp_path / "masks",
+        "--out",
+        tmp_path / "out",
+    )
     assert filled.returncode == 0, filled.stderr
     assert (tmp_path / "out" / "d.png").is_file()
 
@@ -191,8 +240,11 @@ def test_standalone_sampler_matches_the_trainer_and_reads_pngs(tmp_path, family)
     from sampler import hiresgan_image2image as standalone
     from trainer.models.pix2pix import Pix2PixGenerator
 
-    G = (Pix2PixGenerator(img_resolution=32, img_channels=3, in_channels=1, filters=4, c_dim=3) if family == "pix2pix"
-         else InpaintGenerator(img_resolution=32, img_channels=3, filters=4)).eval()
+    G = (
+        Pix2PixGenerator(img_resolution=32, img_channels=3, in_channels=1, filters=4, c_dim=3)
+        if family == "pix2pix"
+        else InpaintGenerator(img_resolution=32, img_channels=3, filters=4)
+    ).eval()
     for p in G.parameters():  # the inpainting correction starts at zero: make it matter
         p.data += 0.01 * torch.randn_like(p)
     export_generator(G, tmp_path / "export")
@@ -226,8 +278,20 @@ def test_standalone_sampler_cli_fills_a_folder_and_names_bad_masks(tmp_path, cap
         _save(tmp_path / "images" / f"{name}.png", rng.integers(0, 256, (40, 24, 3), dtype=np.uint8))
     _save(tmp_path / "masks" / "a.png", np.pad(np.full((10, 10), 255, np.uint8), ((5, 25), (5, 9))))
     _save(tmp_path / "masks" / "b.png", np.zeros((40, 24), np.uint8))
-    code = standalone.main([str(a) for a in (tmp_path / "export", "--inpaint", tmp_path / "images", "--masks",
-                                             tmp_path / "masks", "--out", tmp_path / "out")])
+    code = standalone.main(
+        [
+            str(a)
+            for a in (
+                tmp_path / "export",
+                "--inpaint",
+                tmp_path / "images",
+                "--masks",
+                tmp_path / "masks",
+                "--out",
+                tmp_path / "out",
+            )
+        ]
+    )
     assert code == 1 and "b.png: mask is all black" in capsys.readouterr().err
     before = np.asarray(Image.open(tmp_path / "images" / "a.png"))
     after = np.asarray(Image.open(tmp_path / "out" / "a.png"))
@@ -242,8 +306,17 @@ def test_seeds_on_an_image_to_image_export_point_to_the_right_flag(tmp_path, cap
 
 
 def test_comod_generator_composites_is_deterministic_in_eval_and_refuses_other_sizes(tmp_path, capsys):
-    cfg = load_config(CONFIG, TINY + ["inpaint.generator=comod", "model.channel_base=256", "model.channel_max=16",
-                                      "model.w_dim=16", "model.mapping_layers=1"])
+    cfg = load_config(
+        CONFIG,
+        TINY
+        + [
+            "inpaint.generator=comod",
+            "model.channel_base=256",
+            "model.channel_max=16",
+            "model.w_dim=16",
+            "model.mapping_layers=1",
+        ],
+    )
     G, _ = build_networks(cfg)
     x, m = torch.rand(2, 1, 32, 32) * 2 - 1, torch.zeros(2, 1, 32, 32)
     m[:, :, 8:20, 4:24] = 1
@@ -256,6 +329,15 @@ def test_comod_generator_composites_is_deterministic_in_eval_and_refuses_other_s
     export_generator(G, tmp_path / "export")
     _save(tmp_path / "images" / "small.png", np.zeros((16, 16), np.uint8))
     _save(tmp_path / "masks" / "small.png", np.pad(np.full((4, 4), 255, np.uint8), 6))
-    result = in_process(capsys, "sample", tmp_path / "export", "--inpaint", tmp_path / "images", "--masks",
-                        tmp_path / "masks", "--out", tmp_path / "out")
+    result = in_process(
+        capsys,
+        "sample",
+        tmp_path / "export",
+        "--inpaint",
+        tmp_path / "images",
+        "--masks",
+        tmp_path / "masks",
+        "--out",
+        tmp_path / "out",
+    )
     assert result.returncode == 1 and "fills 32x32 images only" in result.stderr

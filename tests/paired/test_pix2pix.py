@@ -26,8 +26,9 @@ TINY = ["pix2pix.filters=4", "pix2pix.d_filters=4"]
 
 
 def hiresgan(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +109,15 @@ def test_unet_runs_at_other_sizes_and_patchgan_sees_70x70():
     assert D(G(x, c), c, cond=x).shape[0] == 2
 
 
-@pytest.mark.parametrize("override, key", [(["augment.kind=ada"], "augment.kind"),
-                                           (["pix2pix.transform=sketch"], "pix2pix.transform"),
-                                           (["pix2pix.patch_layers=5"], "pix2pix.patch_layers"),
-                                           (["pix2pix.input_channels=2"], "pix2pix.input_channels")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        (["augment.kind=ada"], "augment.kind"),
+        (["pix2pix.transform=sketch"], "pix2pix.transform"),
+        (["pix2pix.patch_layers=5"], "pix2pix.patch_layers"),
+        (["pix2pix.input_channels=2"], "pix2pix.input_channels"),
+    ],
+)
 def test_bad_pix2pix_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(CONFIG, override)
@@ -133,8 +139,9 @@ def test_paired_shards_from_two_folders_report_bad_pairs_and_write_the_rest(tmp_
     _save(b / "small.png", np.zeros((40, 40, 3), np.uint8))
     _save(a / "rgb.png", np.zeros((40, 40, 3), np.uint8))  # an RGB edge map
     _save(b / "rgb.png", np.zeros((40, 40, 3), np.uint8))
-    result = in_process(capsys, "shards", a, tmp_path / "out", "--paired", b, "--resolution", "32",
-                        "--input-channels", "1")
+    result = in_process(
+        capsys, "shards", a, tmp_path / "out", "--paired", b, "--resolution", "32", "--input-channels", "1"
+    )
     assert result.returncode == 1, result.stderr
     for name in ("lonely.png", "orphan.png", "small.png", "rgb.png"):
         assert sum(name in line for line in result.stderr.splitlines()) == 1, result.stderr
@@ -159,16 +166,31 @@ def test_translate_keeps_names_sizes_and_names_each_bad_file(tmp_path, capsys):
     assert Image.open(out / "wide.png").size == (70, 40)
     assert "rgb.png: has 3 colour channel(s) but the model reads 1" in result.stderr
     assert "broken.png: not a readable image" in result.stderr
-    tiled = in_process(capsys, "sample", tmp_path / "export", "--translate", folder, "--tile", "32", "--out",
-                       tmp_path / "t")
+    tiled = in_process(
+        capsys, "sample", tmp_path / "export", "--translate", folder, "--tile", "32", "--out", tmp_path / "t"
+    )
     assert Image.open(tmp_path / "t" / "wide.png").size == (70, 40), tiled.stderr
 
 
 @pytest.mark.slow
 def test_pix2pix_trains_exports_and_translates(tmp_path, e2d_shards):
-    args = ["train", CONFIG, *TINY, "train.batch_size=4", "train.kimg=0.016", "train.log_every=2",
-            "data.workers=0", "train.threads=1", "metrics.port=0", "loss.r1_gamma=1", "loss.d_reg_interval=2",
-            f"data.urls={e2d_shards}", "data.prepare=none", f"run.out_dir={tmp_path}", "run.name=p2p"]
+    args = [
+        "train",
+        CONFIG,
+        *TINY,
+        "train.batch_size=4",
+        "train.kimg=0.016",
+        "train.log_every=2",
+        "data.workers=0",
+        "train.threads=1",
+        "metrics.port=0",
+        "loss.r1_gamma=1",
+        "loss.d_reg_interval=2",
+        f"data.urls={e2d_shards}",
+        "data.prepare=none",
+        f"run.out_dir={tmp_path}",
+        "run.name=p2p",
+    ]
     result = hiresgan(*args, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "p2p" / "metrics.jsonl").read_text().splitlines()]
@@ -191,8 +213,11 @@ def test_onnx_and_torchscript_graphs_match_the_export_at_another_size(tmp_path, 
     from trainer.export import run_export
     from trainer.models.inpaint import InpaintGenerator
 
-    G = (Pix2PixGenerator(img_resolution=32, img_channels=1, in_channels=1, filters=4) if family == "pix2pix"
-         else InpaintGenerator(img_resolution=32, img_channels=3, filters=4, depth=2)).eval()  # small trace
+    G = (
+        Pix2PixGenerator(img_resolution=32, img_channels=1, in_channels=1, filters=4)
+        if family == "pix2pix"
+        else InpaintGenerator(img_resolution=32, img_channels=3, filters=4, depth=2)
+    ).eval()  # small trace
     export_generator(G, tmp_path / "export")
     x = torch.rand(2, G.init_kwargs.get("in_channels", 3), 64, 96) * 2 - 1
     inputs = {"images": x}

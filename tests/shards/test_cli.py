@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from shardkit import make_folder
+
 from trainer.shards import read_manifest
 from trainer.shards.cli import add_arguments, parse_size
 
@@ -13,14 +14,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "trainer.shards", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.shards", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_success(tmp_path):
     make_folder(tmp_path / "src", per_class=2)
-    r = cli(tmp_path / "src", tmp_path / "out", "--resolution", 8, "--labels", "from-folder-names",
-            "--maxcount", 3, "--workers", 2, "--format", "jpg", "--quality", 90, "--maxsize", "1M")
+    r = cli(
+        tmp_path / "src",
+        tmp_path / "out",
+        "--resolution",
+        8,
+        "--labels",
+        "from-folder-names",
+        "--maxcount",
+        3,
+        "--workers",
+        2,
+        "--format",
+        "jpg",
+        "--quality",
+        90,
+        "--maxsize",
+        "1M",
+    )
     assert r.returncode == 0, r.stderr
     m = read_manifest(tmp_path / "out")
     assert m.num_samples == 4 and [s.count for s in m.shards] == [3, 1]

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
-
 from shardkit import make_folder, png_bytes, write_idx
+
 from trainer.shards import ShardError, write_shards
 
 

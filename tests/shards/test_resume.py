@@ -3,8 +3,8 @@
 import os
 
 import pytest
-
 from shardkit import make_folder, read_back, shard_bytes
+
 from trainer.shards import write_shards
 
 FLAGS = dict(resolution=8, labels="from-folder-names", maxcount=2)

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
-
 from shardkit import digest, make_folder, read_back, resized
+
 from trainer.shards import read_manifest, write_shards
 
 
@@ -25,7 +25,7 @@ def test_folder_with_class_folders_round_trips(tmp_path):
     samples = read_back(out)
     keys = sorted(arrays)  # sorted relative paths define the sample order
     assert [s[0] for s in samples] == ["%08d" % i for i in range(6)]
-    for (key, img, cls, meta), rel in zip(samples, keys):
+    for (_key, img, cls, meta), rel in zip(samples, keys):
         assert meta == {"path": rel}
         assert cls == m.class_names.index(rel.split("/")[0])
         assert img.size == (8, 8) and img.mode == "RGB"
@@ -64,7 +64,7 @@ def test_opaque_alpha_is_dropped(tmp_path):
     rgba[..., :3] = 40
     Image.fromarray(rgba, "RGBA").save(src / "a.png")
     write_shards(src, tmp_path / "out", resolution=8)
-    (_, img, _, _), = read_back(tmp_path / "out")
+    ((_, img, _, _),) = read_back(tmp_path / "out")
     assert img.mode == "RGB" and np.asarray(img).max() == 40
 
 
@@ -80,7 +80,7 @@ def test_jpeg_and_webp_decode(tmp_path, fmt):
 def test_webp_quality_100_is_lossless(tmp_path):
     arrays = make_folder(tmp_path / "src", classes=("x",), per_class=2, size=(8, 8))
     write_shards(tmp_path / "src", tmp_path / "out", resolution=8, fmt="webp")
-    for (_, img, _, meta), rel in zip(read_back(tmp_path / "out"), sorted(arrays)):
+    for (_, img, _, _meta), rel in zip(read_back(tmp_path / "out"), sorted(arrays)):
         assert np.array_equal(np.asarray(img.convert("RGB")), arrays[rel])
 
 
@@ -132,5 +132,5 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     img.save(src / "a.png", exif=exif)
     write_shards(src, tmp_path / "out", resolution=4)
-    (_, out, _, _), = read_back(tmp_path / "out")
+    ((_, out, _, _),) = read_back(tmp_path / "out")
     assert np.asarray(out)[0, 3] == 255 and np.asarray(out)[0, 0] == 0

@@ -5,8 +5,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from shardkit import digest, png_bytes, read_back, resized, write_idx
+
 from trainer.shards import write_shards
 
 

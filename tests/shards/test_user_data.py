@@ -79,11 +79,41 @@ def test_fewer_shards_than_loader_slots_of_the_config_warns(tmp_path, capsys):
     src = tmp_path / "src"
     make_folder(src, classes=("a",), per_class=6)
     # configs/digits.yaml: 2 ranks x 1 loader worker = 2 slots per node.
-    assert main(["shards", str(src), str(tmp_path / "one"), "--resolution", "8", "--quiet",
-                 "--for-config", "configs/digits.yaml"]) == 0
+    assert (
+        main(
+            [
+                "shards",
+                str(src),
+                str(tmp_path / "one"),
+                "--resolution",
+                "8",
+                "--quiet",
+                "--for-config",
+                "configs/digits.yaml",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "warning: 1 shard(s) for 2 rank(s) x 1 loader worker(s) = 2 loader slots" in err, err
     assert "--maxcount 3" in err
-    assert main(["shards", str(src), str(tmp_path / "six"), "--resolution", "8", "--quiet", "--maxcount", "1",
-                 "--for-config", "configs/digits.yaml", "--nodes", "2"]) == 0
+    assert (
+        main(
+            [
+                "shards",
+                str(src),
+                str(tmp_path / "six"),
+                "--resolution",
+                "8",
+                "--quiet",
+                "--maxcount",
+                "1",
+                "--for-config",
+                "configs/digits.yaml",
+                "--nodes",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "warning" not in capsys.readouterr().err  # 6 shards >= 2 nodes x 2 ranks x 1 worker

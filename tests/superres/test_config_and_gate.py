@@ -13,12 +13,21 @@ from trainer.superres.perceptual import PerceptualError, PerceptualLoss
 CFG = "configs/sr_photos.yaml"
 
 
-@pytest.mark.parametrize("override, words", [
-    ("sr.scale=3", "sr.scale"), ("sr.stage=wgan", "sr.stage"), ("sr.discriminator=patch", "sr.discriminator"),
-    ("sr.gan_loss=hinge", "sr.gan_loss"), ("sr.blocks=0", "sr.blocks"), ("data.resolution=8", "data.resolution"),
-    ("loss.r1_gamma=10", "loss.r1_gamma"), ("sr.init_from=/nonexistent/export", "sr.init_from"),
-    ("sr.perceptual_weight=1", "sr.perceptual_weights"), ("sr.degradation=jpeg", "sr.degradation"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("sr.scale=3", "sr.scale"),
+        ("sr.stage=wgan", "sr.stage"),
+        ("sr.discriminator=patch", "sr.discriminator"),
+        ("sr.gan_loss=hinge", "sr.gan_loss"),
+        ("sr.blocks=0", "sr.blocks"),
+        ("data.resolution=8", "data.resolution"),
+        ("loss.r1_gamma=10", "loss.r1_gamma"),
+        ("sr.init_from=/nonexistent/export", "sr.init_from"),
+        ("sr.perceptual_weight=1", "sr.perceptual_weights"),
+        ("sr.degradation=jpeg", "sr.degradation"),
+    ],
+)
 def test_bad_sr_settings_name_the_key(override, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
         load_config(CFG, [override])
@@ -40,9 +49,14 @@ def test_gate_verdicts():
 
 
 def test_perceptual_loss_from_a_tiny_vgg_like_file(tmp_path):
-    tensors = {"features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.zeros(4),
-               "features.2.weight": torch.randn(6, 4, 3, 3), "features.2.bias": torch.zeros(6),
-               "features.5.weight": torch.randn(6, 6, 3, 3), "features.5.bias": torch.zeros(6)}
+    tensors = {
+        "features.0.weight": torch.randn(4, 3, 3, 3),
+        "features.0.bias": torch.zeros(4),
+        "features.2.weight": torch.randn(6, 4, 3, 3),
+        "features.2.bias": torch.zeros(6),
+        "features.5.weight": torch.randn(6, 6, 3, 3),
+        "features.5.bias": torch.zeros(6),
+    }
     path = tmp_path / "vgg.safetensors"
     save_file(tensors, str(path))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()

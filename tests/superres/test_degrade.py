@@ -19,8 +19,9 @@ def _hr(seed=0, size=64):
 
 
 def test_bicubic_pairs_line_up_pixel_for_pixel(photo_root):
-    cfg = load_config("configs/sr_photos.yaml", [f"data.urls={photo_root / 'train'}", "data.workers=0",
-                                                 "data.xflip=true"])
+    cfg = load_config(
+        "configs/sr_photos.yaml", [f"data.urls={photo_root / 'train'}", "data.workers=0", "data.xflip=true"]
+    )
     decoder = PairDecoder(64, 4)
     batch = next(stream_for(cfg, rank=0, world_size=1, batch_size=8, start_batch=0, decoder=decoder))
     hr, lr = batch.images.numpy(), batch.extras["lr"].numpy()

@@ -24,9 +24,9 @@ def test_psnr_matches_the_closed_form_and_ignores_the_border():
     out[:, 4:-4, 4:-4] = out[:, 4:-4, 4:-4] + 2  # every scored pixel off by 2 on each channel
     out[:, :4] = 0  # the shaved border does not count
     s = score_pair(out, hr, scale=4, on="rgb")
-    assert s["psnr"] == pytest.approx(10 * math.log10(255 ** 2 / 4), abs=1e-4)
+    assert s["psnr"] == pytest.approx(10 * math.log10(255**2 / 4), abs=1e-4)
     y = score_pair(out, hr, scale=4, on="y")  # Y moves by 2 * (65.481 + 128.553 + 24.966) / 255
-    assert y["psnr"] == pytest.approx(10 * math.log10(255 ** 2 / (2 * 219.0 / 255) ** 2), abs=1e-4)
+    assert y["psnr"] == pytest.approx(10 * math.log10(255**2 / (2 * 219.0 / 255) ** 2), abs=1e-4)
     assert score_pair(hr, hr, scale=4)["ssim"] == pytest.approx(1.0)
     assert score_pair(hr, hr, scale=4)["sharpness"] == pytest.approx(1.0)
 

@@ -60,8 +60,12 @@ def test_prepared_set_is_reused(photo_root):
     stamp = (photo_root / "train" / "manifest.json").stat().st_mtime_ns
     ensure_photo_shards(photo_root)
     assert (photo_root / "train" / "manifest.json").stat().st_mtime_ns == stamp
-    for item in (photo_root, photo_root / "train", photo_root / "train" / "manifest.json",
-                 photo_root / "train" / "shard-{000000..000000}.tar"):
+    for item in (
+        photo_root,
+        photo_root / "train",
+        photo_root / "train" / "manifest.json",
+        photo_root / "train" / "shard-{000000..000000}.tar",
+    ):
         assert photos_root(str(item)) == photo_root
 
 
@@ -74,8 +78,12 @@ def test_random_crop_is_seeded_and_exact(photo_root):
     c = crop(sample, np.random.default_rng([1, 3]))["image"]
     assert a.shape == (3, 64, 64) and np.array_equal(a, b) and not np.array_equal(a, c)
     # the crop is a window of the full image, pixel for pixel
-    hits = [(top, left) for top in range(full.shape[1] - 63) for left in range(full.shape[2] - 63)
-            if np.array_equal(full[:, top:top + 64, left:left + 64], a)]
+    hits = [
+        (top, left)
+        for top in range(full.shape[1] - 63)
+        for left in range(full.shape[2] - 63)
+        if np.array_equal(full[:, top : top + 64, left : left + 64], a)
+    ]
     assert hits
 
 
@@ -98,8 +106,11 @@ def _other_packages_photos():
             continue
         for name in names:
             try:
-                photos.append(np.asarray(mod.get_sample_data(name, asfileobj=False) if "cbook" in module
-                                         else getattr(mod, name)()))
+                photos.append(
+                    np.asarray(
+                        mod.get_sample_data(name, asfileobj=False) if "cbook" in module else getattr(mod, name)()
+                    )
+                )
             except Exception:
                 pass
     return photos

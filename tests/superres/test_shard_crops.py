@@ -31,6 +31,7 @@ def _read(out):
         for name in sorted(members):
             if name.endswith(".png"):
                 import io
+
                 image = np.asarray(Image.open(io.BytesIO(members[name])))
                 samples.append((image, json.loads(members[name[:-4] + ".json"])))
     return samples
@@ -86,9 +87,36 @@ def test_images_smaller_than_the_crop_are_named(tmp_path, crop):
 
 def test_cli_crop_flags(tmp_path, capsys):
     _folder(tmp_path / "src", [(40, 33)])
-    assert shards_main([str(tmp_path / "src"), str(tmp_path / "out"), "--resolution", "16", "--crop", "random",
-                        "--crops-per-image", "2", "--quiet"]) == 0
+    assert (
+        shards_main(
+            [
+                str(tmp_path / "src"),
+                str(tmp_path / "out"),
+                "--resolution",
+                "16",
+                "--crop",
+                "random",
+                "--crops-per-image",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len(_read(tmp_path / "out")) == 2
-    assert shards_main([str(tmp_path / "src"), str(tmp_path / "o2"), "--resolution", "16", "--crop", "random",
-                        "--crops-per-image", "0"]) == 2
+    assert (
+        shards_main(
+            [
+                str(tmp_path / "src"),
+                str(tmp_path / "o2"),
+                "--resolution",
+                "16",
+                "--crop",
+                "random",
+                "--crops-per-image",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--crops-per-image 0" in capsys.readouterr().err

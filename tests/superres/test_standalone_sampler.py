@@ -13,8 +13,7 @@ from trainer.superres.upscale import upscale_image
 
 def test_standalone_upscale_equals_the_trainer(tmp_path, capsys):
     torch.manual_seed(0)
-    G = RRDBNet(img_resolution=16, scale=2, blocks=1, features=8, growth=4, upsample="pixelshuffle",
-                residual="bicubic")
+    G = RRDBNet(img_resolution=16, scale=2, blocks=1, features=8, growth=4, upsample="pixelshuffle", residual="bicubic")
     for p in G.parameters():
         p.data.normal_(0, 0.05)
     export_generator(G.eval(), tmp_path / "export", metadata={"scale": 2, "task": "super-resolution"})

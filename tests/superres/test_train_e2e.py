@@ -14,14 +14,28 @@ from safetensors.torch import save_file
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["data.resolution=32", "sr.blocks=1", "sr.features=8", "sr.growth=4", "sr.d_features=4", "sr.val_crop=32",
-        "data.workers=0", "data.shuffle_buffer=8", "train.batch_size=4", "train.kimg=0.012", "train.sample_kimg=0.008",
-        "train.checkpoint_kimg=0.008", "train.log_every=1", "metrics.port=0"]
+TINY = [
+    "data.resolution=32",
+    "sr.blocks=1",
+    "sr.features=8",
+    "sr.growth=4",
+    "sr.d_features=4",
+    "sr.val_crop=32",
+    "data.workers=0",
+    "data.shuffle_buffer=8",
+    "train.batch_size=4",
+    "train.kimg=0.012",
+    "train.sample_kimg=0.008",
+    "train.checkpoint_kimg=0.008",
+    "train.log_every=1",
+    "metrics.port=0",
+]
 
 
 def cli(*args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def records(run):
@@ -31,8 +45,14 @@ def records(run):
 @pytest.fixture(scope="module")
 def psnr_run(photo_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    r = cli("train", "configs/sr_photos.yaml", *TINY, f"data.urls={photo_root / 'train'}", f"run.out_dir={out}",
-            "run.name=psnr")
+    r = cli(
+        "train",
+        "configs/sr_photos.yaml",
+        *TINY,
+        f"data.urls={photo_root / 'train'}",
+        f"run.out_dir={out}",
+        "run.name=psnr",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return out / "psnr"
 
@@ -54,8 +74,15 @@ def test_psnr_stage_trains_validates_and_exports(psnr_run, small_photos, tmp_pat
     assert [k for k in recs[0]["losses"]] == ["G/l1"]
     validation = [r["validation"] for r in recs if "validation" in r]
     assert len(validation) == 2  # at the 8-image grid and at the end
-    assert set(validation[-1]) == {"sr_psnr", "sr_ssim", "sr_sharpness", "bicubic_psnr", "bicubic_ssim",
-                                   "bicubic_sharpness", "sr_psnr_gain_db"}
+    assert set(validation[-1]) == {
+        "sr_psnr",
+        "sr_ssim",
+        "sr_sharpness",
+        "bicubic_psnr",
+        "bicubic_ssim",
+        "bicubic_sharpness",
+        "sr_psnr_gain_db",
+    }
     description = json.loads((psnr_run / "export" / "generator.json").read_text())
     assert description["family"] == "esrgan" and description["scale"] == 4
     assert (psnr_run / "samples" / "latest.png").is_file()
@@ -69,14 +96,29 @@ def test_psnr_stage_trains_validates_and_exports(psnr_run, small_photos, tmp_pat
 
 
 def test_gan_stage_starts_from_the_psnr_export(psnr_run, photo_root, tmp_path):
-    vgg = {"features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.zeros(4),
-           "features.2.weight": torch.randn(8, 4, 3, 3), "features.2.bias": torch.zeros(8),
-           "features.5.weight": torch.randn(8, 8, 3, 3), "features.5.bias": torch.zeros(8)}
+    vgg = {
+        "features.0.weight": torch.randn(4, 3, 3, 3),
+        "features.0.bias": torch.zeros(4),
+        "features.2.weight": torch.randn(8, 4, 3, 3),
+        "features.2.bias": torch.zeros(8),
+        "features.5.weight": torch.randn(8, 8, 3, 3),
+        "features.5.bias": torch.zeros(8),
+    }
     save_file(vgg, str(tmp_path / "vgg.safetensors"))
     sha = hashlib.sha256((tmp_path / "vgg.safetensors").read_bytes()).hexdigest()
-    args = ["train", "configs/sr_photos_gan.yaml", *TINY, f"data.urls={photo_root / 'train'}",
-            f"run.out_dir={tmp_path}", "run.name=gan", f"sr.init_from={psnr_run / 'export'}", "sr.discriminator=unet",
-            "sr.gan_loss=vanilla", "sr.perceptual_weight=0.1", f"sr.perceptual_weights={tmp_path / 'vgg.safetensors'}"]
+    args = [
+        "train",
+        "configs/sr_photos_gan.yaml",
+        *TINY,
+        f"data.urls={photo_root / 'train'}",
+        f"run.out_dir={tmp_path}",
+        "run.name=gan",
+        f"sr.init_from={psnr_run / 'export'}",
+        "sr.discriminator=unet",
+        "sr.gan_loss=vanilla",
+        "sr.perceptual_weight=0.1",
+        f"sr.perceptual_weights={tmp_path / 'vgg.safetensors'}",
+    ]
     bad = cli(*args, "sr.perceptual_sha256=" + "a" * 64)
     assert bad.returncode != 0 and "sr.perceptual_sha256" in bad.stderr and "is it the file you meant" in bad.stderr
     r = cli(*args, f"sr.perceptual_sha256={sha}")

@@ -50,7 +50,8 @@ def test_folder_with_awkward_inputs(tmp_path):
     rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(src / "alpha.png")
     Image.fromarray(rng.integers(0, 65536, (12, 12), dtype=np.uint16).astype(np.int32), "I").convert("I;16").save(
-        src / "deep.png")
+        src / "deep.png"
+    )
     (src / "broken.png").write_bytes(b"\x89PNG not really")
     Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)).save(src / "tiny.png")
     written, errors = upscale_folder(tmp_path / "export", src, tmp_path / "out", tile=8)
@@ -73,8 +74,9 @@ def test_a_non_superres_export_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     with pytest.raises(UpscaleError, match="'dcgan' export, not a super-resolution model"):
         upscale_folder(tmp_path / "dcgan", tmp_path / "in", tmp_path / "out")
-    args = argparse.Namespace(export=tmp_path / "dcgan", upscale=tmp_path / "in", out=tmp_path / "o", tile=0,
-                              device="cpu")
+    args = argparse.Namespace(
+        export=tmp_path / "dcgan", upscale=tmp_path / "in", out=tmp_path / "o", tile=0, device="cpu"
+    )
     assert run_upscale(args) == 2
     assert "not a super-resolution model" in capsys.readouterr().err
 

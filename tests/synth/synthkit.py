@@ -45,8 +45,21 @@ def write_text_export(out: Path, seed: int = 0) -> Path:
 
     tokenizer = {"kind": "hiresgan-words", "vocab": ["a", "red", "blue", "three", "seven"], "context": 6}
     torch.manual_seed(seed)
-    G = TextGenerator(z_dim=8, w_dim=8, img_resolution=16, img_channels=3, tokenizer=tokenizer, context=6,
-                      text_dim=8, text_layers=1, text_heads=2, attn_res=8, attn_heads=1, mapping_layers=1,
-                      channel_base=64, channel_max=8).eval()
+    G = TextGenerator(
+        z_dim=8,
+        w_dim=8,
+        img_resolution=16,
+        img_channels=3,
+        tokenizer=tokenizer,
+        context=6,
+        text_dim=8,
+        text_layers=1,
+        text_heads=2,
+        attn_res=8,
+        attn_heads=1,
+        mapping_layers=1,
+        channel_base=64,
+        channel_max=8,
+    ).eval()
     export_generator(G, out, metadata={"text_encoder": "builtin", "context": 6, "tokenizer": tokenizer})
     return out

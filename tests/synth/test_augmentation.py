@@ -12,7 +12,12 @@ def test_rows_share_one_held_out_test_set():
     synth = (x[:300], y[:300])  # a stand-in 'synthetic' set
     result = table((x, y), synth, [2, 4], synth_per_class=10, steps=10)
     assert [(r["train"], r["real_per_class"], r["synth_per_class"]) for r in result["rows"]] == [
-        ("real", 2, 0), ("real+synth", 2, 10), ("real", 4, 0), ("real+synth", 4, 10), ("synth", 0, 10)]
+        ("real", 2, 0),
+        ("real+synth", 2, 10),
+        ("real", 4, 0),
+        ("real+synth", 4, 10),
+        ("synth", 0, 10),
+    ]
     assert result["num_test"] == len(y) - 40 and result["synth_counts"] == [10] * 10
     assert all(0 <= r["accuracy"] <= 1 and len(r["per_class"]) == 10 for r in result["rows"])
     assert markdown(result).count("\n") == 6

@@ -49,8 +49,20 @@ def test_hiresgan_eval_reports_cas_in_its_json(cond_export, digit_shards, tmp_pa
 
     monkeypatch.setattr(cas_module, "STEPS", 20)
     out = tmp_path / "eval.json"
-    rc = main(["eval", str(cond_export), "--metrics", "cas", "--data", digit_shards[1], "--cas-per-class", "15",
-               "--out", str(out)])
+    rc = main(
+        [
+            "eval",
+            str(cond_export),
+            "--metrics",
+            "cas",
+            "--data",
+            digit_shards[1],
+            "--cas-per-class",
+            "15",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     report = json.loads(out.read_text())
     assert 0 <= report["cas"] <= 1 and 0 <= report["cas_real"] <= 1
@@ -73,8 +85,14 @@ def test_cas_is_exported_as_gauges_like_the_other_metrics():
 
     registry = CollectorRegistry()
     EvalGauges(registry, job="j", features="digits").update(
-        {"cas": 0.8, "cas_real": 0.95, "cas_fake_read": 0.9, "cas_per_class": {"0": 0.9, "1": None},
-         "cas_real_per_class": {"0": 1.0}})
+        {
+            "cas": 0.8,
+            "cas_real": 0.95,
+            "cas_fake_read": 0.9,
+            "cas_per_class": {"0": 0.9, "1": None},
+            "cas_real_per_class": {"0": 1.0},
+        }
+    )
     labels = {"job": "j", "features": "digits"}
     assert registry.get_sample_value("hiresgan_eval_cas_ratio", labels) == 0.8
     assert registry.get_sample_value("hiresgan_eval_cas_real_ratio", labels) == 0.95

@@ -21,8 +21,10 @@ def synth_set(cond_export, tmp_path):
 
 
 def _cfg(tmp_path, urls, *extra):
-    return load_config(ROOT / "configs" / "digits.yaml",
-                       [f"data.urls={urls}", "data.workers=0", "data.prepare=none", f"run.out_dir={tmp_path}", *extra])
+    return load_config(
+        ROOT / "configs" / "digits.yaml",
+        [f"data.urls={urls}", "data.workers=0", "data.prepare=none", f"run.out_dir={tmp_path}", *extra],
+    )
 
 
 def _take(cfg, n, *, start=0, rank=0, world=1, batch=8):
@@ -48,6 +50,7 @@ def test_each_batch_takes_its_share_from_the_mix_in_a_seeded_order(digit_shards,
     # Labels travel with their images through the shuffle: a synthetic key's label is its class.
     import json
     import tarfile
+
     truth = {}
     for shard in synth_set.glob("shard-*.tar"):
         with tarfile.open(shard) as tar:

@@ -49,8 +49,10 @@ def test_same_arguments_give_the_same_bytes_and_a_class_subset_the_same_latents(
     sub = synthesize(cond_export, tmp_path / "c", per_class=3, classes=["7", "3"], truncation=0.5)
     assert sub.num_samples == 6 and sub.num_classes == 10 and sub.args["classes"] == ["7", "3"]
     metas = [json.loads(v) for k, v in sorted(_members(tmp_path / "c").items()) if k.endswith(".json")]
-    full = {(m["class"], m["n"]): m["seed"] for m in
-            (json.loads(v) for k, v in _members(tmp_path / "a").items() if k.endswith(".json"))}
+    full = {
+        (m["class"], m["n"]): m["seed"]
+        for m in (json.loads(v) for k, v in _members(tmp_path / "a").items() if k.endswith(".json"))
+    }
     assert [m["class"] for m in metas] == [7, 3, 7, 3, 7, 3]
     assert all(full[(m["class"], m["n"])] == m["seed"] for m in metas)
 
@@ -97,12 +99,15 @@ def test_other_arguments_restart_an_unfinished_run(cond_export, tmp_path):
     assert m.num_samples == 20 and len(_members(tmp_path / "synth")) == 60
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(per_class=0), "--per-class 0: must be >= 1"),
-    (dict(per_class=2, classes=["3", "eleven"]), "--classes 'eleven': .* has no such class; its classes are 0, 1"),
-    (dict(per_class=2, classes=["3", "3"]), "twice"),
-    (dict(per_class=2, truncation=0.0), "--truncation"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(per_class=0), "--per-class 0: must be >= 1"),
+        (dict(per_class=2, classes=["3", "eleven"]), "--classes 'eleven': .* has no such class; its classes are 0, 1"),
+        (dict(per_class=2, classes=["3", "3"]), "twice"),
+        (dict(per_class=2, truncation=0.0), "--truncation"),
+    ],
+)
 def test_bad_arguments_fail_before_anything_is_written(cond_export, tmp_path, kwargs, match):
     with pytest.raises(SynthError, match=match):
         synthesize(cond_export, tmp_path / "synth", **kwargs)

@@ -14,12 +14,30 @@ def colour_shards(tmp_path_factory):
 
 
 # A tiny text2img run: 16x16, a few steps, 2 ranks, R1 + path length + ADA, deterministic.
-TINY = ["model.channel_base=128", "model.channel_max=16", "model.z_dim=8", "model.w_dim=16",
-        "model.mapping_layers=1", "text.dim=16", "text.layers=1", "text.heads=2", "text.attn_res=8",
-        "data.resolution=16", "train.batch_size=8", "train.log_every=2", "data.workers=0",
-        "loss.d_reg_interval=2", "loss.g_reg_interval=2", "loss.pl_weight=2", "loss.style_mixing=0.9",
-        "augment.kind=ada", "train.threads=1", "metrics.port=0", "launch.nproc_per_node=2",
-        "train.deterministic=true"]
+TINY = [
+    "model.channel_base=128",
+    "model.channel_max=16",
+    "model.z_dim=8",
+    "model.w_dim=16",
+    "model.mapping_layers=1",
+    "text.dim=16",
+    "text.layers=1",
+    "text.heads=2",
+    "text.attn_res=8",
+    "data.resolution=16",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "data.workers=0",
+    "loss.d_reg_interval=2",
+    "loss.g_reg_interval=2",
+    "loss.pl_weight=2",
+    "loss.style_mixing=0.9",
+    "augment.kind=ada",
+    "train.threads=1",
+    "metrics.port=0",
+    "launch.nproc_per_node=2",
+    "train.deterministic=true",
+]
 
 
 @pytest.fixture

@@ -30,8 +30,12 @@ def test_captions_for_a_model_without_text_and_the_reverse(colour_shards, digit_
     from launch.preflight import prepare_data
 
     with pytest.raises(ConfigError, match="model.family.*carry captions.*model.family=text2img"):
-        prepare_data(load_config("configs/digits.yaml", [f"data.urls={colour_shards}", "data.prepare=none",
-                                                         "data.num_classes=0", "data.channels=3"]))
+        prepare_data(
+            load_config(
+                "configs/digits.yaml",
+                [f"data.urls={colour_shards}", "data.prepare=none", "data.num_classes=0", "data.channels=3"],
+            )
+        )
     with pytest.raises(ConfigError, match="text2img needs captioned shards"):
         prepare_data(cfg(digit_shards[1]))
 
@@ -91,8 +95,19 @@ def test_stream_skips_and_counts_missing_or_empty_captions_or_fails_naming_them(
     shard = tmp_path / "shard-000000.tar"
     shard_with_bad_captions(shard)
     decoder = CaptionDecoder(WordTokenizer(["a", "red", "blue", "7"], 6), resolution=32, channels=3)
-    spec = StreamSpec(urls=(str(shard),), seed=0, rank=0, world_size=1, batch_size=4, resolution=32, channels=3,
-                      labeled=False, xflip=False, shuffle_buffer=1, decoder=decoder)
+    spec = StreamSpec(
+        urls=(str(shard),),
+        seed=0,
+        rank=0,
+        world_size=1,
+        batch_size=4,
+        resolution=32,
+        channels=3,
+        labeled=False,
+        xflip=False,
+        shuffle_buffer=1,
+        decoder=decoder,
+    )
     batch = next(make_loader(spec, 0))
     assert batch.skipped == 2 and batch.extras["tokens"].shape == (4, 6)
     import dataclasses

@@ -10,10 +10,20 @@ from trainer.models.text2img import TextDiscriminator, TextGenerator
 from trainer.recipes.text2img import generate
 from trainer.text.tokenizer import WordTokenizer, count_words
 
-TOKENIZER = WordTokenizer.from_counts(count_words(["a red 7 on a blue background", "a green 3 on black"]),
-                                      context=8, max_words=50).to_json()
-SMALL = dict(img_resolution=16, img_channels=3, tokenizer=TOKENIZER, context=8, text_dim=16, text_layers=1,
-             text_heads=2, channel_base=128, channel_max=16)
+TOKENIZER = WordTokenizer.from_counts(
+    count_words(["a red 7 on a blue background", "a green 3 on black"]), context=8, max_words=50
+).to_json()
+SMALL = dict(
+    img_resolution=16,
+    img_channels=3,
+    tokenizer=TOKENIZER,
+    context=8,
+    text_dim=16,
+    text_layers=1,
+    text_heads=2,
+    channel_base=128,
+    channel_max=16,
+)
 
 
 def nets():
@@ -65,8 +75,9 @@ def test_export_rebuilds_from_json_kwargs_with_the_tokenizer():
     again = build_generator("text2img", kwargs)
     again.load_state_dict(G.state_dict())
     z = torch.randn(2, 8)
-    assert torch.equal(again(z, ids("a red 7", "a red 7"), noise_mode="const"),
-                       G(z, ids("a red 7", "a red 7"), noise_mode="const"))
+    assert torch.equal(
+        again(z, ids("a red 7", "a red 7"), noise_mode="const"), G(z, ids("a red 7", "a red 7"), noise_mode="const")
+    )
     assert json.loads(bytes(G.tokenizer_json.tolist()).decode()) == TOKENIZER  # the checkpoints' copy
 
 

@@ -20,8 +20,10 @@ def images(folder, names=("a.png", "b.png", "sub/c.png")):
 def read_txt(out):
     manifest = json.loads((out / "manifest.json").read_text())
     urls = [str(out / s["name"]) for s in manifest["shards"]]
-    return manifest, {s["json"]["path"] if isinstance(s["json"], dict) else json.loads(s["json"])["path"]: s["txt"]
-                      for s in wds.WebDataset(urls, shardshuffle=False).decode()}
+    return manifest, {
+        s["json"]["path"] if isinstance(s["json"], dict) else json.loads(s["json"])["path"]: s["txt"]
+        for s in wds.WebDataset(urls, shardshuffle=False).decode()
+    }
 
 
 def test_txt_beside_each_image_is_read_by_stock_webdataset(tmp_path):
@@ -32,8 +34,11 @@ def test_txt_beside_each_image_is_read_by_stock_webdataset(tmp_path):
     write_shards(src, tmp_path / "out", resolution=16)
     manifest, texts = read_txt(tmp_path / "out")
     assert manifest["captioned"] and manifest["caption_words"]["square"] == 3
-    assert texts == {"a.png": "a dark square\nsomething dark", "b.png": "a red square",
-                     "sub/c.png": "a brighter square"}
+    assert texts == {
+        "a.png": "a dark square\nsomething dark",
+        "b.png": "a red square",
+        "sub/c.png": "a brighter square",
+    }
 
 
 def test_missing_or_empty_caption_is_named(tmp_path):

@@ -8,8 +8,9 @@ from trainer.text.tokenizer import PAD, UNK, TokenizerError, WordTokenizer, coun
 
 
 def tok(context=6):
-    return WordTokenizer.from_counts(count_words(["a red 7 on a blue background", "the digit 7, drawn in red"]),
-                                     context=context, max_words=100)
+    return WordTokenizer.from_counts(
+        count_words(["a red 7 on a blue background", "the digit 7, drawn in red"]), context=context, max_words=100
+    )
 
 
 def test_words_split_punctuation_and_lowercase():

@@ -14,14 +14,24 @@ pytestmark = pytest.mark.slow
 
 
 def hiresgan(*args):
-    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def train(tiny, shards, out, name, kimg, *extra):
-    result = hiresgan("train", "configs/text2img_digits.yaml", *tiny, f"data.urls={shards}", "data.prepare=none",
-                      f"run.out_dir={out}", f"run.name={name}", f"train.kimg={kimg}", "train.checkpoint_kimg=0.032",
-                      *extra)
+    result = hiresgan(
+        "train",
+        "configs/text2img_digits.yaml",
+        *tiny,
+        f"data.urls={shards}",
+        "data.prepare=none",
+        f"run.out_dir={out}",
+        f"run.name={name}",
+        f"train.kimg={kimg}",
+        "train.checkpoint_kimg=0.032",
+        *extra,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return out / name
 
@@ -43,8 +53,9 @@ def test_train_resume_export_and_sample(tiny, colour_shards, tmp_path):
     from trainer.sampling.prompts import PromptError, sample_prompts
 
     with pytest.warns(UserWarning, match="purple"):  # in-process: one CLI start is enough
-        paths = sample_prompts(straight / "export", ["a red seven on a purple background"], [0, 1, 2],
-                               tmp_path / "one", truncation=0.7)
+        paths = sample_prompts(
+            straight / "export", ["a red seven on a purple background"], [0, 1, 2], tmp_path / "one", truncation=0.7
+        )
     assert len(paths) == 3 and all(p.is_file() for p in paths)
     with pytest.raises(PromptError, match="--prompt is empty"):
         sample_prompts(straight / "export", [" "], [0], tmp_path / "none")
@@ -53,4 +64,8 @@ def test_train_resume_export_and_sample(tiny, colour_shards, tmp_path):
     result = hiresgan("sample", straight / "export", "--prompts", prompts, "--seeds", "0-1", "--out", tmp_path / "many")
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.relative_to(tmp_path / "many").as_posix() for p in (tmp_path / "many").rglob("*.png")) == [
-        "0/seed0000.png", "0/seed0001.png", "1/seed0000.png", "1/seed0001.png"]
+        "0/seed0000.png",
+        "0/seed0001.png",
+        "1/seed0000.png",
+        "1/seed0001.png",
+    ]

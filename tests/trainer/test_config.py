@@ -27,20 +27,23 @@ def test_dot_list_overrides_apply():
     assert cfg.model.channel_base == 4096 and cfg.train.kimg == 50
 
 
-@pytest.mark.parametrize("override, words", [
-    (["model.chanel_base=4096"], ["model.chanel_base", "channel_base"]),  # typo: names valid keys
-    (["trian.kimg=5"], ["trian", "train"]),
-    (["train.batch_size=many"], ["train.batch_size"]),
-    (["train.precision=fp16"], ["train.precision", "fp32", "bf16"]),
-    (["train.zero_stage=3"], ["train.zero_stage", "ZeRO stage 3"]),
-    (["data.resolution=48"], ["data.resolution", "power of two"]),
-    (["train.batch_size=0"], ["train.batch_size", "> 0"]),
-    (["loss.style_mixing=1.5"], ["loss.style_mixing"]),
-    (["model.family=vae"], ["model.family", "stylegan2"]),
-    (["train.keep_checkpoints=1"], ["train.keep_checkpoints"]),
-    (["train.kimg"], ["train.kimg", "key=value"]),
-    (["metrics.final_scrape_wait=-1"], ["metrics.final_scrape_wait", "[0, 3600]"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["model.chanel_base=4096"], ["model.chanel_base", "channel_base"]),  # typo: names valid keys
+        (["trian.kimg=5"], ["trian", "train"]),
+        (["train.batch_size=many"], ["train.batch_size"]),
+        (["train.precision=fp16"], ["train.precision", "fp32", "bf16"]),
+        (["train.zero_stage=3"], ["train.zero_stage", "ZeRO stage 3"]),
+        (["data.resolution=48"], ["data.resolution", "power of two"]),
+        (["train.batch_size=0"], ["train.batch_size", "> 0"]),
+        (["loss.style_mixing=1.5"], ["loss.style_mixing"]),
+        (["model.family=vae"], ["model.family", "stylegan2"]),
+        (["train.keep_checkpoints=1"], ["train.keep_checkpoints"]),
+        (["train.kimg"], ["train.kimg", "key=value"]),
+        (["metrics.final_scrape_wait=-1"], ["metrics.final_scrape_wait", "[0, 3600]"]),
+    ],
+)
 def test_bad_values_name_the_key(override, words):
     with pytest.raises(ConfigError) as info:
         load_config(ROOT / "configs/digits.yaml", override)

@@ -9,14 +9,24 @@ import numpy as np
 import pytest
 import torch
 
+from trainer.data.digits import load_digit_arrays, write_digit_shards
 from trainer.data.sources import expand_urls
 from trainer.data.stream import ShardStream, StreamSpec, make_loader
-from trainer.data.digits import load_digit_arrays, write_digit_shards
 
 
 def spec(pattern, **kw):
-    base = dict(urls=tuple(expand_urls(pattern)), seed=0, rank=0, world_size=1, batch_size=8, resolution=32,
-                channels=1, labeled=True, xflip=False, shuffle_buffer=64)
+    base = dict(
+        urls=tuple(expand_urls(pattern)),
+        seed=0,
+        rank=0,
+        world_size=1,
+        batch_size=8,
+        resolution=32,
+        channels=1,
+        labeled=True,
+        xflip=False,
+        shuffle_buffer=64,
+    )
     base.update(kw)
     return StreamSpec(**base)
 
@@ -54,8 +64,8 @@ def test_slots_are_disjoint_and_cover_a_pass(digit_shards, world_size, workers):
     for slot in range(slots):
         stream = ShardStream(spec(pattern, world_size=world_size))
         # One pass of this slot: everything it reads in epoch 0.
-        from trainer.data.stream import _raw_samples, _slot_shards
         from trainer.data.reader import ErrorPolicy
+        from trainer.data.stream import _raw_samples, _slot_shards
 
         urls, stride, offset = _slot_shards(stream.spec, slot, slots, 0)
         keys += [s["__key__"] for s in itertools.islice(_raw_samples(urls, ErrorPolicy()), offset, None, stride)]

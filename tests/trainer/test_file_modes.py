@@ -13,10 +13,24 @@ import torch
 from trainer.files import current_umask, save_safetensors
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
-        "model.mapping_layers=1", "train.batch_size=8", "train.log_every=2", "data.workers=0",
-        "loss.d_reg_interval=4", "loss.g_reg_interval=2", "train.threads=1", "metrics.port=0",
-        "data.prepare=none", "launch.nproc_per_node=1", "train.kimg=0.032", "train.checkpoint_kimg=0.016"]
+TINY = [
+    "model.channel_base=256",
+    "model.channel_max=16",
+    "model.z_dim=16",
+    "model.w_dim=16",
+    "model.mapping_layers=1",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "data.workers=0",
+    "loss.d_reg_interval=4",
+    "loss.g_reg_interval=2",
+    "train.threads=1",
+    "metrics.port=0",
+    "data.prepare=none",
+    "launch.nproc_per_node=1",
+    "train.kimg=0.032",
+    "train.checkpoint_kimg=0.016",
+]
 
 
 def mode(path) -> int:
@@ -49,10 +63,20 @@ def test_an_export_is_readable_by_the_group(tmp_path, umask_027):
 @pytest.mark.slow
 def test_a_runs_checkpoints_and_export_follow_the_umask(tmp_path, digit_shards):
     """A real one-rank run under umask 027: every file it writes is group-readable (0640)."""
-    argv = [sys.executable, "-m", "launch", "train", "configs/digits.yaml", *TINY, f"data.urls={digit_shards[1]}",
-            f"run.out_dir={tmp_path}", "run.name=modes"]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            preexec_fn=lambda: os.umask(0o027))
+    argv = [
+        sys.executable,
+        "-m",
+        "launch",
+        "train",
+        "configs/digits.yaml",
+        *TINY,
+        f"data.urls={digit_shards[1]}",
+        f"run.out_dir={tmp_path}",
+        "run.name=modes",
+    ]
+    result = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.umask(0o027)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "modes"
     files = [p for p in run.rglob("*") if p.is_file()]

@@ -11,8 +11,7 @@ from trainer.export import ExportError, export_generator, load_generator
 from trainer.models import build_networks
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
-        "model.mapping_layers=1"]
+TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16", "model.mapping_layers=1"]
 
 
 def tiny(*extra):

@@ -2,7 +2,6 @@
 checkpoints, exports, resume, and bad input. Tiny networks so each run takes seconds."""
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -16,22 +15,42 @@ from portkit import free_ports
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model.channel_base=256", "model.channel_max=16", "model.z_dim=16", "model.w_dim=16",
-        "model.mapping_layers=1", "train.batch_size=8", "train.log_every=2", "data.workers=0",
-        "loss.d_reg_interval=4", "loss.g_reg_interval=2", "train.threads=1"]
+TINY = [
+    "model.channel_base=256",
+    "model.channel_max=16",
+    "model.z_dim=16",
+    "model.w_dim=16",
+    "model.mapping_layers=1",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "data.workers=0",
+    "loss.d_reg_interval=4",
+    "loss.g_reg_interval=2",
+    "train.threads=1",
+]
 
 pytestmark = pytest.mark.slow
 
 
 def hiresgan(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "launch", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def train(tmp_path, name, *overrides, resume=None):
     _, pattern = pytest.digit_pattern
-    args = ["train", "configs/digits.yaml", *TINY, f"data.urls={pattern}", "data.prepare=none",
-            f"run.out_dir={tmp_path}", f"run.name={name}", "metrics.port=0", *overrides]
+    args = [
+        "train",
+        "configs/digits.yaml",
+        *TINY,
+        f"data.urls={pattern}",
+        "data.prepare=none",
+        f"run.out_dir={tmp_path}",
+        f"run.name={name}",
+        "metrics.port=0",
+        *overrides,
+    ]
     if resume:
         args += ["--resume", resume]
     result = hiresgan(*args)
@@ -108,8 +127,11 @@ def _scrape_until(url: str, needle: str, stop: threading.Event, found: list):
 def test_two_ranks_train_together_and_serve_metrics(tmp_path):
     port = free_ports(2)  # local ranks 0 and 1
     stop, found = threading.Event(), []
-    scraper = threading.Thread(target=_scrape_until, daemon=True,
-                               args=(f"http://127.0.0.1:{port + 1}/metrics", "hiresgan_images_seen_total{", stop, found))
+    scraper = threading.Thread(
+        target=_scrape_until,
+        daemon=True,
+        args=(f"http://127.0.0.1:{port + 1}/metrics", "hiresgan_images_seen_total{", stop, found),
+    )
     scraper.start()
     try:
         train(tmp_path, "two", "launch.nproc_per_node=2", "train.kimg=0.128", f"metrics.port={port}")
@@ -127,8 +149,14 @@ def test_two_ranks_train_together_and_serve_metrics(tmp_path):
 def test_two_ranks_with_zero_stages(tmp_path, stage, precision):
     # 4 steps cover both lazy regularizers (path length at steps 0 and 2, R1 at step 0): ZeRO-2
     # reduces every parameter's gradient and fails if a phase leaves one as None.
-    train(tmp_path, "zero", "launch.nproc_per_node=2", "train.kimg=0.032", f"train.zero_stage={stage}",
-          f"train.precision={precision}")
+    train(
+        tmp_path,
+        "zero",
+        "launch.nproc_per_node=2",
+        "train.kimg=0.032",
+        f"train.zero_stage={stage}",
+        f"train.precision={precision}",
+    )
     weights = assert_exported(tmp_path / "zero")
     assert all(torch.isfinite(t).all() for t in load_file(str(weights)).values())
 
@@ -171,8 +199,15 @@ def test_bad_input_gives_one_clear_line_and_overwrites_nothing(tmp_path):
         ([f"data.urls={tmp_path}/missing-{{0..3}}.tar"], "not found"),
     ]
     for overrides, needle in cases:
-        result = hiresgan("train", "configs/digits.yaml", f"data.urls={pattern}", "data.prepare=none",
-                          f"run.out_dir={tmp_path}", "run.name=kept", *overrides)
+        result = hiresgan(
+            "train",
+            "configs/digits.yaml",
+            f"data.urls={pattern}",
+            "data.prepare=none",
+            f"run.out_dir={tmp_path}",
+            "run.name=kept",
+            *overrides,
+        )
         assert result.returncode == 2, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip() and "WARNING" not in line]
         assert len(lines) == 1 and lines[0].startswith("hiresgan: error:") and needle in lines[0], result.stderr
@@ -186,8 +221,17 @@ def test_damaged_checkpoints_are_refused_or_skipped(tmp_path):
     victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")
     # An explicit resume of the damaged checkpoint: one clear line, exit 2.
     _, pattern = pytest.digit_pattern
-    result = hiresgan("train", "configs/digits.yaml", *TINY, f"data.urls={pattern}", "data.prepare=none",
-                      f"run.out_dir={tmp_path}", "run.name=other", "--resume", newest)
+    result = hiresgan(
+        "train",
+        "configs/digits.yaml",
+        *TINY,
+        f"data.urls={pattern}",
+        "data.prepare=none",
+        f"run.out_dir={tmp_path}",
+        "run.name=other",
+        "--resume",
+        newest,
+    )
     assert result.returncode == 2 and "is damaged" in result.stderr and "SHA-256" in result.stderr
     assert not (tmp_path / "other").exists()
     # Automatic resume falls back to the older, intact checkpoint with a warning.
@@ -200,11 +244,31 @@ def test_under_an_external_torchrun_the_command_runs_as_a_worker(tmp_path):
     """torchrun makes the ranks; `hiresgan train` must not spawn a second set of them."""
     _, pattern = pytest.digit_pattern
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_ports()),
-         "-m", "launch", "train", "configs/digits.yaml", *TINY, f"data.urls={pattern}", "data.prepare=none",
-         f"run.out_dir={tmp_path}", "run.name=ext", "metrics.port=0", "train.kimg=0.032",
-         "launch.nproc_per_node=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port",
+            str(free_ports()),
+            "-m",
+            "launch",
+            "train",
+            "configs/digits.yaml",
+            *TINY,
+            f"data.urls={pattern}",
+            "data.prepare=none",
+            f"run.out_dir={tmp_path}",
+            "run.name=ext",
+            "metrics.port=0",
+            "train.kimg=0.032",
+            "launch.nproc_per_node=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     assert_exported(tmp_path / "ext")
     # Two ranks trained (from torchrun), not nproc_per_node=1 and not 2 x 1 spawned groups.
@@ -215,8 +279,21 @@ def test_under_an_external_torchrun_the_command_runs_as_a_worker(tmp_path):
 def test_bench_reports_throughput(tmp_path):
     out = tmp_path / "bench.json"
     _, pattern = pytest.digit_pattern
-    result = hiresgan("bench", "configs/digits.yaml", *TINY, f"data.urls={pattern}", "data.prepare=none",
-                      "launch.nproc_per_node=1", "metrics.port=0", "--steps", "4", "--warmup", "2", "--out", out)
+    result = hiresgan(
+        "bench",
+        "configs/digits.yaml",
+        *TINY,
+        f"data.urls={pattern}",
+        "data.prepare=none",
+        "launch.nproc_per_node=1",
+        "metrics.port=0",
+        "--steps",
+        "4",
+        "--warmup",
+        "2",
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["timed_steps"] == 4 and report["images_per_second"] > 0

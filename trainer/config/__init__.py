@@ -39,7 +39,33 @@ from trainer.config.schema import (
     TrainConfig,
 )
 
-__all__ = ["AugmentConfig", "CHOICES", "Config", "ConfigError", "DataConfig", "EVAL_METRICS", "EvalConfig", "InpaintConfig", "LaunchConfig", "LossConfig", "MetricsConfig", "MixConfig", "ModelConfig", "OptimConfig", "Pix2PixConfig", "ProgressiveConfig", "RunConfig", "TextConfig", "TrainConfig", "validate", "load_config", "to_dict", "from_dict", "save_config", "load_run_config"]
+__all__ = [
+    "AugmentConfig",
+    "CHOICES",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EVAL_METRICS",
+    "EvalConfig",
+    "InpaintConfig",
+    "LaunchConfig",
+    "LossConfig",
+    "MetricsConfig",
+    "MixConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "Pix2PixConfig",
+    "ProgressiveConfig",
+    "RunConfig",
+    "TextConfig",
+    "TrainConfig",
+    "validate",
+    "load_config",
+    "to_dict",
+    "from_dict",
+    "save_config",
+    "load_run_config",
+]
 
 
 def _structured_error(source: str, exc: OmegaConfBaseException) -> ConfigError:
@@ -98,8 +124,10 @@ def save_config(cfg: Config, run_dir: Path) -> None:
     """Write the resolved config as YAML (for people) and JSON (for programs), atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     data = to_dict(cfg)
-    for name, text in (("config.yaml", OmegaConf.to_yaml(OmegaConf.create(data))),
-                       ("config.json", json.dumps(data, indent=2))):
+    for name, text in (
+        ("config.yaml", OmegaConf.to_yaml(OmegaConf.create(data))),
+        ("config.json", json.dumps(data, indent=2)),
+    ):
         tmp = run_dir / f".{name}.tmp"
         tmp.write_text(text)
         tmp.replace(run_dir / name)

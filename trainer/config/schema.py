@@ -20,7 +20,9 @@ class RunConfig:
     name: str = "run"  # run directory name: outputs go to <out_dir>/<name>/
     out_dir: str = "runs"  # parent folder of run directories
     seed: int = 0  # global seed; per-rank streams derive from it
-    resume: str = "auto"  # "auto": continue the run dir's latest complete checkpoint; "none"; or a run dir / checkpoint path
+    resume: str = (
+        "auto"  # "auto": continue the run dir's latest complete checkpoint; "none"; or a run dir / checkpoint path
+    )
 
 
 @dataclass
@@ -84,8 +86,12 @@ class LossConfig:
     cycle_weight: float = 10.0  # family cyclegan: weight of |G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1
     identity_weight: float = 5.0  # family cyclegan: weight of |G_ab(b) - b|_1 + |G_ba(a) - a|_1 (0: off)
     pool_size: int = 50  # family cyclegan: generated images kept per domain for D (0: no pool)
-    n_critic: int = 1  # D (critic) steps per G step: G trains every n-th step (WGAN-GP paper: 5); dcgan, mlp, biggan, progan
-    ortho_weight: float = 0.0  # BigGAN orthogonal regularization of G's weights (0: off; BigGAN uses 1e-4); not stylegan2
+    n_critic: int = (
+        1  # D (critic) steps per G step: G trains every n-th step (WGAN-GP paper: 5); dcgan, mlp, biggan, progan
+    )
+    ortho_weight: float = (
+        0.0  # BigGAN orthogonal regularization of G's weights (0: off; BigGAN uses 1e-4); not stylegan2
+    )
     r1_gamma: float = 10.0  # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2)
     d_reg_interval: int = 16  # lazy R1: every N steps (0 disables R1)
     g_reg_interval: int = 4  # lazy path length: every N steps (0 disables)
@@ -162,7 +168,9 @@ class MetricsConfig:
     # Seconds a finishing rank keeps /metrics up until Prometheus has scraped its final values (it
     # returns at the first scrape after the end); at least the scrape interval. 0: stop at once.
     final_scrape_wait: float = 0.0
-    tensorboard: bool = False  # also write TensorBoard events (every catalog series + sample grids) to RUN/tensorboard (rank 0)
+    tensorboard: bool = (
+        False  # also write TensorBoard events (every catalog series + sample grids) to RUN/tensorboard (rank 0)
+    )
 
 
 @dataclass
@@ -202,7 +210,9 @@ class Pix2PixConfig:
 class InpaintConfig:
     """Family inpaint (docs/PAIRED.md): masks and losses."""
 
-    masks: str = "generate"  # "generate": free-form strokes plus boxes per sample; or a folder of mask PNGs (white = missing)
+    masks: str = (
+        "generate"  # "generate": free-form strokes plus boxes per sample; or a folder of mask PNGs (white = missing)
+    )
     strokes: int = 4  # generate: at most this many free-form strokes per mask
     boxes: int = 2  # generate: at most this many boxes per mask
     max_hole: float = 0.5  # generate: largest share of the image a mask may cover (redrawn above it)

@@ -43,8 +43,16 @@ def first_per_class(labels: torch.Tensor, pool: list[int], n: int) -> list[int]:
     return out
 
 
-def table(real: tuple, synth: tuple, real_per_class: list[int], *, synth_per_class: Optional[int] = None,
-          synth_share: Optional[float] = None, seed: int = 0, steps: Optional[int] = None) -> dict:
+def table(
+    real: tuple,
+    synth: tuple,
+    real_per_class: list[int],
+    *,
+    synth_per_class: Optional[int] = None,
+    synth_share: Optional[float] = None,
+    seed: int = 0,
+    steps: Optional[int] = None,
+) -> dict:
     """The rows described in the module docstring; accuracies in 0..1."""
     images, labels = real
     s_images, s_labels = synth
@@ -61,8 +69,13 @@ def table(real: tuple, synth: tuple, real_per_class: list[int], *, synth_per_cla
     def row(name: str, x: torch.Tensor, y: torch.Tensor, n_real: int, weights=None) -> dict:
         net = train_classifier(x, y, num_classes, seed=seed, steps=steps, weights=weights)
         acc, per = accuracy(net, test_x, test_y, num_classes)
-        return {"train": name, "real_per_class": n_real, "synth_per_class": int(counts.max()) if "synth" in name else 0,
-                "accuracy": acc, "per_class": {str(k): per[k] for k in classes}}
+        return {
+            "train": name,
+            "real_per_class": n_real,
+            "synth_per_class": int(counts.max()) if "synth" in name else 0,
+            "accuracy": acc,
+            "per_class": {str(k): per[k] for k in classes},
+        }
 
     rows = []
     for n in sorted(real_per_class):
@@ -70,13 +83,24 @@ def table(real: tuple, synth: tuple, real_per_class: list[int], *, synth_per_cla
         rows.append(row("real", images[idx], labels[idx], n))
         weights = None
         if synth_share is not None:  # share F of each batch synthetic, 1 - F real
-            weights = torch.cat([torch.full((len(idx),), (1 - synth_share) / len(idx)),
-                                 torch.full((len(s_labels),), synth_share / len(s_labels))])
-        rows.append(row("real+synth", torch.cat([images[idx], s_images]), torch.cat([labels[idx], s_labels]), n,
-                        weights))
+            weights = torch.cat(
+                [
+                    torch.full((len(idx),), (1 - synth_share) / len(idx)),
+                    torch.full((len(s_labels),), synth_share / len(s_labels)),
+                ]
+            )
+        rows.append(
+            row("real+synth", torch.cat([images[idx], s_images]), torch.cat([labels[idx], s_labels]), n, weights)
+        )
     rows.append(row("synth", s_images, s_labels, 0))
-    return {"rows": rows, "num_test": len(test), "classifier": DESCRIPTION, "seed": seed, "synth_share": synth_share,
-            "synth_counts": counts.tolist()}
+    return {
+        "rows": rows,
+        "num_test": len(test),
+        "classifier": DESCRIPTION,
+        "seed": seed,
+        "synth_share": synth_share,
+        "synth_counts": counts.tolist(),
+    }
 
 
 def markdown(result: dict) -> str:
@@ -87,14 +111,21 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.evaluation.augmentation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.evaluation.augmentation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--real", required=True, help="labelled real shards (folder, manifest or brace pattern)")
     parser.add_argument("--synth", required=True, help="labelled synthetic shards, e.g. `hiresgan synth` output")
     parser.add_argument("--real-per-class", default="5,10,20", help="comma-separated N (default 5,10,20)")
     parser.add_argument("--synth-per-class", type=int, default=0, help="use the first M per class (0: all)")
-    parser.add_argument("--synth-share", type=float, default=None,
-                        help="real+synth rows: this share of every batch synthetic (default: uniform over the union)")
+    parser.add_argument(
+        "--synth-share",
+        type=float,
+        default=None,
+        help="real+synth rows: this share of every batch synthetic (default: uniform over the union)",
+    )
     parser.add_argument("--resolution", type=int, default=32, help="decode size of both sets (default 32)")
     parser.add_argument("--channels", type=int, default=1, help="1 or 3 (default 1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -105,8 +136,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not ns or min(ns) < 1:
             raise ValueError
     except ValueError:
-        print(f"augmentation: error: --real-per-class {args.real_per_class!r}: comma-separated counts >= 1",
-              file=sys.stderr)
+        print(
+            f"augmentation: error: --real-per-class {args.real_per_class!r}: comma-separated counts >= 1",
+            file=sys.stderr,
+        )
         return 2
     started = time.perf_counter()
     try:
@@ -114,8 +147,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         synth = read_labelled(args.synth, resolution=args.resolution, channels=args.channels)
         if args.synth_share is not None and not 0 < args.synth_share < 1:
             raise ValueError(f"--synth-share {args.synth_share}: must lie strictly between 0 and 1")
-        result = table(real, synth, ns, synth_per_class=args.synth_per_class or None,
-                       synth_share=args.synth_share, seed=args.seed)
+        result = table(
+            real, synth, ns, synth_per_class=args.synth_per_class or None, synth_share=args.synth_share, seed=args.seed
+        )
     except (CASError, ValueError, FileNotFoundError) as exc:
         print(f"augmentation: error: {exc}", file=sys.stderr)
         return 2

@@ -40,9 +40,11 @@ BATCH = 64
 LEARNING_RATE = 3e-3
 SHIFT = 1  # pixels of random translation per training batch
 MIN_TEST_PER_CLASS = 10  # real images a class needs beyond the ceiling's N
-DESCRIPTION = (f"CNN conv16-conv32-conv64 (3x3, batch norm, ReLU, 2x max-pool) + GAP + dropout 0.3 + linear, "
-               f"{CLASSIFIER_SIZE}x{CLASSIFIER_SIZE} input, Adam lr {LEARNING_RATE} cosine to 0, batch {BATCH}, "
-               f"{STEPS} steps, +-{SHIFT} px shifts")
+DESCRIPTION = (
+    f"CNN conv16-conv32-conv64 (3x3, batch norm, ReLU, 2x max-pool) + GAP + dropout 0.3 + linear, "
+    f"{CLASSIFIER_SIZE}x{CLASSIFIER_SIZE} input, Adam lr {LEARNING_RATE} cosine to 0, batch {BATCH}, "
+    f"{STEPS} steps, +-{SHIFT} px shifts"
+)
 
 
 class CASError(ValueError):
@@ -55,18 +57,28 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
 
 def classifier(channels: int, num_classes: int) -> nn.Module:
     return nn.Sequential(
-        *_block(channels, 16), nn.MaxPool2d(2),  # [N, 16, 8, 8]
-        *_block(16, 32), nn.MaxPool2d(2),  # [N, 32, 4, 4]
+        *_block(channels, 16),
+        nn.MaxPool2d(2),  # [N, 16, 8, 8]
+        *_block(16, 32),
+        nn.MaxPool2d(2),  # [N, 32, 4, 4]
         *_block(32, 64),  # [N, 64, 4, 4]
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(64, num_classes))
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.3),
+        nn.Linear(64, num_classes),
+    )
 
 
 def to_input(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 [N, C, H, W] -> float [N, C, 16, 16] in [-1, 1]."""
     x = pixels.float() / 127.5 - 1
     if x.shape[-1] != CLASSIFIER_SIZE:
-        x = nn.functional.interpolate(x, size=(CLASSIFIER_SIZE, CLASSIFIER_SIZE), mode="area" if x.shape[-1] >
-                                      CLASSIFIER_SIZE else "bilinear", align_corners=None)
+        x = nn.functional.interpolate(
+            x,
+            size=(CLASSIFIER_SIZE, CLASSIFIER_SIZE),
+            mode="area" if x.shape[-1] > CLASSIFIER_SIZE else "bilinear",
+            align_corners=None,
+        )
     return x
 
 
@@ -74,11 +86,18 @@ def _shifted(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     dx, dy = (int(v) for v in torch.randint(-SHIFT, SHIFT + 1, (2,), generator=gen))
     padded = nn.functional.pad(x, (SHIFT, SHIFT, SHIFT, SHIFT), mode="replicate")
     h, w = x.shape[-2:]
-    return padded[..., SHIFT + dy:SHIFT + dy + h, SHIFT + dx:SHIFT + dx + w]
+    return padded[..., SHIFT + dy : SHIFT + dy + h, SHIFT + dx : SHIFT + dx + w]
 
 
-def train_classifier(pixels: torch.Tensor, labels: torch.Tensor, num_classes: int, *, seed: int = 0,
-                     steps: Optional[int] = None, weights: Optional[torch.Tensor] = None) -> nn.Module:
+def train_classifier(
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    steps: Optional[int] = None,
+    weights: Optional[torch.Tensor] = None,
+) -> nn.Module:
     """The documented classifier trained on uint8 [N, C, H, W] images with int64 labels [N];
     `weights` [N] (optional) makes batches draw image i with probability proportional to it."""
     x, y, steps = to_input(pixels), labels.long(), steps or STEPS
@@ -104,15 +123,16 @@ def train_classifier(pixels: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 
 @torch.no_grad()
-def _adam_step(params, grads, moments, step: int, lr: float, beta1: float = 0.9, beta2: float = 0.999,
-               eps: float = 1e-8) -> None:
+def _adam_step(
+    params, grads, moments, step: int, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+) -> None:
     """Plain Adam, written out: torch.optim's first use imports torch._dynamo, which took 26 s of a
     35 s CAS run on a busy 2-core box, for a network that trains in seconds."""
     for q, g, (m, v) in zip(params, grads, moments):
         m.mul_(beta1).add_(g, alpha=1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v / (1 - beta2 ** step)).sqrt_().add_(eps)
-        q.addcdiv_(m, denom, value=-lr / (1 - beta1 ** step))
+        denom = (v / (1 - beta2**step)).sqrt_().add_(eps)
+        q.addcdiv_(m, denom, value=-lr / (1 - beta1**step))
 
 
 @contextmanager
@@ -148,8 +168,10 @@ def read_labelled(data: str, *, resolution: int, channels: int, limit: int = 0) 
     for url in resolve_urls(data):
         for sample in read_shard(url, policy):
             if "cls" not in sample:
-                raise CASError(f"--data: sample {sample.get('__key__')} in {url} has no 'cls' label; CAS tests on "
-                               "labelled real shards (write them with `hiresgan shards --labels ...`)")
+                raise CASError(
+                    f"--data: sample {sample.get('__key__')} in {url} has no 'cls' label; CAS tests on "
+                    "labelled real shards (write them with `hiresgan shards --labels ...`)"
+                )
             images.append(decode_image(sample, resolution, channels))
             labels.append(decode_label(sample))
             if limit and len(images) == limit:
@@ -168,9 +190,11 @@ def split_real(labels: torch.Tensor, classes: Sequence[int], per_class: int, *, 
     for k in classes:
         members = (labels == k).nonzero()[:, 0].numpy()
         if len(members) < per_class + MIN_TEST_PER_CLASS:
-            raise CASError(f"--cas-per-class {per_class}: class {k} has {len(members)} real images in --data; the "
-                           f"ceiling trains on {per_class} and at least {MIN_TEST_PER_CLASS} more are needed for "
-                           "testing: lower --cas-per-class or give more real data")
+            raise CASError(
+                f"--cas-per-class {per_class}: class {k} has {len(members)} real images in --data; the "
+                f"ceiling trains on {per_class} and at least {MIN_TEST_PER_CLASS} more are needed for "
+                "testing: lower --cas-per-class or give more real data"
+            )
         order = members[np.random.default_rng([seed, k, 0xCA5]).permutation(len(members))]
         train.extend(order[:per_class].tolist())
         test.extend(order[per_class:].tolist())
@@ -178,8 +202,16 @@ def split_real(labels: torch.Tensor, classes: Sequence[int], per_class: int, *, 
 
 
 @torch.no_grad()
-def generated(G: nn.Module, description: dict, classes: Sequence[int], per_class: int, *, seed: int,
-              truncation: float, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def generated(
+    G: nn.Module,
+    description: dict,
+    classes: Sequence[int],
+    per_class: int,
+    *,
+    seed: int,
+    truncation: float,
+    batch: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The images `hiresgan synth` draws (same latents and order), as uint8 [N, C, H, W] + labels."""
     from trainer.sampling.synth import latents, sample_seed
 
@@ -187,7 +219,7 @@ def generated(G: nn.Module, description: dict, classes: Sequence[int], per_class
     device = next(G.parameters()).device
     images = []
     for start in range(0, len(plan), batch):
-        chunk = plan[start:start + batch]
+        chunk = plan[start : start + batch]
         z = latents([sample_seed(seed, k, n) for k, n in chunk], G.z_dim).to(device)
         c = nn.functional.one_hot(torch.tensor([k for k, _ in chunk]), G.c_dim).float().to(device)
         out = G(z, c, truncation_psi=truncation, noise_mode="const")
@@ -198,30 +230,47 @@ def generated(G: nn.Module, description: dict, classes: Sequence[int], per_class
 def check_cas(G: nn.Module, description: dict, *, per_class: int, export: str = "the export") -> None:
     """CASError unless `G` has classes and `per_class` is usable (checked before any slow work)."""
     if description.get("family") == "text2img":
-        raise CASError(f"--metrics cas: {export} is a text-to-image export, whose classes are prompts: write a set "
-                       "with `hiresgan synth EXPORT --per-class N --classes PROMPT ...` and score it with `python -m "
-                       "trainer.evaluation.augmentation --synth SET --real REAL` (its 'synth' row is the CAS), the "
-                       "real labels numbering the prompts in that order")
+        raise CASError(
+            f"--metrics cas: {export} is a text-to-image export, whose classes are prompts: write a set "
+            "with `hiresgan synth EXPORT --per-class N --classes PROMPT ...` and score it with `python -m "
+            "trainer.evaluation.augmentation --synth SET --real REAL` (its 'synth' row is the CAS), the "
+            "real labels numbering the prompts in that order"
+        )
     if int(getattr(G, "c_dim", 0)) == 0:
-        raise CASError(f"--metrics cas: {export} is unconditional (family {description.get('family')}): CAS "
-                       "trains a classifier on generated images of each class, so it needs a class-conditional "
-                       "export; drop cas from --metrics for this one")
+        raise CASError(
+            f"--metrics cas: {export} is unconditional (family {description.get('family')}): CAS "
+            "trains a classifier on generated images of each class, so it needs a class-conditional "
+            "export; drop cas from --metrics for this one"
+        )
     if not isinstance(per_class, int) or per_class < 1:
         raise CASError(f"--cas-per-class {per_class}: must be >= 1 (generated and real images per class)")
 
 
-def cas(G: nn.Module, description: dict, data: str, *, per_class: int = 100, seed: int = 0, truncation: float = 1.0,
-        steps: Optional[int] = None, export: str = "the export", real: Optional[tuple] = None) -> dict:
+def cas(
+    G: nn.Module,
+    description: dict,
+    data: str,
+    *,
+    per_class: int = 100,
+    seed: int = 0,
+    truncation: float = 1.0,
+    steps: Optional[int] = None,
+    export: str = "the export",
+    real: Optional[tuple] = None,
+) -> dict:
     """The CAS report (keys below, accuracies in 0..1) of a class-conditional generator against the
     labelled real shards `data`. `real` = (images, labels) skips reading `data` (tests, tables)."""
     check_cas(G, description, per_class=per_class, export=export)
     c_dim, steps = int(G.c_dim), steps or STEPS
     names = description.get("class_names") or [str(k) for k in range(c_dim)]
-    images, labels = real if real is not None else read_labelled(data, resolution=G.img_resolution,
-                                                                 channels=G.img_channels)
+    images, labels = (
+        real if real is not None else read_labelled(data, resolution=G.img_resolution, channels=G.img_channels)
+    )
     if int(labels.max()) >= c_dim:
-        raise CASError(f"--data holds label {int(labels.max())} but {export} has {c_dim} classes; give real shards "
-                       "of the classes it was trained on")
+        raise CASError(
+            f"--data holds label {int(labels.max())} but {export} has {c_dim} classes; give real shards "
+            "of the classes it was trained on"
+        )
     classes = sorted(set(labels.tolist()))
     train_idx, test_idx = split_real(labels, classes, per_class, seed=seed)
     test_x, test_y = images[test_idx], labels[test_idx]
@@ -235,11 +284,22 @@ def cas(G: nn.Module, description: dict, data: str, *, per_class: int = 100, see
     # images are right but too alike (mode dropping) to teach a classifier the class.
     fake_read, per_fake = accuracy(ceiling, fake_x, fake_y, c_dim)
     return {
-        "cas": overall, "cas_real": overall_real, "cas_gap": overall_real - overall,
+        "cas": overall,
+        "cas_real": overall_real,
+        "cas_gap": overall_real - overall,
         "cas_per_class": {names[k]: per[k] for k in classes},
         "cas_real_per_class": {names[k]: per_real[k] for k in classes},
-        "cas_fake_read": fake_read, "cas_fake_read_per_class": {names[k]: per_fake[k] for k in classes},
-        "cas_setup": {"per_class": per_class, "seed": seed, "truncation": truncation, "classes": len(classes),
-                      "num_test": len(test_idx), "num_real_train": len(train_idx), "classifier": DESCRIPTION,
-                      "steps": steps, "split": "per class, seeded: first per_class train the ceiling, the rest test"},
+        "cas_fake_read": fake_read,
+        "cas_fake_read_per_class": {names[k]: per_fake[k] for k in classes},
+        "cas_setup": {
+            "per_class": per_class,
+            "seed": seed,
+            "truncation": truncation,
+            "classes": len(classes),
+            "num_test": len(test_idx),
+            "num_real_train": len(train_idx),
+            "classifier": DESCRIPTION,
+            "steps": steps,
+            "split": "per class, seeded: first per_class train the ceiling, the rest test",
+        },
     }

@@ -34,10 +34,17 @@ class DigitNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 16x16
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 8x8
-            nn.Conv2d(32, FEATURES, 3, padding=1), nn.ReLU(),  # 8x8
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())  # [N, 64]
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 16x16
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 8x8
+            nn.Conv2d(32, FEATURES, 3, padding=1),
+            nn.ReLU(),  # 8x8
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )  # [N, 64]
         self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(FEATURES, CLASSES))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,11 +98,15 @@ def file_sha256(path: Path) -> str:
 def load(path: Path = WEIGHTS, sha256: str | None = WEIGHTS_SHA256) -> DigitNet:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"digit feature weights '{path}' are missing: rebuild them with "
-                                "`python -m trainer.evaluation.digit_features --build`")
+        raise FileNotFoundError(
+            f"digit feature weights '{path}' are missing: rebuild them with "
+            "`python -m trainer.evaluation.digit_features --build`"
+        )
     if sha256 is not None and file_sha256(path) != sha256:
-        raise ValueError(f"'{path}' has SHA-256 {file_sha256(path)}, expected {sha256}: the shipped digit "
-                         "feature weights were changed; restore them from git")
+        raise ValueError(
+            f"'{path}' has SHA-256 {file_sha256(path)}, expected {sha256}: the shipped digit "
+            "feature weights were changed; restore them from git"
+        )
     net = DigitNet()
     net.load_state_dict(load_file(str(path)))
     return net.eval().requires_grad_(False)
@@ -112,17 +123,25 @@ def real_floor(seed: int = 0) -> dict:
     features, logits = net(to_input(torch.from_numpy(images).unsqueeze(1)))
     f = features.double().numpy()
     order = np.random.default_rng(seed).permutation(len(f))
-    a, b = f[order[:len(f) // 2]], f[order[len(f) // 2:]]
+    a, b = f[order[: len(f) // 2]], f[order[len(f) // 2 :]]
     precision, recall = scores.precision_recall(a, b)
-    return {"fid": scores.fid(a, b), "kid": scores.kid(a, b, subset_size=len(a))[0], "precision": precision,
-            "recall": recall, "is_all_real": scores.inception_score(logits.double().softmax(1).numpy())[0]}
+    return {
+        "fid": scores.fid(a, b),
+        "kid": scores.kid(a, b, subset_size=len(a))[0],
+        "precision": precision,
+        "recall": recall,
+        "is_all_real": scores.inception_score(logits.double().softmax(1).numpy())[0],
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="build the shipped digit feature network")
     parser.add_argument("--build", action="store_true", help="train it and write the weights file")
-    parser.add_argument("--floor", action="store_true",
-                        help="print the metrics of two random halves of the real digits (the best a model can hope for)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="print the metrics of two random halves of the real digits (the best a model can hope for)",
+    )
     parser.add_argument("--out", type=Path, default=WEIGHTS)
     args = parser.parse_args(argv)
     if args.floor:

@@ -35,7 +35,6 @@ from trainer.evaluation.features import DigitFeatures
 from trainer.export import load_generator
 from trainer.sampling.latents import generate
 
-
 MIN_ACCURACY = 0.90  # the quality bar for conditional generators
 CONFIDENT = 0.8  # softmax probability for a sample to count as a clearly drawn digit
 COVERED_SHARE = 0.02  # share of all samples a digit needs (uniform would be 0.10) to count as covered
@@ -50,17 +49,22 @@ def coverage(predicted: np.ndarray, confidence: np.ndarray) -> dict:
     confident = confidence >= CONFIDENT
     counts = np.bincount(predicted, minlength=10)
     confident_counts = np.bincount(predicted[confident], minlength=10)
-    return {"digits_covered": int((confident_counts >= COVERED_SHARE * len(predicted)).sum()),
-            "digits_seen": int((counts > 0).sum()), "confident_share": round(float(confident.mean()), 4),
-            "predicted_histogram": counts.tolist()}
+    return {
+        "digits_covered": int((confident_counts >= COVERED_SHARE * len(predicted)).sum()),
+        "digits_seen": int((counts > 0).sum()),
+        "confident_share": round(float(confident.mean()), 4),
+        "predicted_histogram": counts.tolist(),
+    }
 
 
 @torch.no_grad()
 def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, seed: int = 0) -> dict:
     G, _ = load_generator(export)
     if G.img_channels != 1 or G.img_resolution != 32:
-        raise ValueError(f"{export}: the digits check needs a 1-channel 32x32 generator, got "
-                         f"{G.img_channels}x{G.img_resolution}x{G.img_resolution}")
+        raise ValueError(
+            f"{export}: the digits check needs a 1-channel 32x32 generator, got "
+            f"{G.img_channels}x{G.img_resolution}x{G.img_resolution}"
+        )
     extractor = DigitFeatures()
     report: dict = {"export": str(export), "per_class": per_class, "truncation": truncation}
     seeds = list(range(seed * 100_000, seed * 100_000 + per_class * 10))
@@ -68,7 +72,7 @@ def evaluate(export: Path, *, per_class: int = 100, truncation: float = 1.0, see
     if G.c_dim:
         correct = []
         for k in range(G.c_dim):
-            f, p = extractor(_pixels(generate(G, seeds[k * per_class:(k + 1) * per_class], k, truncation=truncation)))
+            f, p = extractor(_pixels(generate(G, seeds[k * per_class : (k + 1) * per_class], k, truncation=truncation)))
             features.append(f)
             probabilities.append(p)
             correct.append(float((p.argmax(1) == k).mean()))
@@ -94,8 +98,10 @@ def quality_misses(report: dict) -> list[str]:
     all ten digits clearly, a conditional one also the class it was asked for."""
     misses = []
     if "class_accuracy" in report and report["class_accuracy"] < MIN_ACCURACY:
-        misses.append(f"class accuracy {report['class_accuracy']:.1%} < {MIN_ACCURACY:.0%} "
-                      f"(per class {report['accuracy_per_class']})")
+        misses.append(
+            f"class accuracy {report['class_accuracy']:.1%} < {MIN_ACCURACY:.0%} "
+            f"(per class {report['accuracy_per_class']})"
+        )
     missing = 10 - report["digits_covered"]
     if missing:
         misses.append(f"{missing} of the ten digits not clearly drawn (histogram {report['predicted_histogram']})")
@@ -108,9 +114,11 @@ def main(argv=None) -> int:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--truncation", type=float, default=1.0)
     parser.add_argument("--out", type=Path, help="write the report as JSON here too")
-    parser.add_argument("--check", action="store_true",
-                        help=f"exit 1 unless all ten digits are covered and (conditional models) class "
-                             f"accuracy >= {MIN_ACCURACY:.0%}")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 unless all ten digits are covered and (conditional models) class accuracy >= {MIN_ACCURACY:.0%}",
+    )
     args = parser.parse_args(argv)
     report = evaluate(args.export, per_class=args.per_class, truncation=args.truncation)
     text = json.dumps(report, indent=2)

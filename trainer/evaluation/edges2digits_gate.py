@@ -50,8 +50,10 @@ def evaluate(export: Path, *, batch: int = 128) -> dict:
     family = description["family"]
     in_channels = G.img_channels if family == "cyclegan" else getattr(G, "in_channels", None)
     if family not in ("pix2pix", "cyclegan") or (in_channels, G.img_channels) != (1, 1):
-        raise ValueError(f"{export}: the edges2digits gate needs a pix2pix or cyclegan export from 1-channel edges "
-                         f"to 1-channel digits, got family {family}")
+        raise ValueError(
+            f"{export}: the edges2digits gate needs a pix2pix or cyclegan export from 1-channel edges "
+            f"to 1-channel digits, got family {family}"
+        )
     edges, digits, labels = eval_pairs()
     x = torch.from_numpy(edges).unsqueeze(1).float() / 127.5 - 1
     c = None
@@ -61,17 +63,26 @@ def evaluate(export: Path, *, batch: int = 128) -> dict:
         translate = lambda x, c: G(x, direction="ab")
     else:
         translate = G
-    out = torch.cat([translate(x[i:i + batch], None if c is None else c[i:i + batch]) for i in range(0, len(x), batch)])
+    out = torch.cat(
+        [translate(x[i : i + batch], None if c is None else c[i : i + batch]) for i in range(0, len(x), batch)]
+    )
     extractor = DigitFeatures()
     accuracy, per_class = _accuracy(extractor, _pixels(out), labels)
     edge_accuracy, _ = _accuracy(extractor, torch.from_numpy(edges).unsqueeze(1), labels)
     real_accuracy, _ = _accuracy(extractor, torch.from_numpy(digits).unsqueeze(1), labels)
     l1 = float((out - (torch.from_numpy(digits).unsqueeze(1).float() / 127.5 - 1)).abs().mean())
-    return {"export": str(export), "held_out_digits": int(len(labels)), "accuracy": round(accuracy, 4),
-            "accuracy_per_class": [round(a, 4) for a in per_class], "raw_edges_accuracy": round(edge_accuracy, 4),
-            "real_digits_accuracy": round(real_accuracy, 4), "l1_to_real": round(l1, 4),
-            "conditional": bool(G.c_dim), "family": family,
-            "bar": MIN_ACCURACY_UNPAIRED if family == "cyclegan" else MIN_ACCURACY}
+    return {
+        "export": str(export),
+        "held_out_digits": int(len(labels)),
+        "accuracy": round(accuracy, 4),
+        "accuracy_per_class": [round(a, 4) for a in per_class],
+        "raw_edges_accuracy": round(edge_accuracy, 4),
+        "real_digits_accuracy": round(real_accuracy, 4),
+        "l1_to_real": round(l1, 4),
+        "conditional": bool(G.c_dim),
+        "family": family,
+        "bar": MIN_ACCURACY_UNPAIRED if family == "cyclegan" else MIN_ACCURACY,
+    }
 
 
 def main(argv=None) -> int:
@@ -88,8 +99,11 @@ def main(argv=None) -> int:
         args.out.write_text(text)
     if args.check:
         if report["accuracy"] < report["bar"]:
-            print(f"edges2digits_gate: below the quality bar: accuracy {report['accuracy']:.1%} < "
-                  f"{report['bar']:.0%} (per class {report['accuracy_per_class']})", file=sys.stderr)
+            print(
+                f"edges2digits_gate: below the quality bar: accuracy {report['accuracy']:.1%} < "
+                f"{report['bar']:.0%} (per class {report['accuracy_per_class']})",
+                file=sys.stderr,
+            )
             return 1
         print("edges2digits_gate: quality bar met", file=sys.stderr)
     return 0

@@ -31,9 +31,11 @@ class DigitFeatures:
 
     def check_images(self, channels: int, resolution: int, what: str) -> None:
         if (channels, resolution, resolution) != self.shape:
-            raise ValueError(f"{what} is {channels}x{resolution}x{resolution} but --features digits reads "
-                             f"{'x'.join(map(str, self.shape))} images (the embedded digits); use "
-                             "--features inception --inception-weights FILE for other data")
+            raise ValueError(
+                f"{what} is {channels}x{resolution}x{resolution} but --features digits reads "
+                f"{'x'.join(map(str, self.shape))} images (the embedded digits); use "
+                "--features inception --inception-weights FILE for other data"
+            )
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +74,9 @@ def build_extractor(kind: str, *, weights: Optional[Path] = None, sha256: Option
         return DigitFeatures(weights)
     if kind == "inception":
         if weights is None:
-            raise ValueError("--features inception needs --inception-weights FILE (a safetensors file made by "
-                             "`python -m trainer.evaluation.inception convert`)")
+            raise ValueError(
+                "--features inception needs --inception-weights FILE (a safetensors file made by "
+                "`python -m trainer.evaluation.inception convert`)"
+            )
         return InceptionFeatures(weights, sha256)
     raise ValueError(f"--features {kind!r}: valid choices are digits, inception")

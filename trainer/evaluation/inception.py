@@ -53,9 +53,15 @@ class InceptionA(nn.Module):
         self.branch_pool = BasicConv2d(cin, pool_features, 1)
 
     def forward(self, x):
-        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-                          self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          self.branch_pool(_avg(x))], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_avg(x)),
+            ],
+            1,
+        )
 
 
 class InceptionB(nn.Module):
@@ -66,8 +72,14 @@ class InceptionB(nn.Module):
         self.branch3x3dbl_2, self.branch3x3dbl_3 = BasicConv2d(64, 96, 3, padding=1), BasicConv2d(96, 96, 3, stride=2)
 
     def forward(self, x):
-        return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          F.max_pool2d(x, 3, stride=2)], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
 
 
 class InceptionC(nn.Module):
@@ -85,8 +97,13 @@ class InceptionC(nn.Module):
     def forward(self, x):
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = x
-        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                      self.branch7x7dbl_5):
+        for layer in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d = layer(d)
         return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(_avg(x))], 1)
 
@@ -122,8 +139,17 @@ class InceptionE(nn.Module):
         a = self.branch3x3_1(x)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pool = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _avg(x)
-        return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
-                          self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d), self.branch_pool(pool)], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(a),
+                self.branch3x3_2b(a),
+                self.branch3x3dbl_3a(d),
+                self.branch3x3dbl_3b(d),
+                self.branch_pool(pool),
+            ],
+            1,
+        )
 
 
 class FIDInception(nn.Module):
@@ -149,8 +175,19 @@ class FIDInception(nn.Module):
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
         x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, stride=2)
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c,
-                      self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,
+            self.Mixed_7a,
+            self.Mixed_7b,
+            self.Mixed_7c,
+        ):
             x = block(x)
         features = x.mean(dim=[2, 3])  # [N, 2048]
         return features, self.fc(features)
@@ -170,8 +207,10 @@ def _check_keys(tensors: dict[str, torch.Tensor], source: Path) -> None:
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k]]
     if missing or unexpected or wrong:
-        raise ValueError(f"'{source}' is not the FID Inception network: missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]}, wrong shapes {wrong[:3]} ({len(missing)}/{len(unexpected)}/{len(wrong)})")
+        raise ValueError(
+            f"'{source}' is not the FID Inception network: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, wrong shapes {wrong[:3]} ({len(missing)}/{len(unexpected)}/{len(wrong)})"
+        )
 
 
 def load(path: Path, sha256: Optional[str]) -> FIDInception:
@@ -179,11 +218,15 @@ def load(path: Path, sha256: Optional[str]) -> FIDInception:
     if not path.is_file():
         raise FileNotFoundError(f"--inception-weights '{path}' does not exist")
     if path.suffix != ".safetensors":
-        raise ValueError(f"--inception-weights '{path}' must be safetensors; convert a .pth with "
-                         "`python -m trainer.evaluation.inception convert SRC.pth OUT.safetensors`")
+        raise ValueError(
+            f"--inception-weights '{path}' must be safetensors; convert a .pth with "
+            "`python -m trainer.evaluation.inception convert SRC.pth OUT.safetensors`"
+        )
     if sha256 is not None and file_sha256(path) != sha256.lower():
-        raise ValueError(f"--inception-weights '{path}' has SHA-256 {file_sha256(path)}, but --inception-sha256 "
-                         f"says {sha256}: wrong or damaged file")
+        raise ValueError(
+            f"--inception-weights '{path}' has SHA-256 {file_sha256(path)}, but --inception-sha256 "
+            f"says {sha256}: wrong or damaged file"
+        )
     tensors = load_file(str(path))
     _check_keys(tensors, path)
     net = FIDInception()

@@ -46,7 +46,7 @@ def held_out_crops(size: int = CROP) -> dict[str, np.ndarray]:
         photo = load_photo(name)
         photo = np.repeat(photo[:, :, None], 3, axis=2) if photo.ndim == 2 else photo[:, :, :3]
         top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
-        crops[name] = np.ascontiguousarray(photo[top:top + size, left:left + size])
+        crops[name] = np.ascontiguousarray(photo[top : top + size, left : left + size])
     return crops
 
 
@@ -77,9 +77,11 @@ def scores(result: np.ndarray, real: np.ndarray, hole: np.ndarray) -> dict:
     to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255  # noqa: E731
     r, t = to_t(result), to_t(real)
     inside = torch.from_numpy(hole)[None, None].expand_as(r)
-    return {"psnr": round(float(peak_signal_noise_ratio(r, t, data_range=1.0)), 3),
-            "ssim": round(float(structural_similarity_index_measure(r, t, data_range=1.0)), 4),
-            "psnr_hole": round(float(peak_signal_noise_ratio(r[inside], t[inside], data_range=1.0)), 3)}
+    return {
+        "psnr": round(float(peak_signal_noise_ratio(r, t, data_range=1.0)), 3),
+        "ssim": round(float(structural_similarity_index_measure(r, t, data_range=1.0)), 4),
+        "psnr_hole": round(float(peak_signal_noise_ratio(r[inside], t[inside], data_range=1.0)), 3),
+    }
 
 
 @torch.no_grad()
@@ -103,20 +105,31 @@ def evaluate(export: Path, *, box: int = BOX) -> dict:
         per_photo[name] = {
             "model": {**scores(out, real, hole), "detail": round(hole_detail(out, hole) / real_detail, 4)},
             "biharmonic": {**scores(smooth, real, hole), "detail": round(hole_detail(smooth, hole) / real_detail, 4)},
-            "known_changed": known_changed}
+            "known_changed": known_changed,
+        }
     mean = lambda who, key: round(float(np.mean([p[who][key] for p in per_photo.values()])), 4)  # noqa: E731
-    summary = {who: {key: mean(who, key) for key in ("psnr", "ssim", "psnr_hole", "detail")}
-               for who in ("model", "biharmonic")}
-    return {"export": str(export), "crop": CROP, "box": box, "photos": list(per_photo), **summary,
-            "psnr_gap": round(summary["biharmonic"]["psnr"] - summary["model"]["psnr"], 3),
-            "known_changed": sum(p["known_changed"] for p in per_photo.values()), "per_photo": per_photo}
+    summary = {
+        who: {key: mean(who, key) for key in ("psnr", "ssim", "psnr_hole", "detail")} for who in ("model", "biharmonic")
+    }
+    return {
+        "export": str(export),
+        "crop": CROP,
+        "box": box,
+        "photos": list(per_photo),
+        **summary,
+        "psnr_gap": round(summary["biharmonic"]["psnr"] - summary["model"]["psnr"], 3),
+        "known_changed": sum(p["known_changed"] for p in per_photo.values()),
+        "per_photo": per_photo,
+    }
 
 
 def quality_misses(report: dict) -> list[str]:
     misses = []
     if report["psnr_gap"] > MAX_PSNR_GAP:
-        misses.append(f"PSNR {report['model']['psnr']:.2f} dB is {report['psnr_gap']:.2f} dB below biharmonic's "
-                      f"{report['biharmonic']['psnr']:.2f} (at most {MAX_PSNR_GAP} allowed)")
+        misses.append(
+            f"PSNR {report['model']['psnr']:.2f} dB is {report['psnr_gap']:.2f} dB below biharmonic's "
+            f"{report['biharmonic']['psnr']:.2f} (at most {MAX_PSNR_GAP} allowed)"
+        )
     if report["model"]["detail"] < MIN_DETAIL:
         misses.append(f"detail in the hole {report['model']['detail']:.2f} of the real image's < {MIN_DETAIL}")
     if report["known_changed"]:

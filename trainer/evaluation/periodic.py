@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class PeriodicEval:
-    def __init__(self, cfg: Config, env: DistEnv, G_ema: torch.nn.Module, *,
-                 registry: Optional[CollectorRegistry] = None):
+    def __init__(
+        self, cfg: Config, env: DistEnv, G_ema: torch.nn.Module, *, registry: Optional[CollectorRegistry] = None
+    ):
         e = cfg.eval
         self.every_kimg, self.env, self.G = e.every_kimg, env, G_ema
         self.batch_size = cfg.train.batch_size
@@ -53,14 +54,20 @@ class PeriodicEval:
         # Constructing the network draws its (then overwritten) initial weights from the global RNG,
         # which the Trainer has just seeded for training: fork it so training's stream is untouched.
         with torch.random.fork_rng(devices=self._cuda_devices()):
-            self.extractor = build_extractor(e.features, weights=Path(e.inception_weights).expanduser()
-                                             if e.inception_weights else None, sha256=e.inception_sha256 or None)
+            self.extractor = build_extractor(
+                e.features,
+                weights=Path(e.inception_weights).expanduser() if e.inception_weights else None,
+                sha256=e.inception_sha256 or None,
+            )
         self.extractor.check_images(G_ema.img_channels, G_ema.img_resolution, "the generator")
         self.real: Optional[dict] = None  # rank 0's real features, kept after the first evaluation
         self.real_loaded = False
         self.log_path = cfg.run_dir / "eval.jsonl" if env.is_main else None
-        self.gauges = (EvalGauges(registry, job=cfg.metrics.job or cfg.run.name, features=e.features)
-                       if registry is not None and env.is_main else None)
+        self.gauges = (
+            EvalGauges(registry, job=cfg.metrics.job or cfg.run.name, features=e.features)
+            if registry is not None and env.is_main
+            else None
+        )
 
     @property
     def enabled(self) -> bool:
@@ -100,12 +107,27 @@ class PeriodicEval:
             self.G.eval()
             try:
                 if not self.real_loaded:
-                    self.real = load_real(self.data, self.extractor, num=self.num_real,
-                                          resolution=self.G.img_resolution, channels=self.G.img_channels,
-                                          cache_dir=self.cache_dir, rank=rank, world_size=world)
+                    self.real = load_real(
+                        self.data,
+                        self.extractor,
+                        num=self.num_real,
+                        resolution=self.G.img_resolution,
+                        channels=self.G.img_channels,
+                        cache_dir=self.cache_dir,
+                        rank=rank,
+                        world_size=world,
+                    )
                     self.real_loaded = True
-                report = evaluate_generator(self.G, self.extractor, self.real, names=self.names,
-                                            num_fake=self.num_fake, data=self.data, rank=rank, world_size=world)
+                report = evaluate_generator(
+                    self.G,
+                    self.extractor,
+                    self.real,
+                    names=self.names,
+                    num_fake=self.num_fake,
+                    data=self.data,
+                    rank=rank,
+                    world_size=world,
+                )
             finally:
                 self.G.train(was_training)
                 if self.on_running is not None:
@@ -113,13 +135,22 @@ class PeriodicEval:
         self.last_step = progress.step
         if report is None:  # not rank 0
             return None
-        record = {"step": progress.step, "kimg": progress.kimg, "time": time.time(), "source": "training",
-                  **report, "seconds": round(time.perf_counter() - started, 2)}
+        record = {
+            "step": progress.step,
+            "kimg": progress.kimg,
+            "time": time.time(),
+            "source": "training",
+            **report,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         with open(self.log_path, "a") as f:  # one line per record: a crash never leaves half of one
             f.write(json.dumps(record) + "\n")
         if self.gauges is not None:
             self.gauges.update(record)
-        log.info("eval at %.3f kimg: %s (%.1f s)", progress.kimg,
-                 ", ".join(f"{k}={record[k]:.4g}" for k in ("fid", "kid", "precision", "recall", "is") if k in record),
-                 record["seconds"])
+        log.info(
+            "eval at %.3f kimg: %s (%.1f s)",
+            progress.kimg,
+            ", ".join(f"{k}={record[k]:.4g}" for k in ("fid", "kid", "precision", "recall", "is") if k in record),
+            record["seconds"],
+        )
         return record

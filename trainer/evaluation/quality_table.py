@@ -14,9 +14,19 @@ import sys
 from pathlib import Path
 
 # Report keys worth a column, in order of preference; a report shows those it has.
-HEADLINES = ("class_accuracy", "digits_covered", "accuracy", "recognized_fraction", "digits_fid", "psnr_gain_db",
-             "sharpness_ratio", "psnr_vs_biharmonic_db", "hole_detail_ratio", "seen_all_correct",
-             "withheld_all_correct")
+HEADLINES = (
+    "class_accuracy",
+    "digits_covered",
+    "accuracy",
+    "recognized_fraction",
+    "digits_fid",
+    "psnr_gain_db",
+    "sharpness_ratio",
+    "psnr_vs_biharmonic_db",
+    "hole_detail_ratio",
+    "seen_all_correct",
+    "withheld_all_correct",
+)
 
 
 def headline(report: dict) -> str:
@@ -47,16 +57,19 @@ def table(results: Path) -> tuple[str, bool]:
         name, result, seconds = line.split("\t")
         all_passed &= result == "pass"
         minutes, secs = divmod(int(seconds), 60)
-        rows.append(f"| `make quality-{name}` | {result} | {minutes} min {secs:02d} s | "
-                    f"{headline(load_report(runs, name))} |")
+        rows.append(
+            f"| `make quality-{name}` | {result} | {minutes} min {secs:02d} s | {headline(load_report(runs, name))} |"
+        )
     return "\n".join(rows), all_passed
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or not Path(argv[0]).is_file():
-        print("usage: python -m trainer.evaluation.quality_table RESULTS.tsv (written by make quality-all)",
-              file=sys.stderr)
+        print(
+            "usage: python -m trainer.evaluation.quality_table RESULTS.tsv (written by make quality-all)",
+            file=sys.stderr,
+        )
         return 2
     text, passed = table(Path(argv[0]))
     print(text)

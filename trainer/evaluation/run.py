@@ -34,8 +34,17 @@ def parse_metrics(text: str) -> list[str]:
 
 
 @torch.no_grad()
-def fake_features(G: torch.nn.Module, extractor, *, num: int, truncation: float = 1.0, batch: int = 64,
-                  seed: int = 0, rank: int = 0, world_size: int = 1) -> dict[str, np.ndarray]:
+def fake_features(
+    G: torch.nn.Module,
+    extractor,
+    *,
+    num: int,
+    truncation: float = 1.0,
+    batch: int = 64,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[str, np.ndarray]:
     """Features of generated images rank, rank + world_size, ... of 0..num-1: image i has the
     same latent and class however many ranks share the work."""
     from trainer.sampling.latents import latent
@@ -45,7 +54,7 @@ def fake_features(G: torch.nn.Module, extractor, *, num: int, truncation: float 
     mine = list(range(rank, num, world_size))
     features, probabilities = [], []
     for start in range(0, len(mine), batch):
-        idx = mine[start:start + batch]
+        idx = mine[start : start + batch]
         z = torch.cat([latent(seed * 1_000_003 + i, G.z_dim) for i in idx]).to(device)
         c = torch.nn.functional.one_hot(torch.from_numpy(classes[idx]), G.c_dim).float().to(device) if G.c_dim else None
         images = G(z, c, truncation_psi=truncation, noise_mode="const")
@@ -55,8 +64,10 @@ def fake_features(G: torch.nn.Module, extractor, *, num: int, truncation: float 
         features.append(f)
         probabilities.append(p)
     empty = np.zeros((0, 0))
-    return {"features": np.concatenate(features) if features else empty,
-            "probabilities": np.concatenate(probabilities) if probabilities else empty}
+    return {
+        "features": np.concatenate(features) if features else empty,
+        "probabilities": np.concatenate(probabilities) if probabilities else empty,
+    }
 
 
 def gather_rows(local: dict[str, np.ndarray], total: int, world_size: int) -> dict[str, np.ndarray]:
@@ -72,12 +83,12 @@ def gather_rows(local: dict[str, np.ndarray], total: int, world_size: int) -> di
         width = int(distributed.broadcast_object(rows.shape[1] if rows.size else 0, src=0))
         padded = torch.zeros(per, width, dtype=torch.float64)
         if rows.size:
-            padded[:len(rows)] = torch.from_numpy(rows)
+            padded[: len(rows)] = torch.from_numpy(rows)
         # NCCL (a GPU training job's group) gathers device tensors only; gloo takes CPU ones.
         parts = distributed.all_gather_tensor(padded.to(distributed.collective_device()))
         full = np.empty((total, width))
         for r, part in enumerate(parts):
-            full[r::world_size] = part[:len(range(r, total, world_size))].cpu().numpy()
+            full[r::world_size] = part[: len(range(r, total, world_size))].cpu().numpy()
         out[key] = full
     return out
 
@@ -91,12 +102,24 @@ def compute(real: dict, fake: dict, names: list[str], *, kid_subset: int = 1000,
     if "pr" in names:
         out["precision"], out["recall"] = scores.precision_recall(real["features"], fake["features"], k=pr_k)
     if "is" in names:
-        out["is"], out["is_std"] = scores.inception_score(fake["probabilities"], splits=min(10, len(fake["probabilities"])))
+        out["is"], out["is_std"] = scores.inception_score(
+            fake["probabilities"], splits=min(10, len(fake["probabilities"]))
+        )
     return out
 
 
-def load_real(data: str, extractor, *, num: int, resolution: int, channels: int, cache_dir: Optional[Path] = None,
-              batch: int = 64, rank: int = 0, world_size: int = 1) -> Optional[dict]:
+def load_real(
+    data: str,
+    extractor,
+    *,
+    num: int,
+    resolution: int,
+    channels: int,
+    cache_dir: Optional[Path] = None,
+    batch: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Optional[dict]:
     """Real features on rank 0 (None on the others), from the cache or extracted by all ranks in
     parallel. Collective when world_size > 1: every rank must call it."""
     from trainer import distributed
@@ -118,30 +141,63 @@ def load_real(data: str, extractor, *, num: int, resolution: int, channels: int,
     return real
 
 
-def evaluate_generator(G: torch.nn.Module, extractor, real: Optional[dict], *, names: list[str], num_fake: int,
-                       data: str = "", truncation: float = 1.0, batch: int = 64, rank: int = 0,
-                       world_size: int = 1) -> Optional[dict]:
+def evaluate_generator(
+    G: torch.nn.Module,
+    extractor,
+    real: Optional[dict],
+    *,
+    names: list[str],
+    num_fake: int,
+    data: str = "",
+    truncation: float = 1.0,
+    batch: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Optional[dict]:
     """Metrics of G against `real` (rank 0's features from `load_real`): every rank renders its
     share of the fakes, rank 0 computes and returns the report (others: None). Collective when
     world_size > 1, but it neither joins nor leaves a process group: the caller owns it (the CLI
     under torchrun, or the training process)."""
     started = time.perf_counter()
-    fake = gather_rows(fake_features(G, extractor, num=num_fake, truncation=truncation, batch=batch, rank=rank,
-                                     world_size=world_size), num_fake, world_size)
+    fake = gather_rows(
+        fake_features(G, extractor, num=num_fake, truncation=truncation, batch=batch, rank=rank, world_size=world_size),
+        num_fake,
+        world_size,
+    )
     if rank != 0:
         return None
-    report = {"data": data, "features": extractor.name, "feature_network_sha256": extractor.fingerprint,
-              "num_real": len(real["features"]), "num_fake": num_fake, "truncation": truncation, "ranks": world_size,
-              "comparable_to_published": extractor.name == "inception"}
+    report = {
+        "data": data,
+        "features": extractor.name,
+        "feature_network_sha256": extractor.fingerprint,
+        "num_real": len(real["features"]),
+        "num_fake": num_fake,
+        "truncation": truncation,
+        "ranks": world_size,
+        "comparable_to_published": extractor.name == "inception",
+    }
     report.update(compute(real, fake, names, kid_subset=min(1000, num_fake)))
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
 
 
-def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000, num_real: int = 1797,
-             features: str = "digits", inception_weights: Optional[Path] = None, inception_sha256: Optional[str] = None,
-             truncation: float = 1.0, cache_dir: Optional[Path] = None, batch: int = 64,
-             extractor=None, cas_per_class: int = 100, cas_seed: int = 0) -> Optional[dict]:
+def evaluate(
+    export: Path,
+    data: str,
+    *,
+    names: list[str],
+    num_fake: int = 1000,
+    num_real: int = 1797,
+    features: str = "digits",
+    inception_weights: Optional[Path] = None,
+    inception_sha256: Optional[str] = None,
+    truncation: float = 1.0,
+    cache_dir: Optional[Path] = None,
+    batch: int = 64,
+    extractor=None,
+    cas_per_class: int = 100,
+    cas_seed: int = 0,
+) -> Optional[dict]:
     """Metrics of the generator in `export` against the shards `data` (see the module docstring).
     "cas" (trainer/evaluation/cas.py) runs on rank 0 with `cas_per_class` images per class.
 
@@ -173,10 +229,29 @@ def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000,
         if extractor is None:
             extractor = build_extractor(features, weights=inception_weights, sha256=inception_sha256)
         extractor.check_images(G.img_channels, G.img_resolution, f"the generator in '{export}'")
-        real = load_real(data, extractor, num=num_real, resolution=G.img_resolution, channels=G.img_channels,
-                         cache_dir=cache_dir, batch=batch, rank=rank, world_size=world)
-        report = evaluate_generator(G, extractor, real, names=feature_names, num_fake=num_fake, data=data,
-                                    truncation=truncation, batch=batch, rank=rank, world_size=world)
+        real = load_real(
+            data,
+            extractor,
+            num=num_real,
+            resolution=G.img_resolution,
+            channels=G.img_channels,
+            cache_dir=cache_dir,
+            batch=batch,
+            rank=rank,
+            world_size=world,
+        )
+        report = evaluate_generator(
+            G,
+            extractor,
+            real,
+            names=feature_names,
+            num_fake=num_fake,
+            data=data,
+            truncation=truncation,
+            batch=batch,
+            rank=rank,
+            world_size=world,
+        )
     if world > 1:
         distributed.shutdown()
     if report is None:
@@ -184,8 +259,17 @@ def evaluate(export: Path, data: str, *, names: list[str], num_fake: int = 1000,
     if "cas" in names:
         from trainer.evaluation.cas import cas
 
-        report.update(cas(G, description, data, per_class=cas_per_class, seed=cas_seed, truncation=truncation,
-                          export=f"'{export}'"))
+        report.update(
+            cas(
+                G,
+                description,
+                data,
+                per_class=cas_per_class,
+                seed=cas_seed,
+                truncation=truncation,
+                export=f"'{export}'",
+            )
+        )
     report = {"export": str(export), **report, "seconds": round(time.perf_counter() - started, 2)}
     return report
 

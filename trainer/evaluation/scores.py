@@ -51,8 +51,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs "
-                         f"{sigma2.shape} (were they made with different feature networks?)")
+        raise ValueError(
+            f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs "
+            f"{sigma2.shape} (were they made with different feature networks?)"
+        )
     a = _sqrt_psd(sigma1)
     cross = np.linalg.eigvalsh(a @ sigma2 @ a)
     trace_sqrt = np.sqrt(np.clip(cross, 0, None)).sum()
@@ -74,20 +76,24 @@ def polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:
     kxy = (x @ y.T / d + 1) ** 3
     m, n = len(x), len(y)
     # Diagonal terms k(a, a) are dropped: they make the estimate biased upwards.
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-                 - 2 * kxy.mean())
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean()
+    )
 
 
-def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID as (mean, std) over random subsets of both sets (sizes capped by the smaller set)."""
     x, y = _as_features(real, "real features"), _as_features(fake, "fake features")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature sizes differ: real {x.shape[1]}, fake {y.shape[1]}")
     size = min(subset_size, len(x), len(y))
     rng = np.random.default_rng(seed)
-    values = [polynomial_mmd2(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
-              for _ in range(subsets)]
+    values = [
+        polynomial_mmd2(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
+        for _ in range(subsets)
+    ]
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -100,9 +106,9 @@ def _knn_radii(x: np.ndarray, k: int, batch: int) -> np.ndarray:
     """Distance from each point to its k-th nearest neighbour in its own set (itself excluded)."""
     radii = np.empty(len(x))
     for start in range(0, len(x), batch):
-        d = _pairwise_distances(x[start:start + batch], x)
+        d = _pairwise_distances(x[start : start + batch], x)
         # Index k, not k-1: position 0 of each sorted row is the point itself (distance 0).
-        radii[start:start + batch] = np.partition(d, k, axis=1)[:, k]
+        radii[start : start + batch] = np.partition(d, k, axis=1)[:, k]
     return radii
 
 
@@ -110,8 +116,8 @@ def _coverage(manifold: np.ndarray, radii: np.ndarray, probes: np.ndarray, batch
     """Share of probes that fall inside at least one hypersphere of the manifold."""
     inside = np.zeros(len(probes), dtype=bool)
     for start in range(0, len(probes), batch):
-        d = _pairwise_distances(probes[start:start + batch], manifold)
-        inside[start:start + batch] = (d <= radii[None, :]).any(axis=1)
+        d = _pairwise_distances(probes[start : start + batch], manifold)
+        inside[start : start + batch] = (d <= radii[None, :]).any(axis=1)
     return float(inside.mean())
 
 
@@ -138,6 +144,8 @@ def inception_score(probabilities: np.ndarray, *, splits: int = 10) -> tuple[flo
     for part in np.array_split(p, splits):
         marginal = part.mean(axis=0, keepdims=True)
         # 0 * log(0) counts as 0: confident predictions are the normal case, not an error.
-        kl = np.where(part > 0, part * (np.log(np.where(part > 0, part, 1)) - np.log(np.where(marginal > 0, marginal, 1))), 0)
+        kl = np.where(
+            part > 0, part * (np.log(np.where(part > 0, part, 1)) - np.log(np.where(marginal > 0, marginal, 1))), 0
+        )
         scores.append(np.exp(kl.sum(axis=1).mean()))
     return float(np.mean(scores)), float(np.std(scores))

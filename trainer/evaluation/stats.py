@@ -33,13 +33,17 @@ def shard_files(pattern: str) -> list[Path]:
     try:
         urls = resolve_urls(pattern)
     except DataError as exc:
-        raise FileNotFoundError(f"--data: {exc} (the path does not exist or holds no shards); pass what data.urls "
-                                "takes: a shard folder, its manifest.json or a pattern like "
-                                "data/digits/shard-{000000..000007}.tar") from None
+        raise FileNotFoundError(
+            f"--data: {exc} (the path does not exist or holds no shards); pass what data.urls "
+            "takes: a shard folder, its manifest.json or a pattern like "
+            "data/digits/shard-{000000..000007}.tar"
+        ) from None
     remote = [u for u in urls if is_remote(u)]
     if remote:
-        raise ValueError(f"--data: '{remote[0]}' is remote; evaluation reads shards on this machine (its features "
-                         "are cached by file): copy them here first")
+        raise ValueError(
+            f"--data: '{remote[0]}' is remote; evaluation reads shards on this machine (its features "
+            "are cached by file): copy them here first"
+        )
     return [Path(u) for u in urls]
 
 
@@ -54,9 +58,11 @@ def shape_warning(pattern: str, *, resolution: int, channels: int) -> str:
     have = (manifest.get("resolution"), manifest.get("channels")) if manifest else _first_image_shape(pattern)
     if have == (resolution, channels) or None in have:
         return ""
-    return (f"--data holds {have[0]}x{have[0]} images with {have[1]} channel(s) but the generator makes "
-            f"{resolution}x{resolution} with {channels}; real images are resized and converted to the "
-            "generator's, so the scores compare unlike data: check that --data is the set it was trained on")
+    return (
+        f"--data holds {have[0]}x{have[0]} images with {have[1]} channel(s) but the generator makes "
+        f"{resolution}x{resolution} with {channels}; real images are resized and converted to the "
+        "generator's, so the scores compare unlike data: check that --data is the set it was trained on"
+    )
 
 
 def _first_image_shape(pattern: str) -> tuple:
@@ -89,16 +95,27 @@ def dataset_fingerprint(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def iter_real_batches(files: list[Path], *, num: int, resolution: int, channels: int, batch: int,
-                      rank: int = 0, world_size: int = 1, seen: Optional[list[int]] = None) -> Iterator[torch.Tensor]:
+def iter_real_batches(
+    files: list[Path],
+    *,
+    num: int,
+    resolution: int,
+    channels: int,
+    batch: int,
+    rank: int = 0,
+    world_size: int = 1,
+    seen: Optional[list[int]] = None,
+) -> Iterator[torch.Tensor]:
     """uint8 [B, C, H, W] batches of this rank's share (every world_size-th, from `rank`) of the
     first `num` images in shard order. Other ranks' samples are skipped before decoding.
     `seen`, if given, receives the number of images that exist among the first `num`."""
+
     def fail(exc: Exception) -> bool:
         raise ValueError(f"--data: cannot read shard data: {exc}") from exc
 
-    samples = group_by_keys(tar_file_expander(url_opener(({"url": str(f)} for f in files), handler=fail),
-                                              handler=fail), handler=fail)
+    samples = group_by_keys(
+        tar_file_expander(url_opener(({"url": str(f)} for f in files), handler=fail), handler=fail), handler=fail
+    )
     pending: list[np.ndarray] = []
     count = 0
     for sample in samples:
@@ -116,29 +133,55 @@ def iter_real_batches(files: list[Path], *, num: int, resolution: int, channels:
         yield torch.from_numpy(np.stack(pending))
 
 
-def cache_path(pattern: str, extractor, *, num: int, resolution: int, channels: int,
-               cache_dir: Optional[Path]) -> Optional[Path]:
+def cache_path(
+    pattern: str, extractor, *, num: int, resolution: int, channels: int, cache_dir: Optional[Path]
+) -> Optional[Path]:
     if cache_dir is None:
         return None
-    key = hashlib.sha256(json.dumps([dataset_fingerprint(shard_files(pattern)), extractor.fingerprint, num,
-                                     resolution, channels]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        json.dumps(
+            [dataset_fingerprint(shard_files(pattern)), extractor.fingerprint, num, resolution, channels]
+        ).encode()
+    ).hexdigest()[:24]
     return Path(cache_dir) / f"real-{extractor.name}-{key}.safetensors"
 
 
-def extract_real(pattern: str, extractor, *, num: int, resolution: int, channels: int, batch: int = 64,
-                 rank: int = 0, world_size: int = 1) -> tuple[dict[str, np.ndarray], int]:
+def extract_real(
+    pattern: str,
+    extractor,
+    *,
+    num: int,
+    resolution: int,
+    channels: int,
+    batch: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[dict[str, np.ndarray], int]:
     """This rank's share of the real features, and how many real images there are in all."""
     features, probabilities, seen = [], [], []
-    for images in iter_real_batches(shard_files(pattern), num=num, resolution=resolution, channels=channels,
-                                    batch=batch, rank=rank, world_size=world_size, seen=seen):
+    for images in iter_real_batches(
+        shard_files(pattern),
+        num=num,
+        resolution=resolution,
+        channels=channels,
+        batch=batch,
+        rank=rank,
+        world_size=world_size,
+        seen=seen,
+    ):
         f, p = extractor(images)
         features.append(f)
         probabilities.append(p)
     if not seen or seen[0] < 2:
         raise ValueError(f"--data '{pattern}' holds {seen[0] if seen else 0} images; the metrics need at least 2")
     empty = np.zeros((0, 0))
-    return ({"features": np.concatenate(features) if features else empty,
-             "probabilities": np.concatenate(probabilities) if probabilities else empty}, seen[0])
+    return (
+        {
+            "features": np.concatenate(features) if features else empty,
+            "probabilities": np.concatenate(probabilities) if probabilities else empty,
+        },
+        seen[0],
+    )
 
 
 def save_cache(path: Path, arrays: dict[str, np.ndarray], *, pattern: str, network: str) -> None:
@@ -148,8 +191,9 @@ def save_cache(path: Path, arrays: dict[str, np.ndarray], *, pattern: str, netwo
     os.replace(tmp, path)  # a concurrent or interrupted writer never leaves half a file
 
 
-def real_features(pattern: str, extractor, *, num: int, resolution: int, channels: int, batch: int = 64,
-                  cache_dir: Path | None = None) -> dict[str, np.ndarray]:
+def real_features(
+    pattern: str, extractor, *, num: int, resolution: int, channels: int, batch: int = 64, cache_dir: Path | None = None
+) -> dict[str, np.ndarray]:
     """{'features': [N, D], 'probabilities': [N, K]} of up to `num` real images (one process, cached)."""
     cache = cache_path(pattern, extractor, num=num, resolution=resolution, channels=channels, cache_dir=cache_dir)
     if cache is not None and cache.is_file():

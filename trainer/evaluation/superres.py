@@ -37,7 +37,7 @@ def _prepare(image: np.ndarray, border: int, on: str) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(image)).double()[None]  # [1, C, H, W] in [0, 255]
     if on == "y":
         x = rgb_to_y(x)
-    return x[:, :, border:x.shape[2] - border, border:x.shape[3] - border] if border else x
+    return x[:, :, border : x.shape[2] - border, border : x.shape[3] - border] if border else x
 
 
 def laplacian_energy(image: np.ndarray, border: int = 0) -> float:
@@ -52,8 +52,7 @@ def score_pair(output: np.ndarray, hr: np.ndarray, *, scale: int, on: str = "y")
         raise ValueError(f"output {output.shape} and HR {hr.shape} differ in shape")
     a, b = _prepare(output, scale, on), _prepare(hr, scale, on)
     psnr = peak_signal_noise_ratio(a, b, data_range=255.0)
-    ssim = structural_similarity_index_measure(a, b, data_range=255.0, gaussian_kernel=True, sigma=1.5,
-                                               kernel_size=11)
+    ssim = structural_similarity_index_measure(a, b, data_range=255.0, gaussian_kernel=True, sigma=1.5, kernel_size=11)
     reference = laplacian_energy(hr, scale)
     sharp = laplacian_energy(output, scale) / reference if reference > 0 else float("nan")
     return {"psnr": float(psnr), "ssim": float(ssim), "sharpness": sharp}
@@ -67,11 +66,18 @@ def center_crop(image: np.ndarray, side: int) -> np.ndarray:
     """The centre side x side window of [C, H, W] (the whole of a smaller side)."""
     _, h, w = image.shape
     top, left = max((h - side) // 2, 0), max((w - side) // 2, 0)
-    return image[:, top:top + side, left:left + side]
+    return image[:, top : top + side, left : left + side]
 
 
-def evaluate_folder(upscale: Callable[[np.ndarray], np.ndarray], folder: Path, *, scale: int, on: str = "y",
-                    limit: Optional[int] = None, crop: int = 0) -> dict:
+def evaluate_folder(
+    upscale: Callable[[np.ndarray], np.ndarray],
+    folder: Path,
+    *,
+    scale: int,
+    on: str = "y",
+    limit: Optional[int] = None,
+    crop: int = 0,
+) -> dict:
     """Score `upscale` (uint8 LR [3, h, w] -> uint8 [3, h*scale, w*scale]) and bicubic on every
     image of `folder` (its centre `crop` x `crop` window when crop > 0: cheaper scoring during
     training). A file that cannot be read or scored is listed under "errors" and the rest go on;
@@ -90,18 +96,27 @@ def evaluate_folder(upscale: Callable[[np.ndarray], np.ndarray], folder: Path, *
             errors.append(f"{path.name}: {exc}")
             continue
         per_image.append({"image": path.name, "sr": model, "bicubic": baseline})
-    report = {"images": len(per_image), "scale": scale, "on": on, "crop": crop,
-              "sr": _mean([r["sr"] for r in per_image]), "bicubic": _mean([r["bicubic"] for r in per_image]),
-              "per_image": per_image, "errors": errors}
+    report = {
+        "images": len(per_image),
+        "scale": scale,
+        "on": on,
+        "crop": crop,
+        "sr": _mean([r["sr"] for r in per_image]),
+        "bicubic": _mean([r["bicubic"] for r in per_image]),
+        "per_image": per_image,
+        "errors": errors,
+    }
     if per_image:
         report["psnr_gain_db"] = report["sr"]["psnr"] - report["bicubic"]["psnr"]
     return report
 
 
 def format_report(report: dict) -> str:
-    lines = [f"super-resolution x{report['scale']} on {report['images']} image(s), PSNR/SSIM on "
-             f"{'Y' if report['on'] == 'y' else 'RGB'} ({report['scale']} px border shaved)",
-             f"{'':10s} {'PSNR dB':>8s} {'SSIM':>7s} {'sharpness':>10s}"]
+    lines = [
+        f"super-resolution x{report['scale']} on {report['images']} image(s), PSNR/SSIM on "
+        f"{'Y' if report['on'] == 'y' else 'RGB'} ({report['scale']} px border shaved)",
+        f"{'':10s} {'PSNR dB':>8s} {'SSIM':>7s} {'sharpness':>10s}",
+    ]
     for name in ("sr", "bicubic"):
         row = report.get(name) or {}
         if row:
@@ -123,16 +138,22 @@ def run_eval(export: Path, data: str, *, on: str = "y", out: Optional[Path] = No
 
     folder = Path(data)
     if not folder.is_dir():
-        print(f"hiresgan eval: error: --data '{data}' must be a folder of HR images for a super-resolution export",
-              file=sys.stderr)
+        print(
+            f"hiresgan eval: error: --data '{data}' must be a folder of HR images for a super-resolution export",
+            file=sys.stderr,
+        )
         return 2
     try:
         G, scale = load_upscaler(export, device)
     except UpscaleError as exc:
         print(f"hiresgan eval: error: {exc}", file=sys.stderr)
         return 2
-    report = evaluate_folder(lambda lr: upscale_image(G, lr, scale=scale, tile=DEFAULT_TILE, overlap=OVERLAP,
-                                                      device=device), folder, scale=scale, on=on)
+    report = evaluate_folder(
+        lambda lr: upscale_image(G, lr, scale=scale, tile=DEFAULT_TILE, overlap=OVERLAP, device=device),
+        folder,
+        scale=scale,
+        on=on,
+    )
     print(format_report(report))
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=2))

@@ -23,26 +23,46 @@ from trainer.superres.upscale import upscale_image
 
 def score_export(export: Path, data: Path, *, on: str = "y", device: str = "cpu") -> dict:
     G, scale = load_upscaler(export, device)
-    return evaluate_folder(lambda lr: upscale_image(G, lr, scale=scale, tile=DEFAULT_TILE, overlap=OVERLAP,
-                                                    device=device), data, scale=scale, on=on)
+    return evaluate_folder(
+        lambda lr: upscale_image(G, lr, scale=scale, tile=DEFAULT_TILE, overlap=OVERLAP, device=device),
+        data,
+        scale=scale,
+        on=on,
+    )
 
 
 def verdicts(psnr: dict | None, gan: dict | None, *, min_gain: float, min_sharpness: float) -> list[tuple[str, bool]]:
     out = []
     if psnr is not None:
-        out.append((f"PSNR stage beats bicubic by >= {min_gain} dB on Y: {psnr['psnr_gain_db']:+.3f} dB",
-                    psnr["psnr_gain_db"] >= min_gain))
+        out.append(
+            (
+                f"PSNR stage beats bicubic by >= {min_gain} dB on Y: {psnr['psnr_gain_db']:+.3f} dB",
+                psnr["psnr_gain_db"] >= min_gain,
+            )
+        )
     if gan is not None:
-        out.append((f"GAN stage PSNR >= bicubic: {gan['sr']['psnr']:.3f} vs {gan['bicubic']['psnr']:.3f} dB",
-                    gan["psnr_gain_db"] >= 0))
-        out.append((f"GAN stage sharpness >= {min_sharpness}: {gan['sr']['sharpness']:.3f} "
-                    f"(bicubic {gan['bicubic']['sharpness']:.3f})", gan["sr"]["sharpness"] >= min_sharpness))
+        out.append(
+            (
+                f"GAN stage PSNR >= bicubic: {gan['sr']['psnr']:.3f} vs {gan['bicubic']['psnr']:.3f} dB",
+                gan["psnr_gain_db"] >= 0,
+            )
+        )
+        out.append(
+            (
+                f"GAN stage sharpness >= {min_sharpness}: {gan['sr']['sharpness']:.3f} "
+                f"(bicubic {gan['bicubic']['sharpness']:.3f})",
+                gan["sr"]["sharpness"] >= min_sharpness,
+            )
+        )
     return out
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.evaluation.superres_gate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.evaluation.superres_gate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--psnr", type=Path, help="the PSNR stage's export")
     parser.add_argument("--gan", type=Path, help="the GAN stage's export")
     parser.add_argument("--data", type=Path, default=Path("data/photos/val"), help="folder of HR validation images")
@@ -63,8 +83,9 @@ def main(argv=None) -> int:
             if not reports[stage]["images"]:
                 print(f"superres_gate: no image of {args.data} could be scored", file=sys.stderr)
                 return 1
-    results = verdicts(reports.get("psnr"), reports.get("gan"), min_gain=args.min_gain,
-                       min_sharpness=args.min_sharpness)
+    results = verdicts(
+        reports.get("psnr"), reports.get("gan"), min_gain=args.min_gain, min_sharpness=args.min_sharpness
+    )
     for text, ok in results:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
     if args.out is not None:
@@ -73,10 +94,14 @@ def main(argv=None) -> int:
         if "psnr" in reports:
             summary["psnr_gain_db"] = reports["psnr"]["psnr_gain_db"]
         if "gan" in reports:
-            summary.update(gan_psnr_gain_db=reports["gan"]["psnr_gain_db"],
-                           sharpness_ratio=reports["gan"]["sr"]["sharpness"])
-        args.out.write_text(json.dumps({**summary, "reports": reports, "verdicts": [
-            {"check": t, "passed": ok} for t, ok in results]}, indent=2))
+            summary.update(
+                gan_psnr_gain_db=reports["gan"]["psnr_gain_db"], sharpness_ratio=reports["gan"]["sr"]["sharpness"]
+            )
+        args.out.write_text(
+            json.dumps(
+                {**summary, "reports": reports, "verdicts": [{"check": t, "passed": ok} for t, ok in results]}, indent=2
+            )
+        )
     return 1 if args.check and not all(ok for _, ok in results) else 0
 
 

@@ -59,19 +59,23 @@ def read_attributes(images: np.ndarray, net) -> dict[str, np.ndarray]:
     x = images.astype(np.float32)
     assert x.shape[1:] == (CANVAS, CANVAS, 3), f"expects [N, {CANVAS}, {CANVAS}, 3] images"
     margin = np.ones([CANVAS, CANVAS], bool)
-    margin[MARGIN:MARGIN + GLYPH, MARGIN:MARGIN + GLYPH] = False
+    margin[MARGIN : MARGIN + GLYPH, MARGIN : MARGIN + GLYPH] = False
     bg_rgb = np.median(x[:, margin], axis=1)  # [N, 3]
     background = _snap(bg_rgb)
-    glyph = x[:, MARGIN:MARGIN + GLYPH, MARGIN:MARGIN + GLYPH].reshape(len(x), -1, 3)
+    glyph = x[:, MARGIN : MARGIN + GLYPH, MARGIN : MARGIN + GLYPH].reshape(len(x), -1, 3)
     dist = np.linalg.norm(glyph - RGB[background][:, None], axis=-1)  # [N, P]
     far = dist >= 0.6 * dist.max(axis=1, keepdims=True)
     ink_rgb = (glyph * far[..., None]).sum(1) / np.maximum(far.sum(1, keepdims=True), 1)
     ink = _snap(ink_rgb, exclude=background)
     seg = RGB[ink] - RGB[background]  # [N, 3]
-    alpha = ((glyph - RGB[background][:, None]) * seg[:, None]).sum(-1) / (seg ** 2).sum(-1, keepdims=True)
+    alpha = ((glyph - RGB[background][:, None]) * seg[:, None]).sum(-1) / (seg**2).sum(-1, keepdims=True)
     alpha = np.clip(alpha, 0, 1).reshape(len(x), GLYPH, GLYPH)
-    big = np.stack([np.asarray(Image.fromarray(np.rint(a * 255).astype(np.uint8), mode="L")
-                               .resize((32, 32), Image.BICUBIC)) for a in alpha])
+    big = np.stack(
+        [
+            np.asarray(Image.fromarray(np.rint(a * 255).astype(np.uint8), mode="L").resize((32, 32), Image.BICUBIC))
+            for a in alpha
+        ]
+    )
     with torch.no_grad():
         _, logits = net(to_input(torch.from_numpy(big).unsqueeze(1)))
     return {"digit": logits.argmax(1).numpy(), "ink": ink, "background": background}
@@ -90,8 +94,9 @@ def score(read: dict[str, np.ndarray], truth: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def sample_all(export: Path, samples: int, truncation: float, device: str = "cpu",
-               batch: int = 280) -> tuple[np.ndarray, np.ndarray]:
+def sample_all(
+    export: Path, samples: int, truncation: float, device: str = "cpu", batch: int = 280
+) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [560 * samples, 32, 32, 3] for every prompt (seeds 0..samples-1) and their truth."""
     from trainer.export import load_generator
     from trainer.images import to_uint8
@@ -103,8 +108,17 @@ def sample_all(export: Path, samples: int, truncation: float, device: str = "cpu
     tokens = encode_prompts(export_tokenizer(description), [prompt(*t) for t in triples], source="gate prompt")
     tokens = tokens.repeat_interleave(samples, dim=0)  # prompt-major, seeds 0..samples-1 each
     z = torch.cat([latent(s, G.z_dim) for s in range(samples)]).repeat(len(triples), 1)
-    images = [to_uint8(G(z[i:i + batch].to(device), tokens[i:i + batch].to(device), truncation_psi=truncation,
-                         noise_mode="const")) for i in range(0, len(z), batch)]
+    images = [
+        to_uint8(
+            G(
+                z[i : i + batch].to(device),
+                tokens[i : i + batch].to(device),
+                truncation_psi=truncation,
+                noise_mode="const",
+            )
+        )
+        for i in range(0, len(z), batch)
+    ]
     return np.concatenate(images), np.repeat(np.array(triples), samples, axis=0)
 
 
@@ -124,8 +138,9 @@ def ceiling(samples: int) -> tuple[np.ndarray, np.ndarray]:
 def check(report: dict) -> list[str]:
     failures = []
     if report["seen"]["all"] < SEEN_BAR:
-        failures.append(f"seen pairs: {report['seen']['all']:.1%} of samples have all three attributes right "
-                        f"(bar {SEEN_BAR:.0%})")
+        failures.append(
+            f"seen pairs: {report['seen']['all']:.1%} of samples have all three attributes right (bar {SEEN_BAR:.0%})"
+        )
     if report["withheld"]["all"] < WITHHELD_BAR:
         failures.append(f"withheld pairs: {report['withheld']['all']:.1%} (bar {WITHHELD_BAR:.0%})")
     return failures
@@ -134,22 +149,31 @@ def check(report: dict) -> list[str]:
 def main(argv=None) -> int:
     from trainer.evaluation.digit_features import load as load_digit_net
 
-    p = argparse.ArgumentParser(prog="python -m trainer.evaluation.text_alignment",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.evaluation.text_alignment", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("export", type=Path, nargs="?", help="export folder, its .safetensors, or a run directory")
     p.add_argument("--samples", type=int, default=10, help="samples per prompt (seeds 0..N-1; default 10)")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi toward each prompt's mean w")
     p.add_argument("--ceiling", action="store_true", help="score renders of held-out real digits instead")
-    p.add_argument("--check", action="store_true", help=f"exit 1 unless seen >= {SEEN_BAR:.0%} and withheld >= "
-                   f"{WITHHELD_BAR:.0%} of samples have all three attributes right")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 unless seen >= {SEEN_BAR:.0%} and withheld >= "
+        f"{WITHHELD_BAR:.0%} of samples have all three attributes right",
+    )
     p.add_argument("--out", type=Path, help="also write the report as JSON here")
     args = p.parse_args(argv)
     if args.export is None and not args.ceiling:
         p.error("give an EXPORT (or --ceiling)")
     images, truth = ceiling(args.samples) if args.ceiling else sample_all(args.export, args.samples, args.truncation)
     report = score(read_attributes(images, load_digit_net()), truth)
-    report.update(source="ceiling (held-out real digits)" if args.ceiling else str(args.export),
-                  samples_per_prompt=args.samples, truncation=args.truncation, prompts=len(all_triples()))
+    report.update(
+        source="ceiling (held-out real digits)" if args.ceiling else str(args.export),
+        samples_per_prompt=args.samples,
+        truncation=args.truncation,
+        prompts=len(all_triples()),
+    )
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -26,23 +26,31 @@ GAUGES = {
     "recall": ("hiresgan_eval_recall_ratio", "Share of real samples inside the generated manifold"),
     "is": ("hiresgan_eval_inception_score", "Inception score of generated samples"),
     "kimg": ("hiresgan_eval_kimg", "Training progress (kimg) of the last evaluated checkpoint"),
-    "cas": ("hiresgan_eval_cas_ratio", "Classification Accuracy Score: real test accuracy of a classifier "
-            "trained on generated images only"),
+    "cas": (
+        "hiresgan_eval_cas_ratio",
+        "Classification Accuracy Score: real test accuracy of a classifier trained on generated images only",
+    ),
     "cas_real": ("hiresgan_eval_cas_real_ratio", "CAS ceiling: the same classifier trained on as many real images"),
-    "cas_fake_read": ("hiresgan_eval_cas_fake_read_ratio", "Share of generated images the ceiling classifier "
-                      "reads as their class (low: class leakage)"),
+    "cas_fake_read": (
+        "hiresgan_eval_cas_fake_read_ratio",
+        "Share of generated images the ceiling classifier reads as their class (low: class leakage)",
+    ),
 }
 # Per-class CAS (report keys -> value of the `train` label): a class's real test accuracy.
-CLASS_GAUGE = ("hiresgan_eval_cas_class_ratio", "Per-class real test accuracy of the CAS classifier trained on "
-               "generated (train=synthetic) or real (train=real) images")
+CLASS_GAUGE = (
+    "hiresgan_eval_cas_class_ratio",
+    "Per-class real test accuracy of the CAS classifier trained on "
+    "generated (train=synthetic) or real (train=real) images",
+)
 CLASS_REPORTS = {"cas_per_class": "synthetic", "cas_real_per_class": "real"}
 
 
 class EvalGauges:
     def __init__(self, registry: CollectorRegistry, *, job: str, features: str):
         self.labels = {"job": job, "features": features}
-        self.gauges = {key: Gauge(name, text, list(self.labels), registry=registry)
-                       for key, (name, text) in GAUGES.items()}
+        self.gauges = {
+            key: Gauge(name, text, list(self.labels), registry=registry) for key, (name, text) in GAUGES.items()
+        }
         self.class_gauge = Gauge(*CLASS_GAUGE, [*self.labels, "class", "train"], registry=registry)
 
     def update(self, record: dict) -> None:
@@ -62,8 +70,9 @@ def _done(log_path: Path) -> set[str]:
     return {json.loads(line).get("checkpoint") for line in log_path.read_text().splitlines() if line.strip()} - {None}
 
 
-def evaluate_new_checkpoints(run_dir: Path, data: str, *, every_kimg: float, gauges: Optional[EvalGauges] = None,
-                             **eval_kwargs) -> list[dict]:
+def evaluate_new_checkpoints(
+    run_dir: Path, data: str, *, every_kimg: float, gauges: Optional[EvalGauges] = None, **eval_kwargs
+) -> list[dict]:
     """Evaluate every verified checkpoint not yet in eval.jsonl whose kimg crosses a multiple of
     every_kimg since the previous one kept; returns the new records."""
     from trainer import checkpoint as ckpt
@@ -87,8 +96,13 @@ def evaluate_new_checkpoints(run_dir: Path, data: str, *, every_kimg: float, gau
             log.warning("skipping damaged checkpoint %s", folder)
             continue
         export = export_checkpoint(folder, run_dir / "exports" / folder.name)
-        record = {"checkpoint": folder.name, "step": state.get("step"), "kimg": kimg, "time": time.time(),
-                  **evaluate(export, data, **eval_kwargs)}
+        record = {
+            "checkpoint": folder.name,
+            "step": state.get("step"),
+            "kimg": kimg,
+            "time": time.time(),
+            **evaluate(export, data, **eval_kwargs),
+        }
         with open(log_path, "a") as f:  # one line per record: a crash never leaves half of one
             f.write(json.dumps(record) + "\n")
         if gauges is not None:
@@ -97,17 +111,32 @@ def evaluate_new_checkpoints(run_dir: Path, data: str, *, every_kimg: float, gau
     return records
 
 
-def watch(run_dir: Path, data: str, *, every_kimg: float, port: int = 0, poll_seconds: float = 60.0,
-          once: bool = False, features: str = "digits", **eval_kwargs) -> int:
+def watch(
+    run_dir: Path,
+    data: str,
+    *,
+    every_kimg: float,
+    port: int = 0,
+    poll_seconds: float = 60.0,
+    once: bool = False,
+    features: str = "digits",
+    **eval_kwargs,
+) -> int:
     registry = CollectorRegistry()
     gauges = EvalGauges(registry, job=Path(run_dir).name, features=features)
     if port:
         start_http_server(port, registry=registry)
     while True:
-        for record in evaluate_new_checkpoints(run_dir, data, every_kimg=every_kimg, gauges=gauges,
-                                               features=features, **eval_kwargs):
-            print(json.dumps({k: record[k] for k in ("checkpoint", "kimg") if k in record}
-                             | {k: record[k] for k in GAUGES if k in record}), flush=True)
+        for record in evaluate_new_checkpoints(
+            run_dir, data, every_kimg=every_kimg, gauges=gauges, features=features, **eval_kwargs
+        ):
+            print(
+                json.dumps(
+                    {k: record[k] for k in ("checkpoint", "kimg") if k in record}
+                    | {k: record[k] for k in GAUGES if k in record}
+                ),
+                flush=True,
+            )
         if once:
             return 0
         time.sleep(poll_seconds)

@@ -97,8 +97,18 @@ class BigGANGenerator(nn.Module):
     family = "biggan"
 
     @records_init_kwargs
-    def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 4096,
-                 channel_max: int = 256, embed_dim: int = 32, attention_res: int = 16):
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 4096,
+        channel_max: int = 256,
+        embed_dim: int = 32,
+        attention_res: int = 16,
+    ):
         super().__init__()
         self.z_dim, self.c_dim = z_dim, c_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
@@ -119,8 +129,9 @@ class BigGANGenerator(nn.Module):
         self.out_conv = sn_conv(ch(img_resolution), img_channels, 3)
         self.ch4 = ch(4)
 
-    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], *, truncation_psi: float = 1.0,
-                noise_mode: str = "const") -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, c: Optional[torch.Tensor], *, truncation_psi: float = 1.0, noise_mode: str = "const"
+    ) -> torch.Tensor:
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
         z = truncate_latent(z, truncation_psi).to(self.out_bn.running_mean.dtype)
         y = z
@@ -139,8 +150,16 @@ class BigGANDiscriminator(nn.Module):
     family = "biggan"
 
     @records_init_kwargs
-    def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 4096,
-                 channel_max: int = 256, attention_res: int = 16):
+    def __init__(
+        self,
+        *,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 4096,
+        channel_max: int = 256,
+        attention_res: int = 16,
+    ):
         super().__init__()
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
@@ -155,8 +174,10 @@ class BigGANDiscriminator(nn.Module):
         self.head = ProjectionHead(cin, c_dim, wrap=spectral_norm)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
-        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), \
-            f"D expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], got {list(img.shape)}"
+        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), (
+            f"D expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], "
+            f"got {list(img.shape)}"
+        )
         x = img.to(self.head.linear.parametrizations.weight.original.dtype)
         for index, block in enumerate(self.blocks):
             if str(index) in self.attention:

@@ -24,6 +24,7 @@ def records_init_kwargs(init):
         bound.apply_defaults()
         init(self, *args, **kwargs)
         self.init_kwargs = {name: value for name, value in bound.arguments.items() if name != "self"}
+
     return wrapper
 
 
@@ -41,8 +42,9 @@ def truncate_latent(z: torch.Tensor, psi: float) -> torch.Tensor:
     return torch.special.ndtri(lo + u * (1 - 2 * lo)).to(z.dtype)
 
 
-def latent_input(z: torch.Tensor, c: Optional[torch.Tensor], c_dim: int, z_dim: int,
-                 truncation_psi: float = 1.0) -> torch.Tensor:
+def latent_input(
+    z: torch.Tensor, c: Optional[torch.Tensor], c_dim: int, z_dim: int, truncation_psi: float = 1.0
+) -> torch.Tensor:
     """[z, one-hot c] for conditional generators (the classic cGAN input), z alone otherwise."""
     assert z.ndim == 2 and z.shape[1] == z_dim, f"z must be [N, {z_dim}], got {list(z.shape)}"
     z = truncate_latent(z, truncation_psi)

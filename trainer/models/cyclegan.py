@@ -22,8 +22,15 @@ def _norm(channels: int) -> nn.Module:
 class ResnetBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels), nn.ReLU(True),
-                                  nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels))
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            _norm(channels),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            _norm(channels),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -33,13 +40,30 @@ def resnet_generator(channels: int, filters: int, blocks: int) -> nn.Module:
     """c7s1-f, d2f, d4f, `blocks` residual blocks, u2f, uf, c7s1-channels, tanh (the paper's
     notation); two stride-2 steps, so the resolution must divide by 4."""
     f = filters
-    layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, f, 7), _norm(f), nn.ReLU(True),
-                               nn.Conv2d(f, 2 * f, 3, 2, 1), _norm(2 * f), nn.ReLU(True),
-                               nn.Conv2d(2 * f, 4 * f, 3, 2, 1), _norm(4 * f), nn.ReLU(True)]
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(channels, f, 7),
+        _norm(f),
+        nn.ReLU(True),
+        nn.Conv2d(f, 2 * f, 3, 2, 1),
+        _norm(2 * f),
+        nn.ReLU(True),
+        nn.Conv2d(2 * f, 4 * f, 3, 2, 1),
+        _norm(4 * f),
+        nn.ReLU(True),
+    ]
     layers += [ResnetBlock(4 * f) for _ in range(blocks)]
-    layers += [nn.ConvTranspose2d(4 * f, 2 * f, 3, 2, 1, output_padding=1), _norm(2 * f), nn.ReLU(True),
-               nn.ConvTranspose2d(2 * f, f, 3, 2, 1, output_padding=1), _norm(f), nn.ReLU(True),
-               nn.ReflectionPad2d(3), nn.Conv2d(f, channels, 7), nn.Tanh()]
+    layers += [
+        nn.ConvTranspose2d(4 * f, 2 * f, 3, 2, 1, output_padding=1),
+        _norm(2 * f),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(2 * f, f, 3, 2, 1, output_padding=1),
+        _norm(f),
+        nn.ReLU(True),
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(f, channels, 7),
+        nn.Tanh(),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -48,7 +72,7 @@ def patch_discriminator(channels: int, filters: int, layers: int) -> nn.Module:
     f = filters
     mods: list[nn.Module] = [nn.Conv2d(channels, f, 4, 2, 1), nn.LeakyReLU(0.2, True)]
     for i in range(1, layers):
-        mods += [nn.Conv2d(f * 2 ** (i - 1), f * 2 ** i, 4, 2, 1), _norm(f * 2 ** i), nn.LeakyReLU(0.2, True)]
+        mods += [nn.Conv2d(f * 2 ** (i - 1), f * 2**i, 4, 2, 1), _norm(f * 2**i), nn.LeakyReLU(0.2, True)]
     top = f * 2 ** (layers - 1)
     mods += [nn.Conv2d(top, top * 2, 4, 1, 1), _norm(top * 2), nn.LeakyReLU(0.2, True), nn.Conv2d(top * 2, 1, 4, 1, 1)]
     return nn.Sequential(*mods)
@@ -66,10 +90,19 @@ class CycleGenerators(nn.Module):
         self.ab = resnet_generator(img_channels, filters, blocks)
         self.ba = resnet_generator(img_channels, filters, blocks)
 
-    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None, *, direction: str = "ab",
-                truncation_psi: float = 1.0, noise_mode: str = "const") -> torch.Tensor:
-        assert x.ndim == 4 and x.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), \
-            f"expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], got {list(x.shape)}"
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: Optional[torch.Tensor] = None,
+        *,
+        direction: str = "ab",
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
+        assert x.ndim == 4 and x.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), (
+            f"expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], "
+            f"got {list(x.shape)}"
+        )
         if direction not in ("ab", "ba"):
             raise ValueError(f"direction={direction!r}; valid choices: ab, ba")
         net = self.ab if direction == "ab" else self.ba

@@ -33,8 +33,9 @@ class DenseBlock(nn.Module):
 
     def __init__(self, features: int, growth: int):
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(features + i * growth, growth if i < 4 else features, 3, 1, 1)
-                                   for i in range(5))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(features + i * growth, growth if i < 4 else features, 3, 1, 1) for i in range(5)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [x]
@@ -62,8 +63,18 @@ class RRDBNet(nn.Module):
     c_dim = 0
 
     @records_init_kwargs
-    def __init__(self, *, img_resolution: int, img_channels: int = 3, scale: int = 4, blocks: int = 23,
-                 features: int = 64, growth: int = 32, upsample: str = "nearest", residual: str = "none"):
+    def __init__(
+        self,
+        *,
+        img_resolution: int,
+        img_channels: int = 3,
+        scale: int = 4,
+        blocks: int = 23,
+        features: int = 64,
+        growth: int = 32,
+        upsample: str = "nearest",
+        residual: str = "none",
+    ):
         super().__init__()
         if scale not in (2, 4, 8):
             raise ValueError(f"scale={scale}; RRDBNet upsamples in x2 steps: use 2, 4 or 8")
@@ -87,8 +98,9 @@ class RRDBNet(nn.Module):
             nn.init.zeros_(self.conv_last.bias)
 
     def forward(self, lr: torch.Tensor, c: Optional[torch.Tensor] = None, **_ignored) -> torch.Tensor:
-        assert lr.ndim == 4 and lr.shape[1] == self.img_channels, \
+        assert lr.ndim == 4 and lr.shape[1] == self.img_channels, (
             f"expects LR images [N, {self.img_channels}, h, w], got {list(lr.shape)}"
+        )
         x = lr.to(self.conv_first.weight.dtype)
         feat = self.conv_first(x)  # [N, F, h, w]
         feat = feat + self.conv_body(self.body(feat))
@@ -132,8 +144,16 @@ def build_esrgan(cfg) -> tuple[nn.Module, nn.Module]:
     from trainer.models.unet_discriminator import UNetDiscriminator
 
     s, d = cfg.sr, cfg.data
-    G = RRDBNet(img_resolution=d.resolution, img_channels=d.channels, scale=s.scale, blocks=s.blocks,
-                features=s.features, growth=s.growth, upsample=s.upsample, residual=s.residual)
+    G = RRDBNet(
+        img_resolution=d.resolution,
+        img_channels=d.channels,
+        scale=s.scale,
+        blocks=s.blocks,
+        features=s.features,
+        growth=s.growth,
+        upsample=s.upsample,
+        residual=s.residual,
+    )
     D_class = VGGDiscriminator if s.discriminator == "vgg" else UNetDiscriminator
     D = D_class(img_resolution=d.resolution, img_channels=d.channels, features=s.d_features)
     if s.init_from:
@@ -156,9 +176,12 @@ def load_into(G: nn.Module, export: str) -> None:
         raise ValueError(f"sr.init_from: '{export}' holds no generator.safetensors; pass a PSNR-stage export")
     tensors = load_file(str(weights))
     expected = G.state_dict()
-    wrong = sorted(set(expected) ^ set(tensors)) + [k for k in expected if k in tensors and
-                                                    tensors[k].shape != expected[k].shape]
+    wrong = sorted(set(expected) ^ set(tensors)) + [
+        k for k in expected if k in tensors and tensors[k].shape != expected[k].shape
+    ]
     if wrong:
-        raise ValueError(f"sr.init_from: '{weights}' does not fit this G (sr.blocks/features/growth/scale/"
-                         f"upsample must match the PSNR stage): {wrong[:4]}")
+        raise ValueError(
+            f"sr.init_from: '{weights}' does not fit this G (sr.blocks/features/growth/scale/"
+            f"upsample must match the PSNR stage): {wrong[:4]}"
+        )
     G.load_state_dict(tensors)

@@ -70,9 +70,20 @@ class InpaintGenerator(nn.Module):
     c_dim = 0
 
     @records_init_kwargs
-    def __init__(self, *, img_resolution: int, img_channels: int, filters: int = 64, depth: int = 0,
-                 prefill: bool = True, generator: str = "unet", channel_base: int = 8192, channel_max: int = 256,
-                 w_dim: int = 256, mapping_layers: int = 2):
+    def __init__(
+        self,
+        *,
+        img_resolution: int,
+        img_channels: int,
+        filters: int = 64,
+        depth: int = 0,
+        prefill: bool = True,
+        generator: str = "unet",
+        channel_base: int = 8192,
+        channel_max: int = 256,
+        w_dim: int = 256,
+        mapping_layers: int = 2,
+    ):
         super().__init__()
         if generator not in ("unet", "comod"):
             raise ValueError(f"inpainting generator {generator!r}; valid choices: unet, comod")
@@ -84,14 +95,21 @@ class InpaintGenerator(nn.Module):
             from trainer.models.comod import CoModNet
 
             self.net = None
-            self.comod = CoModNet(in_channels=in_channels, img_channels=img_channels, resolution=img_resolution,
-                                  channel_base=channel_base, channel_max=channel_max, w_dim=w_dim,
-                                  mapping_layers=mapping_layers)
+            self.comod = CoModNet(
+                in_channels=in_channels,
+                img_channels=img_channels,
+                resolution=img_resolution,
+                channel_base=channel_base,
+                channel_max=channel_max,
+                w_dim=w_dim,
+                mapping_layers=mapping_layers,
+            )
             self.levels, self.size_multiple, self.fixed_size = img_resolution.bit_length() - 3, img_resolution, True
             return
-        self.levels, self.size_multiple, self.fixed_size = depth, 2 ** depth, False  # sides dividing by 2**depth
-        self.net = UNet(in_channels=in_channels, out_channels=img_channels, resolution=img_resolution,
-                        filters=filters, depth=depth)
+        self.levels, self.size_multiple, self.fixed_size = depth, 2**depth, False  # sides dividing by 2**depth
+        self.net = UNet(
+            in_channels=in_channels, out_channels=img_channels, resolution=img_resolution, filters=filters, depth=depth
+        )
         if prefill:  # start exactly at the smooth fill: the correction's last layer begins at zero
             last = self.net.up[-1][1]
             nn.init.zeros_(last.weight)
@@ -102,9 +120,10 @@ class InpaintGenerator(nn.Module):
 
     def fill(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """G's raw output (every pixel, before compositing)."""
-        assert image.ndim == 4 and image.shape[1] == self.img_channels and mask.shape[1] == 1, \
-            f"expects images [N, {self.img_channels}, H, W] and masks [N, 1, H, W], " \
+        assert image.ndim == 4 and image.shape[1] == self.img_channels and mask.shape[1] == 1, (
+            f"expects images [N, {self.img_channels}, H, W] and masks [N, 1, H, W], "
             f"got {list(image.shape)}, {list(mask.shape)}"
+        )
         image, mask = image.to(self._dtype()), mask.to(self._dtype())
         net = self.net if self.net is not None else self.comod
         if not self.prefill:

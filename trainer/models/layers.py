@@ -16,8 +16,16 @@ import kernels
 
 
 class FullyConnectedLayer(nn.Module):
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
-                 activation: str = "linear", lr_multiplier: float = 1.0, bias_init: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        bias_init: float = 0.0,
+    ):
         super().__init__()
         self.in_features, self.out_features, self.activation = in_features, out_features, activation
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
@@ -43,29 +51,39 @@ class FullyConnectedLayer(nn.Module):
 class Conv2dLayer(nn.Module):
     """Convolution with optional FIR up/downsampling, bias, activation and clamp."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
-                 activation: str = "linear", up: int = 1, down: int = 1,
-                 resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: Optional[float] = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        bias: bool = True,
+        activation: str = "linear",
+        up: int = 1,
+        down: int = 1,
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: Optional[float] = None,
+    ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
         self.register_buffer("resample_filter", kernels.setup_filter(list(resample_filter)))
         self.padding = kernel_size // 2
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
-        x = kernels.conv2d_resample(x, w, f=self.resample_filter, up=self.up, down=self.down,
-                                    padding=self.padding, flip_weight=(self.up == 1))
+        x = kernels.conv2d_resample(
+            x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=(self.up == 1)
+        )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         b = self.bias.to(x.dtype) if self.bias is not None else None
         return kernels.bias_act(x, b, act=self.activation, gain=_act_gain(self.activation) * gain, clamp=clamp)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_channels}, out={self.out_channels}, act={self.activation}, "
-                f"up={self.up}, down={self.down}")
+        return f"in={self.in_channels}, out={self.out_channels}, act={self.activation}, up={self.up}, down={self.down}"
 
 
 def _act_gain(activation: str) -> float:
@@ -82,8 +100,17 @@ class MappingNetwork(nn.Module):
     Keeps a running average of w (`w_avg`) for the truncation trick at sampling time.
     """
 
-    def __init__(self, *, z_dim: int, c_dim: int, w_dim: int, num_ws: Optional[int], num_layers: int = 8,
-                 lr_multiplier: float = 0.01, w_avg_beta: Optional[float] = 0.995):
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        num_ws: Optional[int],
+        num_layers: int = 8,
+        lr_multiplier: float = 0.01,
+        w_avg_beta: Optional[float] = 0.995,
+    ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.w_avg_beta = w_avg_beta
@@ -92,12 +119,20 @@ class MappingNetwork(nn.Module):
         features = [z_dim + embed] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
             FullyConnectedLayer(i, o, activation="lrelu", lr_multiplier=lr_multiplier)
-            for i, o in zip(features[:-1], features[1:]))
+            for i, o in zip(features[:-1], features[1:])
+        )
         if w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros([w_dim]))
 
-    def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor], *, truncation_psi: float = 1.0,
-                truncation_cutoff: Optional[int] = None, update_w_avg: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        z: Optional[torch.Tensor],
+        c: Optional[torch.Tensor],
+        *,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: Optional[int] = None,
+        update_w_avg: bool = False,
+    ) -> torch.Tensor:
         parts = []
         if self.z_dim > 0:
             assert z is not None and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}]"

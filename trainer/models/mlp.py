@@ -15,8 +15,9 @@ class MLPGenerator(nn.Module):
     family = "mlp"
 
     @records_init_kwargs
-    def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512,
-                 layers: int = 3):
+    def __init__(
+        self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512, layers: int = 3
+    ):
         super().__init__()
         self.z_dim, self.c_dim = z_dim, c_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
@@ -25,11 +26,12 @@ class MLPGenerator(nn.Module):
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
             width = hidden
-        blocks += [nn.Linear(width, img_channels * img_resolution ** 2), nn.Tanh()]
+        blocks += [nn.Linear(width, img_channels * img_resolution**2), nn.Tanh()]
         self.net = nn.Sequential(*blocks)
 
-    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], *, truncation_psi: float = 1.0,
-                noise_mode: str = "const") -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, c: Optional[torch.Tensor], *, truncation_psi: float = 1.0, noise_mode: str = "const"
+    ) -> torch.Tensor:
         x = latent_input(z, c, self.c_dim, self.z_dim, truncation_psi).to(self.net[0].weight.dtype)
         return self.net(x).view(-1, self.img_channels, self.img_resolution, self.img_resolution)
 
@@ -42,7 +44,7 @@ class MLPDiscriminator(nn.Module):
         super().__init__()
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         blocks: list[nn.Module] = []
-        width = img_channels * img_resolution ** 2
+        width = img_channels * img_resolution**2
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
             width = hidden
@@ -50,6 +52,8 @@ class MLPDiscriminator(nn.Module):
         self.head = ProjectionHead(width, c_dim)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
-        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), \
-            f"D expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], got {list(img.shape)}"
+        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), (
+            f"D expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], "
+            f"got {list(img.shape)}"
+        )
         return self.head(self.net(img.flatten(1).to(self.head.linear.weight.dtype)), c)  # [N, 1]

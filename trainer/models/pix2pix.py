@@ -30,7 +30,7 @@ def _norm(channels: int, size: int) -> nn.Module:
 
 def unet_channels(filters: int, depth: int, max_mult: int = 8) -> list[int]:
     """Channels after encoder level i: filters * 2**i, at most filters * max_mult."""
-    return [filters * min(2 ** i, max_mult) for i in range(depth)]
+    return [filters * min(2**i, max_mult) for i in range(depth)]
 
 
 class UNet(nn.Module):
@@ -39,8 +39,9 @@ class UNet(nn.Module):
     concatenated with the encoder output of the same size; tanh on the last. An optional
     embedding of one-hot labels `c` is added to the bottleneck (conditional variants)."""
 
-    def __init__(self, *, in_channels: int, out_channels: int, resolution: int, filters: int, depth: int,
-                 c_dim: int = 0):
+    def __init__(
+        self, *, in_channels: int, out_channels: int, resolution: int, filters: int, depth: int, c_dim: int = 0
+    ):
         super().__init__()
         self.depth = depth
         ch = unet_channels(filters, depth)
@@ -60,9 +61,10 @@ class UNet(nn.Module):
         self.embed = nn.Linear(c_dim, ch[-1]) if c_dim else None
 
     def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
-        step = 2 ** self.depth
-        assert x.shape[2] % step == 0 and x.shape[3] % step == 0, \
+        step = 2**self.depth
+        assert x.shape[2] % step == 0 and x.shape[3] % step == 0, (
             f"image sides must divide by 2**depth={step}, got {list(x.shape[2:])}"
+        )
         skips = []
         for block in self.down:
             x = block(x)
@@ -89,19 +91,38 @@ class Pix2PixGenerator(nn.Module):
     z_dim = 0  # translates images: no latent
 
     @records_init_kwargs
-    def __init__(self, *, img_resolution: int, img_channels: int, in_channels: int, c_dim: int = 0,
-                 filters: int = 64, depth: int = 0):
+    def __init__(
+        self,
+        *,
+        img_resolution: int,
+        img_channels: int,
+        in_channels: int,
+        c_dim: int = 0,
+        filters: int = 64,
+        depth: int = 0,
+    ):
         super().__init__()
         depth = depth or default_depth(img_resolution)  # 0: down to 1x1
-        self.img_resolution, self.img_channels, self.in_channels, self.c_dim = (img_resolution, img_channels,
-                                                                                in_channels, c_dim)
-        self.size_multiple = 2 ** depth  # inputs of any size whose sides divide by this
-        self.net = UNet(in_channels=in_channels, out_channels=img_channels, resolution=img_resolution,
-                        filters=filters, depth=depth, c_dim=c_dim)
+        self.img_resolution, self.img_channels, self.in_channels, self.c_dim = (
+            img_resolution,
+            img_channels,
+            in_channels,
+            c_dim,
+        )
+        self.size_multiple = 2**depth  # inputs of any size whose sides divide by this
+        self.net = UNet(
+            in_channels=in_channels,
+            out_channels=img_channels,
+            resolution=img_resolution,
+            filters=filters,
+            depth=depth,
+            c_dim=c_dim,
+        )
 
     def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None, **_sampling) -> torch.Tensor:
-        assert x.ndim == 4 and x.shape[1] == self.in_channels, \
+        assert x.ndim == 4 and x.shape[1] == self.in_channels, (
             f"expects inputs [N, {self.in_channels}, H, W], got {list(x.shape)}"
+        )
         return self.net(x.to(self.net.down[0][0].weight.dtype), c)
 
 
@@ -110,16 +131,15 @@ class PatchDiscriminator(nn.Module):
     convs; with layers=3 each score sees a 70x70 patch. Labels (conditional variants) enter as a
     projection term on the last features (Miyato & Koyama 2018) at every patch."""
 
-    def __init__(self, *, in_channels: int, filters: int = 64, layers: int = 3, c_dim: int = 0,
-                 resolution: int = 256):
+    def __init__(self, *, in_channels: int, filters: int = 64, layers: int = 3, c_dim: int = 0, resolution: int = 256):
         super().__init__()
         mods: list[nn.Module] = [nn.Conv2d(in_channels, filters, 4, 2, 1), nn.LeakyReLU(0.2)]
         ch = filters
         for i in range(1, layers):
-            nxt = filters * min(2 ** i, 8)
+            nxt = filters * min(2**i, 8)
             mods += [nn.Conv2d(ch, nxt, 4, 2, 1), _norm(nxt, resolution >> (i + 1)), nn.LeakyReLU(0.2)]
             ch = nxt
-        nxt = filters * min(2 ** layers, 8)
+        nxt = filters * min(2**layers, 8)
         mods += [nn.Conv2d(ch, nxt, 4, 1, 1), _norm(nxt, (resolution >> layers) - 1), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*mods)
         self.out = nn.Conv2d(nxt, 1, 4, 1, 1)
@@ -130,7 +150,7 @@ class PatchDiscriminator(nn.Module):
         score = self.out(h)  # [N, 1, h-1, w-1]
         if self.embed is not None:
             proj = (h * self.embed(c.to(h.dtype))[:, :, None, None]).sum(1, keepdim=True)  # [N, 1, h, w]
-            score = score + proj[:, :, :score.shape[2], :score.shape[3]]
+            score = score + proj[:, :, : score.shape[2], : score.shape[3]]
         return score.flatten(1)  # [N, patches]
 
 
@@ -140,11 +160,24 @@ class Pix2PixDiscriminator(nn.Module):
     family = "pix2pix"
 
     @records_init_kwargs
-    def __init__(self, *, img_resolution: int, img_channels: int, in_channels: int, c_dim: int = 0,
-                 filters: int = 64, layers: int = 3):
+    def __init__(
+        self,
+        *,
+        img_resolution: int,
+        img_channels: int,
+        in_channels: int,
+        c_dim: int = 0,
+        filters: int = 64,
+        layers: int = 3,
+    ):
         super().__init__()
-        self.patch = PatchDiscriminator(in_channels=in_channels + img_channels, filters=filters, layers=layers,
-                                        c_dim=c_dim, resolution=img_resolution)
+        self.patch = PatchDiscriminator(
+            in_channels=in_channels + img_channels,
+            filters=filters,
+            layers=layers,
+            c_dim=c_dim,
+            resolution=img_resolution,
+        )
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None, *, cond: torch.Tensor) -> torch.Tensor:
         return self.patch(torch.cat([cond.to(img.dtype), img], dim=1), c)

@@ -83,8 +83,16 @@ class ProGANGenerator(Staged):
     family = "progan"
 
     @records_init_kwargs
-    def __init__(self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 8192,
-                 channel_max: int = 512):
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 8192,
+        channel_max: int = 512,
+    ):
         super().__init__()
         self.z_dim, self.c_dim = z_dim, c_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
@@ -92,14 +100,17 @@ class ProGANGenerator(Staged):
         levels = int(np.log2(img_resolution)) - 1  # level 0 is 4x4
         self.fc = EqLinear(z_dim + c_dim, ch(4) * 16)
         self.conv4 = EqConv2d(ch(4), ch(4), 3)
-        self.blocks = nn.ModuleList(nn.ModuleList([EqConv2d(ch(4 << (i - 1)), ch(4 << i), 3), EqConv2d(ch(4 << i), ch(4 << i), 3)])
-                                    for i in range(1, levels))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([EqConv2d(ch(4 << (i - 1)), ch(4 << i), 3), EqConv2d(ch(4 << i), ch(4 << i), 3)])
+            for i in range(1, levels)
+        )
         self.torgb = nn.ModuleList(EqConv2d(ch(4 << i), img_channels, 1) for i in range(levels))
         self._init_stage(levels - 1)
         self.ch4 = ch(4)
 
-    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], *, truncation_psi: float = 1.0,
-                noise_mode: str = "const") -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, c: Optional[torch.Tensor], *, truncation_psi: float = 1.0, noise_mode: str = "const"
+    ) -> torch.Tensor:
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
         x = pixel_norm(truncate_latent(z, truncation_psi).to(self.fc.weight.dtype))
         if self.c_dim:
@@ -141,16 +152,26 @@ class ProGANDiscriminator(Staged):
     family = "progan"
 
     @records_init_kwargs
-    def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, channel_base: int = 8192,
-                 channel_max: int = 512, mbstd_group: int = 4):
+    def __init__(
+        self,
+        *,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 8192,
+        channel_max: int = 512,
+        mbstd_group: int = 4,
+    ):
         super().__init__()
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         ch = lambda r: _channels(r, channel_base, channel_max)  # noqa: E731
         levels = int(np.log2(img_resolution)) - 1
         self.fromrgb = nn.ModuleList(EqConv2d(img_channels, ch(4 << i), 1) for i in range(levels))
         # blocks[i-1] takes level i (4 << i pixels) down to level i - 1.
-        self.blocks = nn.ModuleList(nn.ModuleList([EqConv2d(ch(4 << i), ch(4 << i), 3), EqConv2d(ch(4 << i), ch(4 << (i - 1)), 3)])
-                                    for i in range(1, levels))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([EqConv2d(ch(4 << i), ch(4 << i), 3), EqConv2d(ch(4 << i), ch(4 << (i - 1)), 3)])
+            for i in range(1, levels)
+        )
         self.mbstd = MinibatchStd(mbstd_group)
         self.conv4 = EqConv2d(ch(4) + 1, ch(4), 3)
         self.fc = EqLinear(ch(4) * 16, ch(4))
@@ -158,8 +179,10 @@ class ProGANDiscriminator(Staged):
         self._init_stage(levels - 1)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
-        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), \
-            f"D expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], got {list(img.shape)}"
+        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution), (
+            f"D expects images [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}], "
+            f"got {list(img.shape)}"
+        )
         img = img.to(self.fc.weight.dtype)
         size = 4 << self.level
         if size != self.img_resolution:
@@ -176,7 +199,9 @@ class ProGANDiscriminator(Staged):
         return self.head(lrelu(self.fc(x.flatten(1))), c)  # [N, 1]
 
 
-def stage_at(kimg: float, *, max_level: int, start_level: int, stable_kimg: float, fade_kimg: float) -> tuple[int, float]:
+def stage_at(
+    kimg: float, *, max_level: int, start_level: int, stable_kimg: float, fade_kimg: float
+) -> tuple[int, float]:
     """(level, alpha) after `kimg` thousand images: stable_kimg at the start level, then per new
     level fade_kimg of fade-in (alpha 0 -> 1) and stable_kimg at full strength."""
     t = kimg - stable_kimg

@@ -71,8 +71,9 @@ class CrossAttention(nn.Module):
         k = torch.cat([self.null_kv[0].expand(n, 1, c), k], dim=1)
         v = torch.cat([self.null_kv[1].expand(n, 1, c), v], dim=1)
         mask = torch.cat([torch.ones_like(text.mask[:, :1]), text.mask], dim=1)  # [N, 1 + L]
-        y = attention(split_heads(self.q(pixels), self.heads), split_heads(k, self.heads),
-                      split_heads(v, self.heads), mask)  # [N, h, HW, d]
+        y = attention(
+            split_heads(self.q(pixels), self.heads), split_heads(k, self.heads), split_heads(v, self.heads), mask
+        )  # [N, h, HW, d]
         y = self.out(y.transpose(1, 2).reshape(n, h * w, c)).transpose(1, 2).reshape(n, c, h, w)
         return x + (y * self.gain).to(x.dtype)
 
@@ -87,32 +88,80 @@ def _tokenizer_bytes(tokenizer: Optional[dict]) -> torch.Tensor:
 class TextGenerator(nn.Module):
     family = "text2img"
 
-    def __init__(self, *, z_dim: int, w_dim: int, img_resolution: int, img_channels: int, encoder: str = "builtin",
-                 tokenizer: Optional[dict] = None, context: int = 16, text_dim: int = 128, text_layers: int = 2,
-                 text_heads: int = 4, attn_res: int = 16, attn_heads: int = 2, mapping_layers: int = 8,
-                 channel_base: int = 32768, channel_max: int = 512, conv_clamp: Optional[float] = 256.0,
-                 mapping_lr_mult: float = 0.01):
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        encoder: str = "builtin",
+        tokenizer: Optional[dict] = None,
+        context: int = 16,
+        text_dim: int = 128,
+        text_layers: int = 2,
+        text_heads: int = 4,
+        attn_res: int = 16,
+        attn_heads: int = 2,
+        mapping_layers: int = 8,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        conv_clamp: Optional[float] = 256.0,
+        mapping_lr_mult: float = 0.01,
+    ):
         super().__init__()
         self.init_kwargs: dict[str, Any] = dict(
-            z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, encoder=encoder,
-            tokenizer=tokenizer, context=context, text_dim=text_dim, text_layers=text_layers, text_heads=text_heads,
-            attn_res=attn_res, attn_heads=attn_heads, mapping_layers=mapping_layers, channel_base=channel_base,
-            channel_max=channel_max, conv_clamp=conv_clamp, mapping_lr_mult=mapping_lr_mult)
+            z_dim=z_dim,
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            encoder=encoder,
+            tokenizer=tokenizer,
+            context=context,
+            text_dim=text_dim,
+            text_layers=text_layers,
+            text_heads=text_heads,
+            attn_res=attn_res,
+            attn_heads=attn_heads,
+            mapping_layers=mapping_layers,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            conv_clamp=conv_clamp,
+            mapping_lr_mult=mapping_lr_mult,
+        )
         self.z_dim, self.c_dim, self.w_dim = z_dim, 0, w_dim  # c is text, not a class vector
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.text = text_encoder(encoder, tokenizer, context=context, dim=text_dim, layers=text_layers,
-                                 heads=text_heads)
+        self.text = text_encoder(
+            encoder, tokenizer, context=context, dim=text_dim, layers=text_layers, heads=text_heads
+        )
         self.context = getattr(self.text, "context", context)
         self.register_buffer("tokenizer_json", _tokenizer_bytes(tokenizer))
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp)
+        self.synthesis = SynthesisNetwork(
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            conv_clamp=conv_clamp,
+        )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=self.text.dim, w_dim=w_dim, num_ws=self.num_ws,
-                                      num_layers=mapping_layers, lr_multiplier=mapping_lr_mult)
-        self.attend = nn.ModuleDict({
-            str(block.resolution): CrossAttention(channels_at(block.resolution, channel_base, channel_max),
-                                                  self.text.dim, attn_heads)
-            for block in self.synthesis.blocks if block.resolution <= attn_res})
+        self.mapping = MappingNetwork(
+            z_dim=z_dim,
+            c_dim=self.text.dim,
+            w_dim=w_dim,
+            num_ws=self.num_ws,
+            num_layers=mapping_layers,
+            lr_multiplier=mapping_lr_mult,
+        )
+        self.attend = nn.ModuleDict(
+            {
+                str(block.resolution): CrossAttention(
+                    channels_at(block.resolution, channel_base, channel_max), self.text.dim, attn_heads
+                )
+                for block in self.synthesis.blocks
+                if block.resolution <= attn_res
+            }
+        )
 
     def encode(self, c: Optional[torch.Tensor], n: int, device: torch.device) -> TextFeatures:
         tokens = unknown_prompt(n, device) if c is None else c
@@ -122,11 +171,13 @@ class TextGenerator(nn.Module):
     def map(self, z: torch.Tensor, text: TextFeatures, *, update_w_avg: bool = False) -> torch.Tensor:
         return self.mapping(z, text.pooled, update_w_avg=update_w_avg)  # [N, num_ws, w_dim]
 
-    def synthesize(self, ws: torch.Tensor, text: TextFeatures, *, noise_mode: str = "random",
-                   fused_modconv: Optional[bool] = None) -> torch.Tensor:
+    def synthesize(
+        self, ws: torch.Tensor, text: TextFeatures, *, noise_mode: str = "random", fused_modconv: Optional[bool] = None
+    ) -> torch.Tensor:
         def attend(resolution: int, x: torch.Tensor) -> torch.Tensor:
             layer = self.attend[str(resolution)] if str(resolution) in self.attend else None
             return x if layer is None else layer(x, text)
+
         return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv, attend=attend)
 
     def prompt_mean_w(self, text: TextFeatures, latents: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -140,8 +191,14 @@ class TextGenerator(nn.Module):
         w = self.mapping(z, pooled)[:, :1]  # [N * K, 1, w_dim]
         return w.reshape(n, k, 1, -1).mean(dim=1)  # [N, 1, w_dim]
 
-    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, *, truncation_psi: float = 1.0,
-                noise_mode: str = "random") -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: Optional[torch.Tensor] = None,
+        *,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "random",
+    ) -> torch.Tensor:
         """z [N, z_dim], c int64 token ids [N, L] (PAD -1) or None -> images [N, C, H, W]."""
         tokens = unknown_prompt(z.shape[0], z.device) if c is None else c
         text = self.encode(tokens, z.shape[0], z.device)
@@ -157,17 +214,38 @@ class TextGenerator(nn.Module):
 class TextDiscriminator(nn.Module):
     family = "text2img"
 
-    def __init__(self, *, img_resolution: int, img_channels: int, encoder: str = "builtin",
-                 tokenizer: Optional[dict] = None, context: int = 16, text_dim: int = 128, text_layers: int = 2,
-                 text_heads: int = 4, channel_base: int = 32768, channel_max: int = 512, mbstd_group: int = 4,
-                 conv_clamp: Optional[float] = 256.0, mapping_layers: int = 8):
+    def __init__(
+        self,
+        *,
+        img_resolution: int,
+        img_channels: int,
+        encoder: str = "builtin",
+        tokenizer: Optional[dict] = None,
+        context: int = 16,
+        text_dim: int = 128,
+        text_layers: int = 2,
+        text_heads: int = 4,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        mbstd_group: int = 4,
+        conv_clamp: Optional[float] = 256.0,
+        mapping_layers: int = 8,
+    ):
         super().__init__()
-        self.text = text_encoder(encoder, tokenizer, context=context, dim=text_dim, layers=text_layers,
-                                 heads=text_heads)
+        self.text = text_encoder(
+            encoder, tokenizer, context=context, dim=text_dim, layers=text_layers, heads=text_heads
+        )
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.net = Discriminator(c_dim=self.text.dim, img_resolution=img_resolution, img_channels=img_channels,
-                                 channel_base=channel_base, channel_max=channel_max, mbstd_group=mbstd_group,
-                                 conv_clamp=conv_clamp, mapping_layers=mapping_layers)
+        self.net = Discriminator(
+            c_dim=self.text.dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            mbstd_group=mbstd_group,
+            conv_clamp=conv_clamp,
+            mapping_layers=mapping_layers,
+        )
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
         tokens = unknown_prompt(img.shape[0], img.device) if c is None else c
@@ -179,13 +257,36 @@ def build(cfg) -> tuple[nn.Module, nn.Module]:
 
     m, d, t = cfg.model, cfg.data, cfg.text
     tokenizer = tokenizer_for(cfg) if t.encoder == "builtin" else None
-    text = dict(encoder=t.encoder, tokenizer=tokenizer, context=t.context, text_dim=t.dim, text_layers=t.layers,
-                text_heads=t.heads)
-    G = TextGenerator(z_dim=m.z_dim, w_dim=m.w_dim, img_resolution=d.resolution, img_channels=d.channels,
-                      attn_res=t.attn_res, attn_heads=t.attn_heads, mapping_layers=m.mapping_layers,
-                      channel_base=m.channel_base, channel_max=m.channel_max, conv_clamp=m.conv_clamp,
-                      mapping_lr_mult=m.mapping_lr_mult, **text)
-    D = TextDiscriminator(img_resolution=d.resolution, img_channels=d.channels, channel_base=m.channel_base,
-                          channel_max=m.channel_max, mbstd_group=m.mbstd_group, conv_clamp=m.conv_clamp,
-                          mapping_layers=m.mapping_layers, **text)
+    text = dict(
+        encoder=t.encoder,
+        tokenizer=tokenizer,
+        context=t.context,
+        text_dim=t.dim,
+        text_layers=t.layers,
+        text_heads=t.heads,
+    )
+    G = TextGenerator(
+        z_dim=m.z_dim,
+        w_dim=m.w_dim,
+        img_resolution=d.resolution,
+        img_channels=d.channels,
+        attn_res=t.attn_res,
+        attn_heads=t.attn_heads,
+        mapping_layers=m.mapping_layers,
+        channel_base=m.channel_base,
+        channel_max=m.channel_max,
+        conv_clamp=m.conv_clamp,
+        mapping_lr_mult=m.mapping_lr_mult,
+        **text,
+    )
+    D = TextDiscriminator(
+        img_resolution=d.resolution,
+        img_channels=d.channels,
+        channel_base=m.channel_base,
+        channel_max=m.channel_max,
+        mbstd_group=m.mbstd_group,
+        conv_clamp=m.conv_clamp,
+        mapping_layers=m.mapping_layers,
+        **text,
+    )
     return G, D

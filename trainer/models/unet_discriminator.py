@@ -24,10 +24,12 @@ class UNetDiscriminator(nn.Module):
         f = features
         self.img_resolution = img_resolution
         self.conv0 = nn.Conv2d(img_channels, f, 3, 1, 1)
-        self.down = nn.ModuleList(spectral_norm(nn.Conv2d(a, b, 4, 2, 1, bias=False))
-                                  for a, b in ((f, 2 * f), (2 * f, 4 * f), (4 * f, 8 * f)))
-        self.up = nn.ModuleList(spectral_norm(nn.Conv2d(a, b, 3, 1, 1, bias=False))
-                                for a, b in ((8 * f, 4 * f), (4 * f, 2 * f), (2 * f, f)))
+        self.down = nn.ModuleList(
+            spectral_norm(nn.Conv2d(a, b, 4, 2, 1, bias=False)) for a, b in ((f, 2 * f), (2 * f, 4 * f), (4 * f, 8 * f))
+        )
+        self.up = nn.ModuleList(
+            spectral_norm(nn.Conv2d(a, b, 3, 1, 1, bias=False)) for a, b in ((8 * f, 4 * f), (4 * f, 2 * f), (2 * f, f))
+        )
         self.extra = nn.ModuleList(spectral_norm(nn.Conv2d(f, f, 3, 1, 1, bias=False)) for _ in range(2))
         self.head = nn.Conv2d(f, 1, 3, 1, 1)
 

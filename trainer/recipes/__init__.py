@@ -63,13 +63,18 @@ def _text2img(cfg, device) -> Recipe:
 
 
 # family -> recipe factory; every family in trainer.models.FAMILIES has one (a test checks).
-RECIPES: dict[str, Callable[..., Recipe]] = {"stylegan2": _stylegan2, "dcgan": _adversarial, "mlp": _adversarial,
-                                             "biggan": _adversarial, "progan": _progan,
-                                             "cyclegan": _cyclegan,
-                                             "pix2pix": _pix2pix,
-                                             "inpaint": _inpaint,
-                                             "esrgan": _esrgan,
-                                             "text2img": _text2img}
+RECIPES: dict[str, Callable[..., Recipe]] = {
+    "stylegan2": _stylegan2,
+    "dcgan": _adversarial,
+    "mlp": _adversarial,
+    "biggan": _adversarial,
+    "progan": _progan,
+    "cyclegan": _cyclegan,
+    "pix2pix": _pix2pix,
+    "inpaint": _inpaint,
+    "esrgan": _esrgan,
+    "text2img": _text2img,
+}
 
 
 def build_recipe(cfg, *, device: torch.device) -> Recipe:

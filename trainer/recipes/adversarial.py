@@ -19,8 +19,16 @@ from trainer.phases import StepContext
 from trainer.recipes.augmented import AugmentedRecipe
 
 
-def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: str,
-                   ortho_weight: float = 0.0, extra_terms: Optional[dict] = None) -> losses.PhaseLosses:
+def generator_main(
+    G,
+    D,
+    z: torch.Tensor,
+    c: Optional[torch.Tensor],
+    *,
+    kind: str,
+    ortho_weight: float = 0.0,
+    extra_terms: Optional[dict] = None,
+) -> losses.PhaseLosses:
     logits = D(G(z, c), c)
     loss = losses.g_adversarial(kind, logits)
     terms = {"adversarial": loss.detach(), "fake_score": logits.detach().mean(), **(extra_terms or {})}
@@ -31,13 +39,23 @@ def generator_main(G, D, z: torch.Tensor, c: Optional[torch.Tensor], *, kind: st
     return losses.PhaseLosses(loss, terms)
 
 
-def discriminator_main(G, D, real: torch.Tensor, real_c: Optional[torch.Tensor], z: torch.Tensor,
-                       gen_c: Optional[torch.Tensor], *, kind: str, gp_weight: float,
-                       drift_weight: float = 0.0) -> losses.PhaseLosses:
+def discriminator_main(
+    G,
+    D,
+    real: torch.Tensor,
+    real_c: Optional[torch.Tensor],
+    z: torch.Tensor,
+    gen_c: Optional[torch.Tensor],
+    *,
+    kind: str,
+    gp_weight: float,
+    drift_weight: float = 0.0,
+) -> losses.PhaseLosses:
     with torch.no_grad():
         fake = G(z, gen_c)
-    return losses.discriminator_scores(D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight,
-                                       drift_weight=drift_weight)
+    return losses.discriminator_scores(
+        D, real, real_c, fake, gen_c, kind=kind, gp_weight=gp_weight, drift_weight=drift_weight
+    )
 
 
 class AdversarialRecipe(AugmentedRecipe):
@@ -56,17 +74,42 @@ class AdversarialRecipe(AugmentedRecipe):
         loss, batch, D = self.cfg.loss, ctx.batch_size, self.critic(ctx)
         if ctx.step % loss.n_critic == 0:
             self.generator_phase(ctx, D)
-        ctx.run_phase("D_main", "D", self.observed(lambda: discriminator_main(
-            ctx.G, D, real, real_c, ctx.z(batch), ctx.random_labels(batch), kind=loss.kind, gp_weight=loss.gp_weight,
-            drift_weight=loss.drift_weight)))
+        ctx.run_phase(
+            "D_main",
+            "D",
+            self.observed(
+                lambda: discriminator_main(
+                    ctx.G,
+                    D,
+                    real,
+                    real_c,
+                    ctx.z(batch),
+                    ctx.random_labels(batch),
+                    kind=loss.kind,
+                    gp_weight=loss.gp_weight,
+                    drift_weight=loss.drift_weight,
+                )
+            ),
+        )
         d_int = self.d_reg_interval
         if d_int and ctx.step % d_int == 0:
-            ctx.run_phase("D_reg", "D", lambda: losses.discriminator_r1(
-                D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
+            ctx.run_phase(
+                "D_reg", "D", lambda: losses.discriminator_r1(D, real, real_c, gamma=loss.r1_gamma, interval=d_int)
+            )
         self.after_step(ctx)
 
     def generator_phase(self, ctx: StepContext, D) -> None:
         loss, batch = self.cfg.loss, ctx.batch_size
-        ctx.run_phase("G_main", "G", lambda: generator_main(
-            ctx.G, D, ctx.z(batch), ctx.random_labels(batch), kind=loss.kind, ortho_weight=loss.ortho_weight,
-            extra_terms=self.stage_terms))
+        ctx.run_phase(
+            "G_main",
+            "G",
+            lambda: generator_main(
+                ctx.G,
+                D,
+                ctx.z(batch),
+                ctx.random_labels(batch),
+                kind=loss.kind,
+                ortho_weight=loss.ortho_weight,
+                extra_terms=self.stage_terms,
+            ),
+        )

@@ -26,6 +26,7 @@ class AugmentedRecipe(RecipeBase):
             result = compute()
             self.augment.observe(result.terms["real_sign"])
             return result
+
         return run
 
     def after_step(self, ctx: StepContext) -> None:

@@ -1,5 +1,6 @@
 """CycleGAN's step on a batch of domain A (the main stream) and one of domain B (the recipe's
-extra stream "b" of `data.urls_b`, built by the loop like the main one): G main (adversarial both ways + cycle-consistency + identity),
+extra stream "b" of `data.urls_b`, built by the loop like the main one): G main (adversarial both
+ways + cycle-consistency + identity),
 then D main on fakes drawn from per-domain image pools (Shrivastava et al. 2017)."""
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class ImagePool:
 
 
 class CycleGANRecipe(AugmentedRecipe):
-
     def __init__(self, cfg, *, device: torch.device):
         self.cfg, self.device = cfg, device
         self.d_reg_interval = 0
@@ -59,8 +59,7 @@ class CycleGANRecipe(AugmentedRecipe):
         self.grid_real: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
     def extra_streams(self) -> dict[str, ExtraStream]:
-        return {"b": ExtraStream(urls=self.cfg.data.urls_b, config_key="data.urls_b",
-                                 seed_offset=DOMAIN_B_SEED_OFFSET)}
+        return {"b": ExtraStream(urls=self.cfg.data.urls_b, config_key="data.urls_b", seed_offset=DOMAIN_B_SEED_OFFSET)}
 
     def train_phases(self, ctx: StepContext) -> None:
         loss, G, D = self.cfg.loss, ctx.G, ctx.D
@@ -72,8 +71,9 @@ class CycleGANRecipe(AugmentedRecipe):
         def g_main() -> losses.PhaseLosses:
             fake_b, fake_a = G(real_a, direction="ab"), G(real_b, direction="ba")
             fakes["a"], fakes["b"] = fake_a.detach(), fake_b.detach()
-            adversarial = (losses.g_adversarial(loss.kind, D(fake_b, domain="b"))
-                           + losses.g_adversarial(loss.kind, D(fake_a, domain="a")))
+            adversarial = losses.g_adversarial(loss.kind, D(fake_b, domain="b")) + losses.g_adversarial(
+                loss.kind, D(fake_a, domain="a")
+            )
             cycle = F.l1_loss(G(fake_b, direction="ba"), real_a) + F.l1_loss(G(fake_a, direction="ab"), real_b)
             total = adversarial + loss.cycle_weight * cycle
             terms = {"adversarial": adversarial.detach(), "cycle": cycle.detach()}
@@ -84,10 +84,19 @@ class CycleGANRecipe(AugmentedRecipe):
             return losses.PhaseLosses(total, terms)
 
         def d_main() -> losses.PhaseLosses:
-            parts = [losses.discriminator_scores(lambda x, c: D(x, domain=dom), r, None, pool.query(fakes[dom]), None,
-                                                 kind=loss.kind, gp_weight=loss.gp_weight,
-                                                 drift_weight=loss.drift_weight)
-                     for dom, r, pool in (("a", real_a, self.pool_a), ("b", real_b, self.pool_b))]
+            parts = [
+                losses.discriminator_scores(
+                    lambda x, c, dom=dom: D(x, domain=dom),
+                    r,
+                    None,
+                    pool.query(fakes[dom]),
+                    None,
+                    kind=loss.kind,
+                    gp_weight=loss.gp_weight,
+                    drift_weight=loss.drift_weight,
+                )
+                for dom, r, pool in (("a", real_a, self.pool_a), ("b", real_b, self.pool_b))
+            ]
             terms = {f"{key}_{dom}": value for dom, part in zip("ab", parts) for key, value in part.terms.items()}
             return losses.PhaseLosses(parts[0].total + parts[1].total, terms)
 
@@ -101,8 +110,12 @@ class CycleGANRecipe(AugmentedRecipe):
         return torch.cat([a, G_ema(a, direction="ab"), b, G_ema(b, direction="ba")]), 4
 
     def rank_tensors(self) -> dict[str, torch.Tensor]:
-        out = {"pool_a": self.pool_a.images, "pool_a_count": torch.tensor(self.pool_a.count),
-               "pool_b": self.pool_b.images, "pool_b_count": torch.tensor(self.pool_b.count)}
+        out = {
+            "pool_a": self.pool_a.images,
+            "pool_a_count": torch.tensor(self.pool_a.count),
+            "pool_b": self.pool_b.images,
+            "pool_b_count": torch.tensor(self.pool_b.count),
+        }
         if self.grid_real is not None:
             out["grid_a"], out["grid_b"] = self.grid_real
         return out

@@ -29,8 +29,10 @@ def ragan_terms(real: torch.Tensor, fake: torch.Tensor, *, for_generator: bool) 
     real_rel = real - fake.mean(0, keepdim=True)
     fake_rel = fake - real.mean(0, keepdim=True)
     real_target, fake_target = (0.0, 1.0) if for_generator else (1.0, 0.0)
-    return 0.5 * (F.binary_cross_entropy_with_logits(real_rel, torch.full_like(real_rel, real_target))
-                  + F.binary_cross_entropy_with_logits(fake_rel, torch.full_like(fake_rel, fake_target)))
+    return 0.5 * (
+        F.binary_cross_entropy_with_logits(real_rel, torch.full_like(real_rel, real_target))
+        + F.binary_cross_entropy_with_logits(fake_rel, torch.full_like(fake_rel, fake_target))
+    )
 
 
 def generator_adversarial(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -64,7 +66,6 @@ def lr_tensor(ctx: StepContext) -> torch.Tensor:
 
 
 class ESRGANRecipe(RecipeBase):
-
     def __init__(self, cfg, *, device: torch.device):
         self.cfg, self.device, self.s = cfg, device, cfg.sr
         self.grid: Optional[tuple[torch.Tensor, torch.Tensor]] = None
@@ -72,8 +73,9 @@ class ESRGANRecipe(RecipeBase):
         if self.s.stage == "gan" and self.s.perceptual_weight > 0:
             from trainer.superres.perceptual import PerceptualLoss
 
-            self.perceptual = PerceptualLoss.from_file(Path(self.s.perceptual_weights).expanduser(),
-                                                       sha256=self.s.perceptual_sha256).to(device)
+            self.perceptual = PerceptualLoss.from_file(
+                Path(self.s.perceptual_weights).expanduser(), sha256=self.s.perceptual_sha256
+            ).to(device)
         self.val_folder = validation_folder(cfg)
 
     def sample_decoder(self) -> PairDecoder:
@@ -85,6 +87,7 @@ class ESRGANRecipe(RecipeBase):
         if self.grid is None:
             self.grid = (lr[:8].detach().clone(), hr[:8].detach().clone())
         if s.stage == "psnr":
+
             def pixel_only() -> losses.PhaseLosses:
                 l1 = F.l1_loss(ctx.G(lr), hr)
                 return losses.PhaseLosses(l1, {"l1": l1.detach()})
@@ -112,8 +115,14 @@ class ESRGANRecipe(RecipeBase):
         def d_main() -> losses.PhaseLosses:
             real_logits, fake_logits = ctx.D(hr), ctx.D(made["sr"])
             loss = discriminator_adversarial(s.gan_loss, real_logits, fake_logits)
-            return losses.PhaseLosses(loss, {"adversarial": loss.detach(), "real_score": real_logits.detach().mean(),
-                                             "fake_score": fake_logits.detach().mean()})
+            return losses.PhaseLosses(
+                loss,
+                {
+                    "adversarial": loss.detach(),
+                    "real_score": real_logits.detach().mean(),
+                    "fake_score": fake_logits.detach().mean(),
+                },
+            )
 
         ctx.run_phase("G_main", "G", g_main)
         ctx.run_phase("D_main", "D", d_main)
@@ -138,10 +147,13 @@ class ESRGANRecipe(RecipeBase):
         was_training = G_ema.training
         G_ema.eval()
         try:
-            report = evaluate_folder(lambda lr: upscale_image(G_ema, lr, scale=self.s.scale, tile=self.s.tile,
-                                                              device=self.device),
-                                     self.val_folder, scale=self.s.scale, on=self.s.val_metrics_on,
-                                     crop=self.s.val_crop)
+            report = evaluate_folder(
+                lambda lr: upscale_image(G_ema, lr, scale=self.s.scale, tile=self.s.tile, device=self.device),
+                self.val_folder,
+                scale=self.s.scale,
+                on=self.s.val_metrics_on,
+                crop=self.s.val_crop,
+            )
         finally:
             G_ema.train(was_training)
         if not report["images"]:
@@ -154,8 +166,13 @@ class ESRGANRecipe(RecipeBase):
     def export_metadata(self) -> dict[str, Any]:
         from trainer.models.esrgan import MIN_INPUT
 
-        return {"task": "super-resolution", "scale": self.s.scale, "sr_stage": self.s.stage,
-                "degradation": self.s.degradation, "min_input": MIN_INPUT}
+        return {
+            "task": "super-resolution",
+            "scale": self.s.scale,
+            "sr_stage": self.s.stage,
+            "degradation": self.s.degradation,
+            "min_input": MIN_INPUT,
+        }
 
     def rank_tensors(self) -> dict[str, torch.Tensor]:
         return {} if self.grid is None else {"grid_lr": self.grid[0], "grid_hr": self.grid[1]}

@@ -27,7 +27,6 @@ def masked_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.T
 
 
 class InpaintRecipe(RecipeBase):
-
     def __init__(self, cfg, *, device: torch.device):
         self.cfg, self.device = cfg, device
         self.d_reg_interval = cfg.loss.d_reg_interval if cfg.loss.r1_gamma > 0 else 0
@@ -36,8 +35,14 @@ class InpaintRecipe(RecipeBase):
     def sample_decoder(self) -> InpaintDecoder:
         d, i = self.cfg.data, self.cfg.inpaint
         masks = "generate" if i.masks == "generate" else tuple(str(p) for p in mask_files(i.masks))
-        return InpaintDecoder(resolution=d.resolution, channels=d.channels, masks=masks, strokes=i.strokes,
-                              boxes=i.boxes, max_hole=i.max_hole)
+        return InpaintDecoder(
+            resolution=d.resolution,
+            channels=d.channels,
+            masks=masks,
+            strokes=i.strokes,
+            boxes=i.boxes,
+            max_hole=i.max_hole,
+        )
 
     def train_phases(self, ctx: StepContext) -> None:
         loss, opts, G, D = self.cfg.loss, self.cfg.inpaint, ctx.G, ctx.D
@@ -58,21 +63,31 @@ class InpaintRecipe(RecipeBase):
             total = adversarial + opts.hole_l1 * hole + opts.known_l1 * known
             terms = {"adversarial": adversarial.detach(), "hole_l1": hole.detach(), "known_l1": known.detach()}
             if opts.feature_matching > 0:
-                matching = feature_matching(D.patch.features, torch.cat([cond, filled], 1),
-                                            torch.cat([cond, real], 1))
+                matching = feature_matching(D.patch.features, torch.cat([cond, filled], 1), torch.cat([cond, real], 1))
                 total = total + opts.feature_matching * matching
                 terms["feature_matching"] = matching.detach()
             return losses.PhaseLosses(total, terms)
 
         def d_main() -> losses.PhaseLosses:
-            return losses.discriminator_scores(critic, real, None, fakes["fake"], None, kind=loss.kind,
-                                               gp_weight=loss.gp_weight, drift_weight=loss.drift_weight)
+            return losses.discriminator_scores(
+                critic,
+                real,
+                None,
+                fakes["fake"],
+                None,
+                kind=loss.kind,
+                gp_weight=loss.gp_weight,
+                drift_weight=loss.drift_weight,
+            )
 
         ctx.run_phase("G_main", "G", g_main)
         ctx.run_phase("D_main", "D", d_main)
         if self.d_reg_interval and ctx.step % self.d_reg_interval == 0:
-            ctx.run_phase("D_reg", "D", lambda: losses.discriminator_r1(critic, real, None, gamma=loss.r1_gamma,
-                                                                       interval=self.d_reg_interval))
+            ctx.run_phase(
+                "D_reg",
+                "D",
+                lambda: losses.discriminator_r1(critic, real, None, gamma=loss.r1_gamma, interval=self.d_reg_interval),
+            )
 
     @torch.no_grad()
     def grid_images(self, G_ema) -> tuple[torch.Tensor, int]:

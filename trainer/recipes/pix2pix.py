@@ -31,7 +31,6 @@ def as_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 class Pix2PixRecipe(RecipeBase):
-
     def __init__(self, cfg, *, device: torch.device):
         self.cfg, self.device = cfg, device
         self.d_reg_interval = cfg.loss.d_reg_interval if cfg.loss.r1_gamma > 0 else 0
@@ -39,10 +38,16 @@ class Pix2PixRecipe(RecipeBase):
 
     def sample_decoder(self) -> PairedDecoder:
         d, p = self.cfg.data, self.cfg.pix2pix
-        return PairedDecoder(resolution=d.resolution, channels=d.channels,
-                             input_channels=p.input_channels or input_channels_of(p.transform, d.channels),
-                             transform=p.transform, sigma=p.canny_sigma, factor=p.downscale,
-                             labeled=d.num_classes > 0, num_classes=d.num_classes)
+        return PairedDecoder(
+            resolution=d.resolution,
+            channels=d.channels,
+            input_channels=p.input_channels or input_channels_of(p.transform, d.channels),
+            transform=p.transform,
+            sigma=p.canny_sigma,
+            factor=p.downscale,
+            labeled=d.num_classes > 0,
+            num_classes=d.num_classes,
+        )
 
     def train_phases(self, ctx: StepContext) -> None:
         loss, G, D = self.cfg.loss, ctx.G, ctx.D
@@ -63,14 +68,25 @@ class Pix2PixRecipe(RecipeBase):
             return losses.PhaseLosses(total, {"adversarial": adversarial.detach(), "l1": l1.detach()})
 
         def d_main() -> losses.PhaseLosses:
-            return losses.discriminator_scores(critic, real, c, fakes["fake"], c, kind=loss.kind,
-                                               gp_weight=loss.gp_weight, drift_weight=loss.drift_weight)
+            return losses.discriminator_scores(
+                critic,
+                real,
+                c,
+                fakes["fake"],
+                c,
+                kind=loss.kind,
+                gp_weight=loss.gp_weight,
+                drift_weight=loss.drift_weight,
+            )
 
         ctx.run_phase("G_main", "G", g_main)
         ctx.run_phase("D_main", "D", d_main)
         if self.d_reg_interval and ctx.step % self.d_reg_interval == 0:
-            ctx.run_phase("D_reg", "D", lambda: losses.discriminator_r1(critic, real, c, gamma=loss.r1_gamma,
-                                                                       interval=self.d_reg_interval))
+            ctx.run_phase(
+                "D_reg",
+                "D",
+                lambda: losses.discriminator_r1(critic, real, c, gamma=loss.r1_gamma, interval=self.d_reg_interval),
+            )
 
     @torch.no_grad()
     def grid_images(self, G_ema) -> tuple[torch.Tensor, int]:
@@ -92,5 +108,8 @@ class Pix2PixRecipe(RecipeBase):
     def load_rank_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if "grid_input" in tensors:
             c = tensors.get("grid_c")
-            self.grid_pairs = (tensors["grid_input"].to(self.device), tensors["grid_target"].to(self.device),
-                               None if c is None else c.to(self.device))
+            self.grid_pairs = (
+                tensors["grid_input"].to(self.device),
+                tensors["grid_target"].to(self.device),
+                None if c is None else c.to(self.device),
+            )

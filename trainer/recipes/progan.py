@@ -35,8 +35,13 @@ class ProGANRecipe(AdversarialRecipe):
         self.stable_kimg, self.fade_kimg = p.stable_kimg, p.fade_kimg
 
     def stage(self, images_seen: int) -> tuple[int, float]:
-        return stage_at(images_seen / 1000, max_level=self.max_level, start_level=self.start_level,
-                        stable_kimg=self.stable_kimg, fade_kimg=self.fade_kimg)
+        return stage_at(
+            images_seen / 1000,
+            max_level=self.max_level,
+            start_level=self.start_level,
+            stable_kimg=self.stable_kimg,
+            fade_kimg=self.fade_kimg,
+        )
 
     def train_phases(self, ctx: StepContext) -> None:
         level, alpha = self.stage(ctx.images_seen)

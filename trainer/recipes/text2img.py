@@ -21,8 +21,12 @@ from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
 from trainer.text.encoders import build_tokenizer
 
-GRID_PROMPTS = ("a red 0 on a black background", "a white 3 on a blue background",
-                "a yellow 5 on a green background", "a cyan 7 on a magenta background")
+GRID_PROMPTS = (
+    "a red 0 on a black background",
+    "a white 3 on a blue background",
+    "a yellow 5 on a green background",
+    "a cyan 7 on a magenta background",
+)
 GRID_COLUMNS = 8
 
 
@@ -35,8 +39,9 @@ def mismatch_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
     return logits.float().mean()  # wgan_gp: lower scores for mismatches
 
 
-def generate(G, z: torch.Tensor, tokens: torch.Tensor, *, style_mixing: float,
-             update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def generate(
+    G, z: torch.Tensor, tokens: torch.Tensor, *, style_mixing: float, update_w_avg: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """G's images for captions `tokens`, with StyleGAN2's style mixing between two latents."""
     text = G.encode(tokens, z.shape[0], z.device)
     ws = G.map(z, text, update_w_avg=update_w_avg)
@@ -79,6 +84,7 @@ class Text2ImgRecipe(AugmentedRecipe):
             logits = D(img, tokens)
             adv = losses.g_adversarial(kind, logits)
             return PhaseLosses(adv, {"adversarial": adv.detach(), "fake_score": logits.detach().mean()})
+
         ctx.run_phase("G_main", "G", g_main)
 
         g_int = self.g_reg_interval
@@ -88,19 +94,22 @@ class Text2ImgRecipe(AugmentedRecipe):
         def d_main() -> PhaseLosses:
             with torch.no_grad():
                 fake, _ = generate(ctx.G, ctx.z(n), tokens, style_mixing=mix)
-            result = losses.discriminator_scores(D, real, tokens, fake, tokens, kind=kind, gp_weight=loss.gp_weight,
-                                                 drift_weight=loss.drift_weight)
+            result = losses.discriminator_scores(
+                D, real, tokens, fake, tokens, kind=kind, gp_weight=loss.gp_weight, drift_weight=loss.drift_weight
+            )
             weight = self.cfg.text.mismatch_weight
             if weight > 0 and n > 1:
                 wrong = mismatch_loss(kind, D(real, tokens.roll(1, dims=0)))
                 result = PhaseLosses(result.total + weight * wrong, {**result.terms, "mismatch": wrong.detach()})
             return result
+
         ctx.run_phase("D_main", "D", self.observed(d_main))
 
         d_int = self.d_reg_interval
         if d_int and step % d_int == 0:
-            ctx.run_phase("D_reg", "D", lambda: losses.discriminator_r1(D, real, tokens, gamma=loss.r1_gamma,
-                                                                         interval=d_int))
+            ctx.run_phase(
+                "D_reg", "D", lambda: losses.discriminator_r1(D, real, tokens, gamma=loss.r1_gamma, interval=d_int)
+            )
         self.after_step(ctx)
 
     def _path_length(self, ctx: StepContext, tokens: torch.Tensor, interval: int) -> PhaseLosses:

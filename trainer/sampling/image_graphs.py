@@ -53,18 +53,20 @@ def image_graph(G: torch.nn.Module, description: dict, *, class_index: Optional[
             raise ValueError(f"--class {class_index}: this export takes {allowed}")
         return _Translate(G, class_index).eval(), (torch.zeros(1, G.in_channels, res, res),), ["images"]
     if getattr(G, "generator", "unet") != "unet":
-        raise ValueError("ONNX/TorchScript graphs are written for the U-Net inpainting generator only; this export "
-                         "uses inpaint.generator=comod (sample it with `hiresgan sample --inpaint`)")
+        raise ValueError(
+            "ONNX/TorchScript graphs are written for the U-Net inpainting generator only; this export "
+            "uses inpaint.generator=comod (sample it with `hiresgan sample --inpaint`)"
+        )
     mask = torch.zeros(1, 1, res, res)
-    mask[:, :, res // 4:res // 2, res // 4:res // 2] = 1
+    mask[:, :, res // 4 : res // 2, res // 4 : res // 2] = 1
     return _Inpaint(G).eval(), (torch.zeros(1, G.img_channels, res, res), mask), ["images", "masks"]
 
 
-def write_image_graph(G: torch.nn.Module, description: dict, out: Path, fmt: str, *,
-                      class_index: Optional[int] = None, opset: int = 17) -> Path:
+def write_image_graph(
+    G: torch.nn.Module, description: dict, out: Path, fmt: str, *, class_index: Optional[int] = None, opset: int = 17
+) -> Path:
     graph, example, names = image_graph(G, description, class_index=class_index)
-    meta = {**description, "graph_inputs": names, "class_index": class_index,
-            "size_multiple": G.size_multiple}
+    meta = {**description, "graph_inputs": names, "class_index": class_index, "size_multiple": G.size_multiple}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -76,8 +78,16 @@ def write_image_graph(G: torch.nn.Module, description: dict, out: Path, fmt: str
             import onnx
 
             axes = {0: "batch", 2: "height", 3: "width"}
-            torch.onnx.export(graph, example, str(tmp), dynamo=False, opset_version=opset, input_names=names,
-                              output_names=["output"], dynamic_axes={n: axes for n in names + ["output"]})
+            torch.onnx.export(
+                graph,
+                example,
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=names,
+                output_names=["output"],
+                dynamic_axes={n: axes for n in names + ["output"]},
+            )
             model = onnx.load(str(tmp))
             onnx.helper.set_model_props(model, {"hiresgan": json.dumps(meta)})
             onnx.save(model, str(tmp))

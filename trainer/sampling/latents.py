@@ -39,8 +39,10 @@ def one_hot(class_index: Optional[int], c_dim: int, n: int, *, class_names=None)
             raise ValueError("--class was given but this generator is unconditional")
         return None
     if class_index is None:
-        raise ValueError(f"this generator is conditional: pass --class K with K in 0..{c_dim - 1}"
-                         + (f" ({', '.join(class_names)})" if class_names else ""))
+        raise ValueError(
+            f"this generator is conditional: pass --class K with K in 0..{c_dim - 1}"
+            + (f" ({', '.join(class_names)})" if class_names else "")
+        )
     if not 0 <= class_index < c_dim:
         raise ValueError(f"--class {class_index} is out of range: this generator has classes 0..{c_dim - 1}")
     c = torch.zeros([n, c_dim])
@@ -49,12 +51,20 @@ def one_hot(class_index: Optional[int], c_dim: int, n: int, *, class_names=None)
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, seeds: list[int], class_index: Optional[int], *, truncation: float = 1.0,
-             noise_mode: str = "const", device: torch.device | str = "cpu", batch: int = 32) -> torch.Tensor:
+def generate(
+    G: torch.nn.Module,
+    seeds: list[int],
+    class_index: Optional[int],
+    *,
+    truncation: float = 1.0,
+    noise_mode: str = "const",
+    device: torch.device | str = "cpu",
+    batch: int = 32,
+) -> torch.Tensor:
     """Images in [-1, 1], [len(seeds), C, H, W]."""
     out = []
     for start in range(0, len(seeds), batch):
-        chunk = seeds[start:start + batch]
+        chunk = seeds[start : start + batch]
         z = torch.cat([latent(s, G.z_dim) for s in chunk]).to(device)
         c = one_hot(class_index, G.c_dim, len(chunk))
         out.append(G(z, None if c is None else c.to(device), truncation_psi=truncation, noise_mode=noise_mode).cpu())
@@ -65,8 +75,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @torch.no_grad()
-def translate_folder(export: Path, folder: Path, out_dir: Path, *, direction: str = "ab", device: str = "cpu",
-                     batch: int = 32) -> list[Path]:
+def translate_folder(
+    export: Path, folder: Path, out_dir: Path, *, direction: str = "ab", device: str = "cpu", batch: int = 32
+) -> list[Path]:
     """Translate every image of `folder` with an image-to-image export (cyclegan): resized to the
     export's resolution, written under the same name (as PNG) to out_dir."""
     import numpy as np
@@ -74,8 +85,10 @@ def translate_folder(export: Path, folder: Path, out_dir: Path, *, direction: st
 
     G, description = load_generator(export, device)
     if description["family"] != "cyclegan":
-        raise ValueError(f"--translate needs an image-to-image export (family cyclegan); '{export}' is "
-                         f"{description['family']}: use --seeds instead")
+        raise ValueError(
+            f"--translate needs an image-to-image export (family cyclegan); '{export}' is "
+            f"{description['family']}: use --seeds instead"
+        )
     if direction not in ("ab", "ba"):
         raise ValueError(f"--direction {direction!r}: valid choices: ab, ba")
     folder = Path(folder)
@@ -89,7 +102,7 @@ def translate_folder(export: Path, folder: Path, out_dir: Path, *, direction: st
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for start in range(0, len(files), batch):
-        chunk = files[start:start + batch]
+        chunk = files[start : start + batch]
         arrays = []
         for f in chunk:
             with Image.open(f) as img:
@@ -103,15 +116,24 @@ def translate_folder(export: Path, folder: Path, out_dir: Path, *, direction: st
     return paths
 
 
-def sample_to_folder(export: Path, seeds: list[int], out_dir: Path, *, class_index: Optional[int] = None,
-                     truncation: float = 1.0, device: str = "cpu") -> list[Path]:
+def sample_to_folder(
+    export: Path,
+    seeds: list[int],
+    out_dir: Path,
+    *,
+    class_index: Optional[int] = None,
+    truncation: float = 1.0,
+    device: str = "cpu",
+) -> list[Path]:
     G, description = load_generator(export, device)
     if description["family"] in ("cyclegan", "pix2pix"):
-        raise ValueError(f"'{export}' translates images (family {description['family']}): pass --translate FOLDER "
-                         "instead of seeds")
+        raise ValueError(
+            f"'{export}' translates images (family {description['family']}): pass --translate FOLDER instead of seeds"
+        )
     if description["family"] == "inpaint":
-        raise ValueError(f"'{export}' fills holes (family inpaint): pass --inpaint IMAGES --masks MASKS "
-                         "instead of seeds")
+        raise ValueError(
+            f"'{export}' fills holes (family inpaint): pass --inpaint IMAGES --masks MASKS instead of seeds"
+        )
     one_hot(class_index, G.c_dim, 1, class_names=description.get("class_names"))  # validate before work
     images = to_uint8(generate(G, seeds, class_index, truncation=truncation, device=device))
     out_dir = Path(out_dir)
@@ -141,33 +163,43 @@ def class_grid(G: torch.nn.Module, seeds: list[int], *, truncation: float = 1.0)
 
 
 @torch.no_grad()
-def style_mixing_grid(G: torch.nn.Module, row_seeds: list[int], col_seeds: list[int], *, class_index: Optional[int],
-                      cutoff: int, truncation: float = 1.0) -> torch.Tensor:
+def style_mixing_grid(
+    G: torch.nn.Module,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    *,
+    class_index: Optional[int],
+    cutoff: int,
+    truncation: float = 1.0,
+) -> torch.Tensor:
     """(1 + rows) x (1 + cols) images: the top row and left column are the seeds' own images; cell
     (r, c) takes the first `cutoff` style inputs (coarse: pose, shape) from column seed c and the
     rest (fine: texture, colour) from row seed r. The top-left cell is blank."""
     if not 0 <= cutoff <= G.num_ws:
-        raise ValueError(f"--mix-cutoff {cutoff}: must be in 0..{G.num_ws} (this generator has {G.num_ws} style inputs)")
+        raise ValueError(
+            f"--mix-cutoff {cutoff}: must be in 0..{G.num_ws} (this generator has {G.num_ws} style inputs)"
+        )
     row_ws, col_ws = _ws(G, row_seeds, class_index, truncation), _ws(G, col_seeds, class_index, truncation)
     synth = lambda ws: G.synthesis(ws, noise_mode="const")  # noqa: E731
     row_img, col_img = synth(row_ws), synth(col_ws)
     cells = [torch.full_like(row_img[:1], -1), col_img]
     for r in range(len(row_seeds)):
-        mixed = row_ws[r:r + 1].repeat(len(col_seeds), 1, 1)
+        mixed = row_ws[r : r + 1].repeat(len(col_seeds), 1, 1)
         mixed[:, :cutoff] = col_ws[:, :cutoff]
-        cells += [row_img[r:r + 1], synth(mixed)]
+        cells += [row_img[r : r + 1], synth(mixed)]
     return torch.cat(cells)
 
 
 @torch.no_grad()
-def interpolation_frames(G: torch.nn.Module, seeds: list[int], *, class_index: Optional[int], frames: int,
-                         truncation: float = 1.0) -> torch.Tensor:
+def interpolation_frames(
+    G: torch.nn.Module, seeds: list[int], *, class_index: Optional[int], frames: int, truncation: float = 1.0
+) -> torch.Tensor:
     """Linear interpolation in W between consecutive seeds (and back to the first): a loop."""
     if len(seeds) < 2 or frames < 1:
         raise ValueError("--video needs at least two seeds and --frames >= 1")
     ws = _ws(G, seeds + seeds[:1], class_index, truncation)
     t = torch.arange(frames, dtype=ws.dtype) / frames
-    path = torch.cat([ws[i:i + 1].lerp(ws[i + 1:i + 2], t[:, None, None]) for i in range(len(seeds))])
+    path = torch.cat([ws[i : i + 1].lerp(ws[i + 1 : i + 2], t[:, None, None]) for i in range(len(seeds))])
     return torch.cat([G.synthesis(chunk, noise_mode="const") for chunk in path.split(16)])
 
 
@@ -176,8 +208,10 @@ def save_animation(images: torch.Tensor, path: Path, *, fps: int = 24) -> Path:
     from PIL import Image
 
     if path.suffix.lower() != ".gif":
-        raise ValueError(f"--video '{path}': only .gif is supported (MP4 needs ffmpeg, which hiresgan does not "
-                         "depend on); convert the GIF with ffmpeg if you need MP4")
+        raise ValueError(
+            f"--video '{path}': only .gif is supported (MP4 needs ffmpeg, which hiresgan does not "
+            "depend on); convert the GIF with ffmpeg if you need MP4"
+        )
     pixels = to_uint8(images)
     mode = "L" if pixels.shape[3] == 1 else "RGB"
     frames = [Image.fromarray(p[:, :, 0] if mode == "L" else p, mode) for p in pixels]

@@ -57,8 +57,10 @@ def read_image(path: Path, channels: int, *, strict: bool) -> torch.Tensor:
         with Image.open(path) as img:
             stored = 1 if img.mode in GRAY_MODES else 3
             if strict and stored != channels:
-                raise FileError(f"{path}: has {stored} colour channel(s) but the model reads {channels}; "
-                                f"convert it to {'grayscale' if channels == 1 else 'RGB'} first")
+                raise FileError(
+                    f"{path}: has {stored} colour channel(s) but the model reads {channels}; "
+                    f"convert it to {'grayscale' if channels == 1 else 'RGB'} first"
+                )
             pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except OSError as exc:
         raise FileError(f"{path}: not a readable image ({exc})") from None
@@ -78,8 +80,10 @@ def read_mask(path: Path, size: tuple[int, int]) -> torch.Tensor:
     except OSError as exc:
         raise FileError(f"{path}: not a readable mask ({exc})") from None
     if pixels.shape != size:
-        raise FileError(f"{path}: mask is {pixels.shape[1]}x{pixels.shape[0]} but its image is {size[1]}x{size[0]}; "
-                        "a mask must have its image's size")
+        raise FileError(
+            f"{path}: mask is {pixels.shape[1]}x{pixels.shape[0]} but its image is {size[1]}x{size[0]}; "
+            "a mask must have its image's size"
+        )
     missing = pixels > 127
     if missing.all():
         raise FileError(f"{path}: mask is all white (every pixel missing): nothing is left to fill from")
@@ -107,15 +111,16 @@ def _translate_one(G, x: torch.Tensor, tile: int) -> torch.Tensor:
         out = torch.empty(1, G.img_channels, *x.shape[2:])
         for top in range(0, x.shape[2], tile):
             for left in range(0, x.shape[3], tile):
-                part, (h, w) = padded(x[:, :, top:top + tile, left:left + tile], G.size_multiple)
-                out[:, :, top:top + h, left:left + w] = G(part).float().cpu()[:, :, :h, :w]
+                part, (h, w) = padded(x[:, :, top : top + tile, left : left + tile], G.size_multiple)
+                out[:, :, top : top + h, left : left + w] = G(part).float().cpu()[:, :, :h, :w]
         return out
     xp, (h, w) = padded(x, G.size_multiple)
     return G(xp).float().cpu()[:, :, :h, :w]
 
 
-def translate_folder(export: Path, folder: Path, out_dir: Path, *, device: str = "cpu", tile: int = 0,
-                     class_index: Optional[int] = None) -> tuple[list[Path], list[str]]:
+def translate_folder(
+    export: Path, folder: Path, out_dir: Path, *, device: str = "cpu", tile: int = 0, class_index: Optional[int] = None
+) -> tuple[list[Path], list[str]]:
     """pix2pix: translate every image of `folder` at its own size; (written paths, error lines)."""
     G, description = load_generator(export, device)
     if description["family"] != "pix2pix":
@@ -160,14 +165,16 @@ def _mask_for(image: Path, masks: Path) -> Path:
 
 
 @torch.no_grad()
-def inpaint_folder(export: Path, folder: Path, masks: Path, out_dir: Path, *,
-                   device: str = "cpu") -> tuple[list[Path], list[str]]:
+def inpaint_folder(
+    export: Path, folder: Path, masks: Path, out_dir: Path, *, device: str = "cpu"
+) -> tuple[list[Path], list[str]]:
     """Fill the white pixels of each image's mask (same file name in `masks`); known pixels are
     written back unchanged. Returns (written paths, error lines)."""
     G, description = load_generator(export, device)
     if description["family"] != "inpaint":
-        raise ValueError(f"--inpaint needs an inpainting export (family inpaint); '{export}' is "
-                         f"{description['family']}")
+        raise ValueError(
+            f"--inpaint needs an inpainting export (family inpaint); '{export}' is {description['family']}"
+        )
     masks = Path(masks)
     if not masks.is_dir():
         raise ValueError(f"--masks '{masks}' is not a folder of mask PNGs (white = missing)")
@@ -182,8 +189,10 @@ def inpaint_folder(export: Path, folder: Path, masks: Path, out_dir: Path, *,
             errors.append(str(exc))
             continue
         if G.fixed_size and tuple(pixels.shape[2:]) != (G.img_resolution, G.img_resolution):
-            errors.append(f"{f}: is {pixels.shape[3]}x{pixels.shape[2]} but this co-modulated export fills "
-                          f"{G.img_resolution}x{G.img_resolution} images only; crop or resize it first")
+            errors.append(
+                f"{f}: is {pixels.shape[3]}x{pixels.shape[2]} but this co-modulated export fills "
+                f"{G.img_resolution}x{G.img_resolution} images only; crop or resize it first"
+            )
             continue
         xp, (h, w) = padded(to_signed(pixels), G.size_multiple)
         mp, _ = padded(m, G.size_multiple, mode="constant")  # padding is known (0)
@@ -203,13 +212,15 @@ def run_folder_job(args) -> int:
 
     if args.inpaint is not None:
         if args.masks is None:
-            raise ValueError("--inpaint needs --masks MASKS: a folder of mask PNGs named like the images "
-                             "(white = missing)")
+            raise ValueError(
+                "--inpaint needs --masks MASKS: a folder of mask PNGs named like the images (white = missing)"
+            )
         paths, errors = inpaint_folder(args.export, args.inpaint, args.masks, args.out, device=args.device)
         done = f"inpainted {len(paths)} image(s)"
     else:
-        paths, errors = translate_folder(args.export, args.translate, args.out, device=args.device,
-                                         tile=args.tile, class_index=args.class_index)
+        paths, errors = translate_folder(
+            args.export, args.translate, args.out, device=args.device, tile=args.tile, class_index=args.class_index
+        )
         done = f"translated {len(paths)} image(s)"
     for line in errors:
         print(f"hiresgan: error: {line}", file=sys.stderr)

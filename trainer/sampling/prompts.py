@@ -24,8 +24,10 @@ def export_tokenizer(description: dict):
     """The tokenizer a text2img export was trained with."""
     kwargs = description.get("init_kwargs", {})
     if description.get("family") != "text2img":
-        raise PromptError(f"--prompt/--prompts: this export is model.family={description.get('family')}, which "
-                          "takes no text; sample it with --seeds (and --class) instead")
+        raise PromptError(
+            f"--prompt/--prompts: this export is model.family={description.get('family')}, which "
+            "takes no text; sample it with --seeds (and --class) instead"
+        )
     return build_tokenizer(kwargs.get("encoder", "builtin"), kwargs.get("tokenizer"), kwargs.get("context", 16))
 
 
@@ -58,24 +60,33 @@ def read_prompts(path: Path) -> list[str]:
 
 
 @torch.no_grad()
-def generate_for_prompt(G: torch.nn.Module, tokens: torch.Tensor, seeds: list[int], *, truncation: float = 1.0,
-                        batch: int = 64) -> torch.Tensor:
+def generate_for_prompt(
+    G: torch.nn.Module, tokens: torch.Tensor, seeds: list[int], *, truncation: float = 1.0, batch: int = 64
+) -> torch.Tensor:
     """Images [len(seeds), C, H, W] in [-1, 1] for one prompt's ids [L] (seed s: latent of seed s)."""
     from trainer.sampling.latents import latent
 
     device = next(G.parameters()).device
     out = []
     for start in range(0, len(seeds), batch):
-        chunk = seeds[start:start + batch]
+        chunk = seeds[start : start + batch]
         z = torch.cat([latent(s, G.z_dim) for s in chunk]).to(device)
         ids = tokens.to(device).unsqueeze(0).expand(len(chunk), -1)
         out.append(G(z, ids, truncation_psi=truncation, noise_mode="const").cpu())
     return torch.cat(out)
 
 
-def sample_prompts(export: Path, prompts: list[str], seeds: list[int], out_dir: Path, *, truncation: float = 1.0,
-                   device: str = "cpu", per_prompt_folders: bool = False,
-                   source: str = "--prompt") -> list[Path]:
+def sample_prompts(
+    export: Path,
+    prompts: list[str],
+    seeds: list[int],
+    out_dir: Path,
+    *,
+    truncation: float = 1.0,
+    device: str = "cpu",
+    per_prompt_folders: bool = False,
+    source: str = "--prompt",
+) -> list[Path]:
     """One PNG per (prompt, seed): out_dir/seedNNNN.png, or out_dir/i/seedNNNN.png per prompt line i."""
     from trainer.export import load_generator
     from trainer.images import save_png, to_uint8
@@ -108,11 +119,21 @@ def run_prompts(args) -> int:
     from trainer.sampling.latents import parse_seeds
 
     if args.prompt is None and args.prompts is None:
-        raise PromptError(f"'{args.export}' is a text-to-image export: give --prompt \"a red seven on a blue "
-                          "background\" or --prompts FILE (one prompt a line)")
+        raise PromptError(
+            f"'{args.export}' is a text-to-image export: give --prompt \"a red seven on a blue "
+            'background" or --prompts FILE (one prompt a line)'
+        )
     prompts, per_line, flag = prompt_flags(args.prompt, args.prompts)
-    paths = sample_prompts(args.export, prompts, parse_seeds(args.seeds), args.out, truncation=args.truncation,
-                           device=args.device, per_prompt_folders=per_line, source=flag)
+    paths = sample_prompts(
+        args.export,
+        prompts,
+        parse_seeds(args.seeds),
+        args.out,
+        truncation=args.truncation,
+        device=args.device,
+        per_prompt_folders=per_line,
+        source=flag,
+    )
     where = f"{args.out}/0..{len(prompts) - 1}/" if per_line else str(args.out)
     print(f"hiresgan: wrote {len(paths)} image(s) to {where}")
     return 0

@@ -60,14 +60,17 @@ class Conditioning:
     captions: bool  # write each sample's class name as a `.txt` caption (text exports)
 
 
-def class_conditioning(G: torch.nn.Module, description: dict, classes: Optional[Sequence[str]],
-                       export: Path) -> Conditioning:
+def class_conditioning(
+    G: torch.nn.Module, description: dict, classes: Optional[Sequence[str]], export: Path
+) -> Conditioning:
     """One-hot classes of a class-conditional export; `classes` are names or indices (None: all)."""
     c_dim = int(G.c_dim)
     if c_dim == 0:
-        raise SynthError(f"'{export}' is unconditional (family {description.get('family')}, no classes): synth "
-                         "writes labelled sets and CAS needs classes; use a class-conditional export "
-                         "(model.conditional=true with data.num_classes > 0) or a text export with --classes PROMPTS")
+        raise SynthError(
+            f"'{export}' is unconditional (family {description.get('family')}, no classes): synth "
+            "writes labelled sets and CAS needs classes; use a class-conditional export "
+            "(model.conditional=true with data.num_classes > 0) or a text export with --classes PROMPTS"
+        )
     names = description.get("class_names") or [str(k) for k in range(c_dim)]
     if classes is None:
         chosen = list(range(c_dim))
@@ -80,8 +83,10 @@ def class_conditioning(G: torch.nn.Module, description: dict, classes: Optional[
             elif item.isdigit() and int(item) < c_dim:
                 k = int(item)
             else:
-                raise SynthError(f"--classes {item!r}: '{export}' has no such class; its classes are "
-                                 f"{', '.join(names)} (names, or indices 0..{c_dim - 1})")
+                raise SynthError(
+                    f"--classes {item!r}: '{export}' has no such class; its classes are "
+                    f"{', '.join(names)} (names, or indices 0..{c_dim - 1})"
+                )
             if k in chosen:
                 raise SynthError(f"--classes names class {names[k]!r} twice; give each class once")
             chosen.append(k)
@@ -95,14 +100,17 @@ def class_conditioning(G: torch.nn.Module, description: dict, classes: Optional[
 def text_conditioning(description: dict, prompts: Optional[Sequence[str]], export: Path) -> Conditioning:
     """A text export: each prompt given with --classes is one class (label = its position)."""
     if not prompts:
-        raise SynthError(f"'{export}' is a text-to-image export: give the prompts that serve as classes, e.g. "
-                         "--classes 'a red three' 'a blue seven'")
+        raise SynthError(
+            f"'{export}' is a text-to-image export: give the prompts that serve as classes, e.g. "
+            "--classes 'a red three' 'a blue seven'"
+        )
     if len(set(prompts)) != len(prompts):
         raise SynthError("--classes names a prompt twice; give each prompt once")
     from trainer.text.encoders import build_tokenizer  # only text exports need the text package
 
-    tokenizer = build_tokenizer(description.get("text_encoder", "builtin"), description.get("tokenizer"),
-                                int(description.get("context", 16)))
+    tokenizer = build_tokenizer(
+        description.get("text_encoder", "builtin"), description.get("tokenizer"), int(description.get("context", 16))
+    )
     tokens = [tokenizer.encode(p, warn=True, source=f"--classes {p!r}") for p in prompts]
 
     def condition(labels: list[int]) -> torch.Tensor:
@@ -140,17 +148,31 @@ def check_out(out: Path, *, overwrite: bool) -> None:
     shards = [e for e in entries if e.startswith("shard-") and e.endswith(".tar")]
     other = [e for e in entries if e not in shards and e not in SHARD_SET_FILES]
     if other:
-        raise SynthError(f"--out '{out}' holds files that are not a shard set ({', '.join(other[:5])}); "
-                         "pick an empty or new folder")
+        raise SynthError(
+            f"--out '{out}' holds files that are not a shard set ({', '.join(other[:5])}); pick an empty or new folder"
+        )
     if not overwrite:
-        raise SynthError(f"--out '{out}' already holds a shard set ({len(shards)} shard(s)"
-                         f"{', manifest.json' if MANIFEST_NAME in entries else ''}); pass --overwrite to replace "
-                         "it, or pick another folder")
+        raise SynthError(
+            f"--out '{out}' already holds a shard set ({len(shards)} shard(s)"
+            f"{', manifest.json' if MANIFEST_NAME in entries else ''}); pass --overwrite to replace "
+            "it, or pick another folder"
+        )
 
 
-def synthesize(export: Path, out: Path, *, per_class: int, truncation: float = 1.0,
-               classes: Optional[Sequence[str]] = None, seed: int = 0, maxcount: int = DEFAULT_MAXCOUNT,
-               overwrite: bool = False, progress: bool = False, device: str = "cpu", batch: int = 64) -> Manifest:
+def synthesize(
+    export: Path,
+    out: Path,
+    *,
+    per_class: int,
+    truncation: float = 1.0,
+    classes: Optional[Sequence[str]] = None,
+    seed: int = 0,
+    maxcount: int = DEFAULT_MAXCOUNT,
+    overwrite: bool = False,
+    progress: bool = False,
+    device: str = "cpu",
+    batch: int = 64,
+) -> Manifest:
     """Write per_class images of each class of `export` to OUT as a labelled shard set; see the
     module docstring. Every argument is checked before anything is written."""
     export, out = Path(export), Path(out)
@@ -167,10 +189,18 @@ def synthesize(export: Path, out: Path, *, per_class: int, truncation: float = 1
         cond = text_conditioning(description, classes, export)
     else:
         cond = class_conditioning(G, description, classes, export)
-    args = {"per_class": per_class, "truncation": truncation, "classes": list(cond.names), "seed": seed,
-            "maxcount": maxcount, "format": "png", "export_sha256": file_sha256(str(weights))}
-    fingerprint = hashlib.sha256(json.dumps({"args": args, "pillow": PIL.__version__,
-                                             "torch": torch.__version__}, sort_keys=True).encode()).hexdigest()
+    args = {
+        "per_class": per_class,
+        "truncation": truncation,
+        "classes": list(cond.names),
+        "seed": seed,
+        "maxcount": maxcount,
+        "format": "png",
+        "export_sha256": file_sha256(str(weights)),
+    }
+    fingerprint = hashlib.sha256(
+        json.dumps({"args": args, "pillow": PIL.__version__, "torch": torch.__version__}, sort_keys=True).encode()
+    ).hexdigest()
     partial = out.with_name(out.name + ".partial")
     _prepare_partial(partial, fingerprint)
     plan = [(cond.indices[i % len(cond.indices)], i // len(cond.indices)) for i in range(per_class * len(cond.indices))]
@@ -180,18 +210,41 @@ def synthesize(export: Path, out: Path, *, per_class: int, truncation: float = 1
             name = SHARD_PATTERN.format(len(shards))
             info = finished_shard(str(partial), name, first, fingerprint)
             if info is None:
-                info = _write_shard(partial / name, first, plan[first:first + maxcount], G, cond, truncation=truncation,
-                                    seed=seed, device=device, batch=batch, bar=bar)
+                info = _write_shard(
+                    partial / name,
+                    first,
+                    plan[first : first + maxcount],
+                    G,
+                    cond,
+                    truncation=truncation,
+                    seed=seed,
+                    device=device,
+                    batch=batch,
+                    bar=bar,
+                )
                 write_record(str(partial), info, fingerprint)
             else:
                 bar.update(info.count)
             shards.append(info)
     manifest = Manifest(
-        num_samples=len(plan), resolution=int(G.img_resolution), channels=int(G.img_channels), format="png",
-        num_classes=cond.num_classes, class_names=cond.class_names, labelled=True, urls=brace_pattern(len(shards)),
-        shards=shards, args=args, source=str(export),
-        encoder={"pillow": PIL.__version__, "torch": torch.__version__, "generator": "hiresgan synth",
-                 "family": description.get("family")})
+        num_samples=len(plan),
+        resolution=int(G.img_resolution),
+        channels=int(G.img_channels),
+        format="png",
+        num_classes=cond.num_classes,
+        class_names=cond.class_names,
+        labelled=True,
+        urls=brace_pattern(len(shards)),
+        shards=shards,
+        args=args,
+        source=str(export),
+        encoder={
+            "pillow": PIL.__version__,
+            "torch": torch.__version__,
+            "generator": "hiresgan synth",
+            "family": description.get("family"),
+        },
+    )
     write_manifest(str(partial), manifest)
     if out.exists():  # --overwrite, checked above: the old set goes only once the new one is whole
         shutil.rmtree(out)
@@ -217,22 +270,43 @@ def _prepare_partial(partial: Path, fingerprint: str) -> None:
 
 
 @torch.no_grad()
-def _write_shard(path: Path, first: int, plan: list[tuple[int, int]], G: torch.nn.Module, cond: Conditioning, *,
-                 truncation: float, seed: int, device: str, batch: int, bar) -> ShardInfo:
+def _write_shard(
+    path: Path,
+    first: int,
+    plan: list[tuple[int, int]],
+    G: torch.nn.Module,
+    cond: Conditioning,
+    *,
+    truncation: float,
+    seed: int,
+    device: str,
+    batch: int,
+    bar,
+) -> ShardInfo:
     tar = ShardTar(str(path))
     try:
         for start in range(0, len(plan), batch):
-            chunk = plan[start:start + batch]
+            chunk = plan[start : start + batch]
             seeds = [sample_seed(seed, k, n) for k, n in chunk]
             labels = [k for k, _ in chunk]
             c = cond.condition(labels)
-            images = G(latents(seeds, G.z_dim).to(device), None if c is None else c.to(device),
-                       truncation_psi=truncation, noise_mode="const")
+            images = G(
+                latents(seeds, G.z_dim).to(device),
+                None if c is None else c.to(device),
+                truncation_psi=truncation,
+                noise_mode="const",
+            )
             for j, ((k, n), s, pixels) in enumerate(zip(chunk, seeds, to_uint8(images))):
                 name = cond.names[cond.indices.index(k)]
-                fields = {"png": png_bytes(pixels), "cls": str(k).encode("ascii"),
-                          "json": json.dumps({"class": k, "name": name, "n": n, "seed": s, "truncation": truncation},
-                                             sort_keys=True, separators=(",", ":")).encode("utf-8")}
+                fields = {
+                    "png": png_bytes(pixels),
+                    "cls": str(k).encode("ascii"),
+                    "json": json.dumps(
+                        {"class": k, "name": name, "n": n, "seed": s, "truncation": truncation},
+                        sort_keys=True,
+                        separators=(",", ":"),
+                    ).encode("utf-8"),
+                }
                 if cond.captions:
                     fields["txt"] = name.encode("utf-8")
                 tar.add("%08d" % (first + start + j), fields)

@@ -60,8 +60,10 @@ def _from_csv(path: str) -> dict[str, list[str]]:
     file_col = next((c for c in FILE_COLUMNS if c in fields), None)
     text_col = next((c for c in TEXT_COLUMNS if c in fields), None)
     if not rows or file_col is None or text_col is None:
-        raise ShardError(f"--captions {path}: needs a header row with a 'file' and a 'caption' column "
-                         f"(found: {', '.join(fields) or 'no rows'})")
+        raise ShardError(
+            f"--captions {path}: needs a header row with a 'file' and a 'caption' column "
+            f"(found: {', '.join(fields) or 'no rows'})"
+        )
     mapping: dict[str, list[str]] = {}
     for row in rows:
         row = {k.strip().lower(): v for k, v in row.items() if k is not None}
@@ -81,8 +83,9 @@ def _from_jsonl(path: str) -> dict[str, list[str]]:
                     name = next(obj[c] for c in FILE_COLUMNS if c in obj)
                     text = next(obj[c] for c in TEXT_COLUMNS if c in obj)
                 except (ValueError, StopIteration, TypeError):
-                    raise ShardError(f"--captions {path}: line {number} is not a JSON object with 'file' and "
-                                     "'caption'") from None
+                    raise ShardError(
+                        f"--captions {path}: line {number} is not a JSON object with 'file' and 'caption'"
+                    ) from None
                 texts = text if isinstance(text, list) else [text]
                 mapping.setdefault(_normalize(str(name)), []).extend(str(t) for t in texts)
     except OSError as e:
@@ -125,6 +128,9 @@ def resolve_captions(mode: str, items: list[Item], *, source_kind: str, source_p
             missing.append(it.key)
         values.append("\n".join(lines))
     if missing:
-        raise problem(f"images have no caption ({where}) or only empty ones", missing,
-                      "Add their captions, remove the images, or pass --captions none")
+        raise problem(
+            f"images have no caption ({where}) or only empty ones",
+            missing,
+            "Add their captions, remove the images, or pass --captions none",
+        )
     return Captions(values, mode)

@@ -58,8 +58,11 @@ def check_sizes(items: list[Item], size: int, mode: str) -> None:
     """Images too small for the crop size are an error listing them (never silently dropped)."""
     small = [f"{it.key}: {it.width}x{it.height}" for it in items if min(it.width, it.height) < size]
     if small:
-        raise problem(f"images are smaller than --resolution {size} on a side, which --crop {mode} needs", small,
-                      "Remove or enlarge them, or pass a smaller --resolution")
+        raise problem(
+            f"images are smaller than --resolution {size} on a side, which --crop {mode} needs",
+            small,
+            "Remove or enlarge them, or pass a smaller --resolution",
+        )
 
 
 class CropPlan:
@@ -73,8 +76,15 @@ class CropPlan:
             for box in crop_boxes(item, index, mode=mode, size=size, count=count, seed=seed):
                 self.parents.append(index)
                 self.boxes.append(box)
-                items.append(replace(item, key=f"{item.key}@{box[0]},{box[1]}", width=size, height=size,
-                                     meta={**item.meta, "crop": list(box)}))
+                items.append(
+                    replace(
+                        item,
+                        key=f"{item.key}@{box[0]},{box[1]}",
+                        width=size,
+                        height=size,
+                        meta={**item.meta, "crop": list(box)},
+                    )
+                )
         self.scan = replace(scan, items=items)
         self.labels = replace(labels, values=[labels.values[p] for p in self.parents])
 

@@ -129,8 +129,10 @@ def process(payload: Payload | tuple, s: EncodeSettings) -> bytes:
             return _encode(_crop_box(img, box), s)
         if s.crop == "full":
             if min(img.size) < s.resolution:
-                raise ValueError(f"is {img.size[0]}x{img.size[1]}, smaller than --resolution {s.resolution} "
-                                 "on a side (after EXIF orientation)")
+                raise ValueError(
+                    f"is {img.size[0]}x{img.size[1]}, smaller than --resolution {s.resolution} "
+                    "on a side (after EXIF orientation)"
+                )
             return _encode(img, s)
         img = _square(img, s.crop)
         if img.size != (s.resolution, s.resolution):

@@ -52,9 +52,7 @@ def load_label_file(path: str) -> dict[str, int]:
     elif isinstance(data, dict):
         pairs = list(data.items())
     else:
-        raise ShardError(
-            f'--labels {path}: expected {{"path": int, ...}} or {{"labels": [[path, int], ...]}}'
-        )
+        raise ShardError(f'--labels {path}: expected {{"path": int, ...}} or {{"labels": [[path, int], ...]}}')
     mapping: dict[str, int] = {}
     bad = []
     for key, value in pairs:
@@ -97,8 +95,7 @@ def resolve_labels(
         return Labels(values, names, len(names), mode)
     if not os.path.isfile(mode):
         raise ShardError(
-            f"--labels {mode!r}: no such file; use auto, none, from-folder-names or a path to a "
-            "labels JSON file"
+            f"--labels {mode!r}: no such file; use auto, none, from-folder-names or a path to a labels JSON file"
         )
     mapping = load_label_file(mode)
     missing = [it.key for it in items if _normalize(it.key) not in mapping]

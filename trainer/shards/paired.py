@@ -75,8 +75,9 @@ def _encode(path: Path, channels: int, resolution: int) -> tuple[bytes, tuple[in
     return out.getvalue(), size
 
 
-def write_paired_shards(inputs, targets, out_dir, *, resolution: int, channels="auto", input_channels="auto",
-                        maxcount: int = 10_000) -> PairedResult:
+def write_paired_shards(
+    inputs, targets, out_dir, *, resolution: int, channels="auto", input_channels="auto", maxcount: int = 10_000
+) -> PairedResult:
     """Write OUT/shard-*.tar + manifest.json from matching files of `inputs` and `targets`."""
     if resolution < 4 or resolution & (resolution - 1):
         raise ShardError(f"--resolution {resolution}: must be a power of two >= 4 (e.g. 32, 256, 1024)")
@@ -102,8 +103,10 @@ def write_paired_shards(inputs, targets, out_dir, *, resolution: int, channels="
     for k in keys:
         a_path, b_path = a_files[k], b_files[k]
         if probed[k][0] == 3 and input_channels == 1:
-            errors.append(f"{a_path}: input has 3 colour channels but --input-channels is 1 (an edge map or "
-                          "gray input must be a 1-channel image); convert it to grayscale")
+            errors.append(
+                f"{a_path}: input has 3 colour channels but --input-channels is 1 (an edge map or "
+                "gray input must be a 1-channel image); convert it to grayscale"
+            )
             continue
         try:
             a_bytes, a_size = _encode(a_path, input_channels, resolution)
@@ -112,27 +115,50 @@ def write_paired_shards(inputs, targets, out_dir, *, resolution: int, channels="
             errors.append(f"{a_path} / {b_path}: not a readable image ({exc})")
             continue
         if a_size != b_size:
-            errors.append(f"{a_path}: input is {a_size[0]}x{a_size[1]} but its target {b_path} is "
-                          f"{b_size[0]}x{b_size[1]}; a pair must have one size")
+            errors.append(
+                f"{a_path}: input is {a_size[0]}x{a_size[1]} but its target {b_path} is "
+                f"{b_size[0]}x{b_size[1]}; a pair must have one size"
+            )
             continue
         if tar is not None and tar.count >= maxcount:
             shards.append(_commit(tar, first))
             tar = None
         if tar is None:
             tar, first = ShardTar(os.path.join(out_dir, SHARD_PATTERN.format(len(shards)))), written
-        tar.add("%08d" % written, {"a.png": a_bytes, "b.png": b_bytes,
-                                   "json": json.dumps({"path": k}, separators=(",", ":")).encode()})
+        tar.add(
+            "%08d" % written,
+            {"a.png": a_bytes, "b.png": b_bytes, "json": json.dumps({"path": k}, separators=(",", ":")).encode()},
+        )
         written += 1
     if tar is not None:
         shards.append(_commit(tar, first))
     if not shards:
-        raise ShardError(f"no usable pairs between SRC '{inputs}' and --paired '{targets}' "
-                         f"({len(errors)} problem(s): {'; '.join(errors[:3])}); pair files by name")
-    args = {"resolution": resolution, "channels": channels, "input_channels": input_channels, "paired": True,
-            "targets": os.fspath(targets), "maxcount": maxcount}
-    manifest = Manifest(num_samples=written, resolution=resolution, channels=channels, format="png", num_classes=0,
-                        class_names=None, labelled=False, urls=brace_pattern(len(shards)), shards=shards,
-                        args=args, source=os.fspath(inputs), encoder={"pillow": PIL.__version__})
+        raise ShardError(
+            f"no usable pairs between SRC '{inputs}' and --paired '{targets}' "
+            f"({len(errors)} problem(s): {'; '.join(errors[:3])}); pair files by name"
+        )
+    args = {
+        "resolution": resolution,
+        "channels": channels,
+        "input_channels": input_channels,
+        "paired": True,
+        "targets": os.fspath(targets),
+        "maxcount": maxcount,
+    }
+    manifest = Manifest(
+        num_samples=written,
+        resolution=resolution,
+        channels=channels,
+        format="png",
+        num_classes=0,
+        class_names=None,
+        labelled=False,
+        urls=brace_pattern(len(shards)),
+        shards=shards,
+        args=args,
+        source=os.fspath(inputs),
+        encoder={"pillow": PIL.__version__},
+    )
     write_manifest(out_dir, manifest)
     return PairedResult(manifest, errors)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 from .encode import EncodeSettings, process_chunk
 from .sources.base import Payload

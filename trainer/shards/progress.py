@@ -20,13 +20,18 @@ def record_path(out_dir: str, shard_name: str) -> str:
     return os.path.join(out_dir, PROGRESS_DIR, shard_name[: -len(".tar")] + ".json")
 
 
-def write_record(out_dir: str, info: ShardInfo, fingerprint: str, *, end: int | None = None,
-                 skipped: list[str] | None = None) -> None:
+def write_record(
+    out_dir: str, info: ShardInfo, fingerprint: str, *, end: int | None = None, skipped: list[str] | None = None
+) -> None:
     """`end`: the item after this shard's span (its samples and the skipped items among them);
     `skipped`: those skipped items, so a resumed run still lists them."""
     os.makedirs(os.path.join(out_dir, PROGRESS_DIR), exist_ok=True)
-    data = {"fingerprint": fingerprint, **info.__dict__, "end": info.first + info.count if end is None else end,
-            "skipped": list(skipped or [])}
+    data = {
+        "fingerprint": fingerprint,
+        **info.__dict__,
+        "end": info.first + info.count if end is None else end,
+        "skipped": list(skipped or []),
+    }
     write_json_atomic(record_path(out_dir, info.name), data)
 
 

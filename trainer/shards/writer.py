@@ -48,8 +48,19 @@ ON_ERROR = ("skip", "stop")
 SKIPPED_NAME = "skipped.txt"  # OUT/skipped.txt: one "key: reason" line per image left out
 
 
-def check_settings(*, resolution, crop, fmt, quality, labels, maxcount, maxsize, workers, channels,
-                   crops_per_image=DEFAULT_CROPS_PER_IMAGE) -> int | None:
+def check_settings(
+    *,
+    resolution,
+    crop,
+    fmt,
+    quality,
+    labels,
+    maxcount,
+    maxsize,
+    workers,
+    channels,
+    crops_per_image=DEFAULT_CROPS_PER_IMAGE,
+) -> int | None:
     """Validate the flags (errors name the flag); returns the effective quality."""
     if not isinstance(crops_per_image, int) or crops_per_image < 1:
         raise ShardError(f"--crops-per-image {crops_per_image}: must be >= 1")
@@ -66,9 +77,7 @@ def check_settings(*, resolution, crop, fmt, quality, labels, maxcount, maxsize,
     elif not 1 <= quality <= 100:
         raise ShardError(f"--quality {quality}: must be in 1..100")
     if labels not in LABEL_MODES and not str(labels).lower().endswith(".json"):
-        raise ShardError(
-            f"--labels {labels!r}: use auto, none, from-folder-names or a path to a .json file"
-        )
+        raise ShardError(f"--labels {labels!r}: use auto, none, from-folder-names or a path to a .json file")
     if maxcount < 1:
         raise ShardError(f"--maxcount {maxcount}: must be >= 1")
     if maxsize < 1:
@@ -99,16 +108,22 @@ def _scan(src: Source, on_error: str = "stop") -> Scan:
         )
     unsupported = [f"{it.key}: mode {it.mode}" for it in scan.items if it.mode not in SUPPORTED_MODES]
     if unsupported:
-        raise problem("images have a pixel format that cannot be converted to 8-bit gray or RGB",
-                      unsupported, "Convert them to 8/16-bit gray or RGB first")
+        raise problem(
+            "images have a pixel format that cannot be converted to 8-bit gray or RGB",
+            unsupported,
+            "Convert them to 8/16-bit gray or RGB first",
+        )
     return scan
 
 
 def _check_square(items: list[Item]) -> None:
     bad = [f"{it.key}: {it.width}x{it.height}" for it in items if it.width != it.height]
     if bad:
-        raise problem("images are not square, and --crop none keeps the whole image", bad,
-                      "Use --crop center, or crop them to squares first")
+        raise problem(
+            "images are not square, and --crop none keeps the whole image",
+            bad,
+            "Use --crop center, or crop them to squares first",
+        )
 
 
 def _prepare_out(out_dir: str, overwrite: bool = False) -> None:
@@ -119,8 +134,10 @@ def _prepare_out(out_dir: str, overwrite: bool = False) -> None:
         unfinished = PROGRESS_DIR in entries and MANIFEST_NAME not in entries  # an interrupted run: resume it
         if entries and not unfinished:
             what = "a finished shard set (manifest.json)" if MANIFEST_NAME in entries else f"{len(entries)} file(s)"
-            raise ShardError(f"OUT {out_dir!r} is not empty: it holds {what}; pass --overwrite to replace the "
-                             "shards in it, or choose an empty folder (an interrupted run is resumed by itself)")
+            raise ShardError(
+                f"OUT {out_dir!r} is not empty: it holds {what}; pass --overwrite to replace the "
+                "shards in it, or choose an empty folder (an interrupted run is resumed by itself)"
+            )
     probe = os.path.join(out_dir, ".write-test")
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -170,8 +187,9 @@ def _remove_extra_shards(out_dir: str, num_shards: int) -> None:
 class _Run:
     """State of one writing pass: where shards go, what is done, what to undo on bad input."""
 
-    def __init__(self, out_dir, src, scan, labels, settings, fingerprint, maxcount, maxsize, captions=None,
-                 on_error="stop"):
+    def __init__(
+        self, out_dir, src, scan, labels, settings, fingerprint, maxcount, maxsize, captions=None, on_error="stop"
+    ):
         self.out_dir, self.src, self.scan, self.labels = out_dir, src, scan, labels
         self.on_error = on_error
         self.skipped: list[str] = []  # "key: reason" of every image left out (on_error="skip")
@@ -254,9 +272,9 @@ class _Run:
         for name in self.written:
             remove_shard(self.out_dir, name)
         raise problem(
-            "images could not be converted", errors,
-            "Writing stopped at the first failures (later files were not checked); fix or remove "
-            "them and rerun",
+            "images could not be converted",
+            errors,
+            "Writing stopped at the first failures (later files were not checked); fix or remove them and rerun",
         )
 
 
@@ -292,9 +310,18 @@ def write_shards(
     if on_error not in ON_ERROR:
         raise ShardError(f"--on-error {on_error!r}: must be one of {', '.join(ON_ERROR)}")
     source, out_dir = os.fspath(source), os.fspath(out_dir)
-    quality = check_settings(resolution=resolution, crop=crop, fmt=fmt, quality=quality, labels=labels,
-                             maxcount=maxcount, maxsize=maxsize, workers=workers, channels=channels,
-                             crops_per_image=crops_per_image)
+    quality = check_settings(
+        resolution=resolution,
+        crop=crop,
+        fmt=fmt,
+        quality=quality,
+        labels=labels,
+        maxcount=maxcount,
+        maxsize=maxsize,
+        workers=workers,
+        channels=channels,
+        crops_per_image=crops_per_image,
+    )
     src = open_source(source)
     try:
         scan = _scan(src, on_error)
@@ -303,16 +330,27 @@ def write_shards(
             _check_square(scan.items)
         if crop in WHOLE_IMAGE_CROPS + MULTI_CROPS:
             check_sizes(scan.items, resolution, crop)
-        lab = resolve_labels(labels, scan.items, source_kind=scan.kind,
-                             source_has_labels=scan.has_labels, source_path=source)
+        lab = resolve_labels(
+            labels, scan.items, source_kind=scan.kind, source_has_labels=scan.has_labels, source_path=source
+        )
         cap = resolve_captions(captions, scan.items, source_kind=scan.kind, source_path=source)
         if cap.captioned and crop in MULTI_CROPS:
-            raise ShardError(f"--captions with --crop {crop}: several crops of one image would share its caption; "
-                             "use --crop center/none/full, or --captions none")
+            raise ShardError(
+                f"--captions with --crop {crop}: several crops of one image would share its caption; "
+                "use --crop center/none/full, or --captions none"
+            )
         if channels == "auto":
             channels = 1 if all(it.mode in GRAY_MODES for it in scan.items) else 3
-        args = {"resolution": resolution, "crop": crop, "format": fmt, "quality": quality,
-                "labels": labels, "maxcount": maxcount, "maxsize": maxsize, "channels": channels}
+        args = {
+            "resolution": resolution,
+            "crop": crop,
+            "format": fmt,
+            "quality": quality,
+            "labels": labels,
+            "maxcount": maxcount,
+            "maxsize": maxsize,
+            "channels": channels,
+        }
         if crop == "random":
             args.update(crops_per_image=crops_per_image, crop_seed=crop_seed)
         if cap.captioned:  # only then, so uncaptioned sets keep their fingerprints
@@ -323,12 +361,24 @@ def write_shards(
             scan, lab, src = plan.scan, plan.labels, CroppedSource(src, plan)
         _prepare_out(out_dir, overwrite)
         settings = EncodeSettings(resolution, crop, fmt, quality, channels)
-        run = _Run(out_dir, src, scan, lab, settings, _fingerprint(args, scan, lab), maxcount, maxsize,
-                   captions=cap.values if cap.captioned else None, on_error=on_error)
+        run = _Run(
+            out_dir,
+            src,
+            scan,
+            lab,
+            settings,
+            _fingerprint(args, scan, lab),
+            maxcount,
+            maxsize,
+            captions=cap.values if cap.captioned else None,
+            on_error=on_error,
+        )
         _clean_out(out_dir)
         n = len(scan.items)
-        with Encoder(settings, workers) as enc, tqdm(total=n, unit="img", disable=not progress,
-                                                    desc="shards", dynamic_ncols=True) as bar:
+        with (
+            Encoder(settings, workers) as enc,
+            tqdm(total=n, unit="img", disable=not progress, desc="shards", dynamic_ncols=True) as bar,
+        ):
             start = 0
             while start < n:
                 done = finished_shard(out_dir, run.next_name(), start, run.fingerprint)
@@ -345,16 +395,28 @@ def write_shards(
         if len(run.skipped) >= n:
             for name in run.written:
                 remove_shard(out_dir, name)
-            raise problem("images could not be converted, which is all of them", skipped,
-                          "Nothing was written; fix the images or the settings and rerun")
+            raise problem(
+                "images could not be converted, which is all of them",
+                skipped,
+                "Nothing was written; fix the images or the settings and rerun",
+            )
         _write_skipped(out_dir, skipped)
         manifest = Manifest(
-            num_samples=n - len(run.skipped), skipped=skipped, resolution=resolution, channels=channels, format=run.ext,
-            num_classes=lab.num_classes, class_names=lab.class_names,
+            num_samples=n - len(run.skipped),
+            skipped=skipped,
+            resolution=resolution,
+            channels=channels,
+            format=run.ext,
+            num_classes=lab.num_classes,
+            class_names=lab.class_names,
             labelled=lab.num_classes > 0 or any(v is not None for v in lab.values),
-            urls=brace_pattern(len(run.shards)), shards=run.shards, args=args,
-            source=source, encoder={"pillow": PIL.__version__},
-            captioned=cap.captioned, caption_words=count_words(cap.values) if cap.captioned else None,
+            urls=brace_pattern(len(run.shards)),
+            shards=run.shards,
+            args=args,
+            source=source,
+            encoder={"pillow": PIL.__version__},
+            captioned=cap.captioned,
+            caption_words=count_words(cap.values) if cap.captioned else None,
         )
         write_manifest(out_dir, manifest)
         return manifest

@@ -45,7 +45,7 @@ def bicubic_up(lr: np.ndarray, scale: int) -> np.ndarray:
 def modcrop(hr: np.ndarray, scale: int) -> np.ndarray:
     """Crop [C, H, W] to the largest H, W that divide by the scale (the benchmark convention)."""
     c, h, w = hr.shape
-    return hr[:, :h - h % scale, :w - w % scale]
+    return hr[:, : h - h % scale, : w - w % scale]
 
 
 class PairDecoder:

@@ -51,8 +51,12 @@ def read_image(path: Path) -> LoadedImage:
             if img.mode in ("LA", "La", "RGBA", "RGBa"):
                 rgba = np.asarray(img.convert("RGBA"))
                 mode = "RGBA"
-                return LoadedImage(np.ascontiguousarray(rgba[..., :3].transpose(2, 0, 1)), mode,
-                                   np.ascontiguousarray(rgba[..., 3]), tuple(notes + ["alpha upscaled by bicubic"]))
+                return LoadedImage(
+                    np.ascontiguousarray(rgba[..., :3].transpose(2, 0, 1)),
+                    mode,
+                    np.ascontiguousarray(rgba[..., 3]),
+                    tuple(notes + ["alpha upscaled by bicubic"]),
+                )
             rgb = np.asarray(img.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"'{path}': cannot read it as an image ({type(exc).__name__}: {exc})") from None
@@ -77,5 +81,8 @@ def write_image(path: Path, rgb: np.ndarray, *, mode: str = "RGB", alpha: Option
 
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder (not recursive), sorted; hidden files skipped."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )

@@ -25,16 +25,30 @@ def interpolate(psnr: Path, gan: Path, alpha: float, out: Path) -> Path:
         raise ExportError("both exports must be super-resolution (esrgan) exports of the same architecture")
     mixed = {k: (1 - alpha) * v + alpha * G_gan.state_dict()[k] for k, v in G_psnr.state_dict().items()}
     G_psnr.load_state_dict(mixed)
-    own = {"format", "format_version", "family", "init_kwargs", "z_dim", "c_dim", "img_resolution", "img_channels",
-           "class_names", "pixel_range", "training"}
+    own = {
+        "format",
+        "format_version",
+        "family",
+        "init_kwargs",
+        "z_dim",
+        "c_dim",
+        "img_resolution",
+        "img_channels",
+        "class_names",
+        "pixel_range",
+        "training",
+    }
     metadata = {k: v for k, v in d_gan.items() if k not in own}
     metadata["interpolation"] = {"alpha": alpha, "psnr": str(psnr), "gan": str(gan)}
     return export_generator(G_psnr, out, training=d_gan.get("training"), metadata=metadata)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.superres.interpolate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.superres.interpolate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("psnr", type=Path)
     parser.add_argument("gan", type=Path)
     parser.add_argument("--alpha", type=float, required=True)

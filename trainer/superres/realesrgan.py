@@ -35,9 +35,9 @@ def sinc_kernel(size: int, cutoff: float) -> torch.Tensor:
     """A circular low-pass (2-D sinc, the jinc) with cutoff in radians per pixel: ringing artefacts."""
     r = torch.arange(size, dtype=torch.float64) - size // 2
     y, x = torch.meshgrid(r, r, indexing="ij")
-    rad = torch.sqrt(x ** 2 + y ** 2)
+    rad = torch.sqrt(x**2 + y**2)
     k = cutoff * torch.special.bessel_j1(cutoff * rad) / (2 * math.pi * rad.clamp_min(1e-12))
-    k[rad == 0] = cutoff ** 2 / (4 * math.pi)
+    k[rad == 0] = cutoff**2 / (4 * math.pi)
     return (k / k.sum()).float()
 
 
@@ -68,16 +68,22 @@ def _resize(img: torch.Tensor, size: tuple[int, int], rng: np.random.Generator) 
     return F.interpolate(img[None], size=size, mode=mode, align_corners=False, antialias=True)[0]
 
 
-def _random_resize(img: torch.Tensor, rng: np.random.Generator, up: tuple[float, float],
-                   down: tuple[float, float], probs: tuple[float, float, float]) -> torch.Tensor:
+def _random_resize(
+    img: torch.Tensor,
+    rng: np.random.Generator,
+    up: tuple[float, float],
+    down: tuple[float, float],
+    probs: tuple[float, float, float],
+) -> torch.Tensor:
     kind = rng.choice(3, p=probs)
     factor = rng.uniform(*up) if kind == 0 else rng.uniform(*down) if kind == 1 else 1.0
     h, w = img.shape[1:]
     return _resize(img, (int(h * factor), int(w * factor)), rng)
 
 
-def _noise(img: torch.Tensor, rng: np.random.Generator, sigma: tuple[float, float],
-           poisson: tuple[float, float]) -> torch.Tensor:
+def _noise(
+    img: torch.Tensor, rng: np.random.Generator, sigma: tuple[float, float], poisson: tuple[float, float]
+) -> torch.Tensor:
     gray = rng.random() < 0.4
     shape = (1, *img.shape[1:]) if gray else img.shape
     if rng.random() < 0.5:
@@ -115,8 +121,11 @@ def second_order(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
     img = _random_resize(img, rng, (1.0, 1.2), (0.3, 1.2), (0.3, 0.4, 0.3))
     img = _noise(img, rng, (1.0, 25.0), (0.05, 2.5))
     # Final: the target size, then a sinc filter and JPEG in either order
-    sinc = sinc_kernel(int(rng.choice([7, 9, 11, 13, 15, 17, 19, 21])), rng.uniform(math.pi / 3, math.pi)) \
-        if rng.random() < 0.8 else None
+    sinc = (
+        sinc_kernel(int(rng.choice([7, 9, 11, 13, 15, 17, 19, 21])), rng.uniform(math.pi / 3, math.pi))
+        if rng.random() < 0.8
+        else None
+    )
     if rng.random() < 0.5:
         img = _resize(img, (h // scale, w // scale), rng)
         img = _filter(img, sinc) if sinc is not None else img

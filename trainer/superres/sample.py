@@ -47,8 +47,10 @@ def load_upscaler(export: Path, device: str = "cpu"):
     except (ExportError, ValueError) as exc:
         raise UpscaleError(f"cannot load the export: {exc}") from None
     if description.get("family") != "esrgan" or "scale" not in description:
-        raise UpscaleError(f"'{export}' is a {description.get('family')!r} export, not a super-resolution model; "
-                           "--upscale needs an esrgan export (e.g. runs/sr_photos/export)")
+        raise UpscaleError(
+            f"'{export}' is a {description.get('family')!r} export, not a super-resolution model; "
+            "--upscale needs an esrgan export (e.g. runs/sr_photos/export)"
+        )
     return G, int(description["scale"])
 
 
@@ -81,12 +83,16 @@ def upscale_folder(export: Path, src: Path, out: Path, *, tile: int = DEFAULT_TI
 def run_upscale(args) -> int:
     """The CLI's --upscale job: 0 when every image was written, 1 when some failed, 2 when none could be."""
     if args.upscale is None:
-        print(f"hiresgan sample: error: '{args.export}' is a super-resolution export; pass --upscale IMAGES "
-              "(a folder) instead of --seeds", file=sys.stderr)
+        print(
+            f"hiresgan sample: error: '{args.export}' is a super-resolution export; pass --upscale IMAGES "
+            "(a folder) instead of --seeds",
+            file=sys.stderr,
+        )
         return 2
     try:
-        written, errors = upscale_folder(args.export, args.upscale, args.out, tile=args.tile or DEFAULT_TILE,
-                                         device=args.device)
+        written, errors = upscale_folder(
+            args.export, args.upscale, args.out, tile=args.tile or DEFAULT_TILE, device=args.device
+        )
     except UpscaleError as exc:
         print(f"hiresgan sample: error: {exc}", file=sys.stderr)
         return 2

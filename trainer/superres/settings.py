@@ -56,11 +56,16 @@ def _sha256(path: Path) -> str:
 def validate_superres(cfg, fail: Callable[[str, str], None]) -> None:
     """Always: ranges and choices. Family esrgan: shapes, loss keys it does not read, weights file."""
     s = cfg.sr
-    choices = {"sr.scale": (s.scale, SCALES), "sr.degradation": (s.degradation, ("bicubic", "realesrgan")),
-               "sr.upsample": (s.upsample, ("nearest", "pixelshuffle")),
-               "sr.residual": (s.residual, ("none", "bicubic")),
-               "sr.stage": (s.stage, STAGES), "sr.discriminator": (s.discriminator, DISCRIMINATORS),
-               "sr.gan_loss": (s.gan_loss, GAN_LOSSES), "sr.val_metrics_on": (s.val_metrics_on, VAL_METRICS_ON)}
+    choices = {
+        "sr.scale": (s.scale, SCALES),
+        "sr.degradation": (s.degradation, ("bicubic", "realesrgan")),
+        "sr.upsample": (s.upsample, ("nearest", "pixelshuffle")),
+        "sr.residual": (s.residual, ("none", "bicubic")),
+        "sr.stage": (s.stage, STAGES),
+        "sr.discriminator": (s.discriminator, DISCRIMINATORS),
+        "sr.gan_loss": (s.gan_loss, GAN_LOSSES),
+        "sr.val_metrics_on": (s.val_metrics_on, VAL_METRICS_ON),
+    }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             fail(key, f"got {value!r}; valid choices: {', '.join(map(str, allowed))}")
@@ -73,28 +78,37 @@ def validate_superres(cfg, fail: Callable[[str, str], None]) -> None:
     if cfg.model.family != "esrgan":
         return
     if cfg.data.resolution % s.scale or cfg.data.resolution // s.scale < 4:
-        fail("data.resolution", f"got {cfg.data.resolution}; the HR crop must divide by sr.scale={s.scale} into at "
-             "least 4 LR pixels")
+        fail(
+            "data.resolution",
+            f"got {cfg.data.resolution}; the HR crop must divide by sr.scale={s.scale} into at least 4 LR pixels",
+        )
     if s.discriminator == "unet" and cfg.data.resolution < 16:
         fail("data.resolution", f"got {cfg.data.resolution}; the U-Net D needs HR crops of at least 16")
     if cfg.c_dim:
         fail("model.conditional", "is true; model.family=esrgan takes no labels: set model.conditional=false")
     if cfg.augment.kind != "none" or cfg.loss.r1_gamma > 0:
-        fail("augment.kind" if cfg.augment.kind != "none" else "loss.r1_gamma",
-             "is not applied by model.family=esrgan; set augment.kind=none and loss.r1_gamma=0")
+        fail(
+            "augment.kind" if cfg.augment.kind != "none" else "loss.r1_gamma",
+            "is not applied by model.family=esrgan; set augment.kind=none and loss.r1_gamma=0",
+        )
     if s.init_from and not Path(s.init_from).expanduser().exists():
         fail("sr.init_from", f"'{s.init_from}' does not exist; pass a PSNR-stage export folder or its .safetensors")
     if s.perceptual_weight > 0:
         if not s.perceptual_weights:
-            fail("sr.perceptual_weights", "is empty but sr.perceptual_weight > 0 needs a VGG19 features safetensors "
-                 "file (docs/SUPERRES.md); or set sr.perceptual_weight=0")
+            fail(
+                "sr.perceptual_weights",
+                "is empty but sr.perceptual_weight > 0 needs a VGG19 features safetensors "
+                "file (docs/SUPERRES.md); or set sr.perceptual_weight=0",
+            )
         weights = Path(s.perceptual_weights).expanduser()
         if not weights.is_file():
             fail("sr.perceptual_weights", f"'{weights}' does not exist")
         sha = s.perceptual_sha256.lower()
         if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
-            fail("sr.perceptual_sha256", f"got {s.perceptual_sha256!r}; must be the 64-hex-digit SHA-256 of "
-                 "sr.perceptual_weights")
+            fail(
+                "sr.perceptual_sha256",
+                f"got {s.perceptual_sha256!r}; must be the 64-hex-digit SHA-256 of sr.perceptual_weights",
+            )
         actual = _sha256(weights)
         if actual != sha:
             fail("sr.perceptual_sha256", f"'{weights}' has SHA-256 {actual}, not {sha}; is it the file you meant?")

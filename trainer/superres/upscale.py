@@ -39,8 +39,9 @@ def upscale_tensor(G, lr: torch.Tensor, *, scale: int, tile: int = 128, overlap:
             py1, px1 = min(y1 + overlap, h), min(x1 + overlap, w)
             sr = G(lr[:, :, py0:py1, px0:px1].to(dtype)).float()  # [1, C, (py1-py0)*s, (px1-px0)*s]
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
-            out[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-                sr[:, :, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+            out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = sr[
+                :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
+            ]
     return out
 
 

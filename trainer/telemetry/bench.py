@@ -13,8 +13,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from trainer.telemetry.prometheus import TrainingMetrics
 
-LOSSES = {"G/adversarial": .7, "G/fake_score": .1, "G/path_length": .1, "G/pl_mean": 1., "D/adversarial": 1.,
-          "D/real_score": .1, "D/fake_score": .1, "D/real_sign": .2, "D/r1": .01}
+LOSSES = {
+    "G/adversarial": 0.7,
+    "G/fake_score": 0.1,
+    "G/path_length": 0.1,
+    "G/pl_mean": 1.0,
+    "D/adversarial": 1.0,
+    "D/real_score": 0.1,
+    "D/fake_score": 0.1,
+    "D/real_sign": 0.2,
+    "D/r1": 0.01,
+}
 
 
 def best_of(fn, calls: int, repeats: int = 5) -> float:
@@ -39,13 +48,22 @@ def main() -> None:
             m.observe_phase(phase, 0.1)
 
     def log_step():
-        m.observe_log(kimg=1.0, losses=LOSSES, lrs={"G": 2e-3, "D": 2e-3}, ema_beta=0.99, grad_norms={"G": 1., "D": 1.},
-                      skipped_steps={"G": 0, "D": 0}, loss_scales={"G": 1., "D": 1.})
+        m.observe_log(
+            kimg=1.0,
+            losses=LOSSES,
+            lrs={"G": 2e-3, "D": 2e-3},
+            ema_beta=0.99,
+            grad_norms={"G": 1.0, "D": 1.0},
+            skipped_steps={"G": 0, "D": 0},
+            loss_scales={"G": 1.0, "D": 1.0},
+        )
 
     step_us, log_us = best_of(step, 20000), best_of(log_step, 2000)
     scrape_us = best_of(lambda: generate_latest(registry), 300)
-    print(f"per step: {step_us:.1f} us; per log step: {log_us:.1f} us; per scrape: {scrape_us / 1000:.2f} ms "
-          f"({len(generate_latest(registry))} bytes)")
+    print(
+        f"per step: {step_us:.1f} us; per log step: {log_us:.1f} us; per scrape: {scrape_us / 1000:.2f} ms "
+        f"({len(generate_latest(registry))} bytes)"
+    )
 
 
 if __name__ == "__main__":

@@ -61,31 +61,62 @@ CATALOG: tuple[MetricSpec, ...] = (
     _c("steps", "steps", "Training steps (one batch each) completed by this rank"),
     _g("progress_kimg", "kimg", "Training progress in thousands of real images, all ranks together"),
     _g("target_kimg", "kimg", "Training length in kimg (progress_kimg / target_kimg is the fraction done)"),
-    _g("last_step_timestamp_seconds", "seconds",
-       "Unix time this rank last finished a step (start of training before the first one)"),
-    _g("evaluation_started_timestamp_seconds", "seconds",
-       "Unix time the in-training evaluation now running started (0 when none runs); the stall alert waits "
-       "for it"),
+    _g(
+        "last_step_timestamp_seconds",
+        "seconds",
+        "Unix time this rank last finished a step (start of training before the first one)",
+    ),
+    _g(
+        "evaluation_started_timestamp_seconds",
+        "seconds",
+        "Unix time the in-training evaluation now running started (0 when none runs); the stall alert waits for it",
+    ),
     _h("step_duration_seconds", "seconds", "Wall time of one training step, data wait included", STEP_BUCKETS),
     _h("data_wait_seconds", "seconds", "Time a step waited for its batch from the data stream", WAIT_BUCKETS),
-    _h("phase_duration_seconds", "seconds", "Wall time per training phase (G_main, G_reg, D_main, D_reg)",
-       STEP_BUCKETS, ("phase",)),
+    _h(
+        "phase_duration_seconds",
+        "seconds",
+        "Wall time per training phase (G_main, G_reg, D_main, D_reg)",
+        STEP_BUCKETS,
+        ("phase",),
+    ),
     # Losses and regularizers (log steps; averaged over the log interval and over ranks)
-    _g("loss", "", "Loss per network and term (adversarial, path_length, r1), averaged over the log interval",
-       ("network", "term")),
-    _g("discriminator_logit_mean", "", "Mean D output on real or generated images during a phase",
-       ("network", "input")),
+    _g(
+        "loss",
+        "",
+        "Loss per network and term (adversarial, path_length, r1), averaged over the log interval",
+        ("network", "term"),
+    ),
+    _g(
+        "discriminator_logit_mean", "", "Mean D output on real or generated images during a phase", ("network", "input")
+    ),
     _g("path_length_mean", "", "Running mean of the path length (the path-length regularizer's target)"),
-    _g("grad_norm", "", "L2 norm of the network's gradient (after averaging over ranks), sampled on log steps",
-       ("network",)),
-    _c("skipped_steps", "steps", "Optimizer steps DeepSpeed skipped for non-finite gradients (fp16 overflow)",
-       ("network",)),
+    _g(
+        "grad_norm",
+        "",
+        "L2 norm of the network's gradient (after averaging over ranks), sampled on log steps",
+        ("network",),
+    ),
+    _c(
+        "skipped_steps",
+        "steps",
+        "Optimizer steps DeepSpeed skipped for non-finite gradients (fp16 overflow)",
+        ("network",),
+    ),
     _c("nonfinite_loss_logs", "logs", "Log intervals whose averaged loss was NaN or infinite", ("network",)),
-    _g("sample_diversity_ratio", "ratio",
-       "Mode-collapse signal: pairwise distance of D features of fixed-latent G_ema samples over that of a real "
-       "batch (about 1 healthy; falling toward 0: collapse)"),
-    _g("validation_score", "", "A family's score of G_ema on held-out data at each sample grid (esrgan: sr_psnr, "
-       "sr_ssim, sr_sharpness, bicubic_psnr, bicubic_ssim, bicubic_sharpness, sr_psnr_gain_db; rank 0)", ("metric",)),
+    _g(
+        "sample_diversity_ratio",
+        "ratio",
+        "Mode-collapse signal: pairwise distance of D features of fixed-latent G_ema samples over that of a real "
+        "batch (about 1 healthy; falling toward 0: collapse)",
+    ),
+    _g(
+        "validation_score",
+        "",
+        "A family's score of G_ema on held-out data at each sample grid (esrgan: sr_psnr, "
+        "sr_ssim, sr_sharpness, bicubic_psnr, bicubic_ssim, bicubic_sharpness, sr_psnr_gain_db; rank 0)",
+        ("metric",),
+    ),
     # Augmentation and discriminator overfitting
     _g("augment_probability", "ratio", "Augmentation probability p (0 when the family has no ADA)"),
     _g("ada_rt", "ratio", "ADA overfitting signal r_t = E[sign(D(real))], -1..1; ADA targets 0.6"),
@@ -98,15 +129,21 @@ CATALOG: tuple[MetricSpec, ...] = (
     # Data, checkpoints, resources, topology
     _c("corrupt_samples", "samples", "Unreadable data samples skipped"),
     _g("checkpoint_duration_seconds", "seconds", "Wall time of the last checkpoint write"),
-    _g("last_checkpoint_timestamp_seconds", "seconds",
-       "Unix time of the last complete checkpoint (or of the start of training before the first one)"),
+    _g(
+        "last_checkpoint_timestamp_seconds",
+        "seconds",
+        "Unix time of the last complete checkpoint (or of the start of training before the first one)",
+    ),
     _g("process_resident_memory_bytes", "bytes", "Resident memory of the training process"),
     _g("cuda_memory_allocated_bytes", "bytes", "CUDA memory held by tensors (GPU runs only)"),
     _g("cuda_memory_reserved_bytes", "bytes", "CUDA memory reserved by the caching allocator (GPU runs only)"),
     _g("world_size", "ranks", "Ranks in the job"),
-    _g("rank_info", "", "Always 1; labels gpu and Hostname join a rank to NVIDIA DCGM exporter series",
-       ("gpu", "Hostname")),
+    _g(
+        "rank_info",
+        "",
+        "Always 1; labels gpu and Hostname join a rank to NVIDIA DCGM exporter series",
+        ("gpu", "Hostname"),
+    ),
 )
 # Loss terms that are not losses: routed to their own gauges by observe_log.
 SCORE_INPUTS = {"real_score": "real", "fake_score": "fake"}
-

@@ -11,9 +11,15 @@ class ProgressBar:
     def __init__(self, *, total_kimg: float, start_kimg: float, enabled: bool):
         self._bar = None
         if enabled:
-            self._bar = tqdm(total=round(total_kimg, 3), initial=round(start_kimg, 3), unit="kimg",
-                             dynamic_ncols=True, file=sys.stderr, mininterval=1.0,
-                             bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
+            self._bar = tqdm(
+                total=round(total_kimg, 3),
+                initial=round(start_kimg, 3),
+                unit="kimg",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                mininterval=1.0,
+                bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]",
+            )
         self._last = start_kimg
 
     def update(self, kimg: float, record: dict) -> None:

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 PORT_ATTEMPTS = 64
 
 
-def serve(registry: CollectorRegistry, *, port: int, bind: str, stride: int = 1,
-          attempts: int = PORT_ATTEMPTS) -> tuple[object, int]:
+def serve(
+    registry: CollectorRegistry, *, port: int, bind: str, stride: int = 1, attempts: int = PORT_ATTEMPTS
+) -> tuple[object, int]:
     """Start this rank's HTTP endpoint: (server, port it serves on). A taken port (another exporter,
     another job on the node) is not fatal: the next free one of port + k * stride is used and
     logged. Only when none is free, or the address itself cannot be bound, one clear error names
@@ -42,24 +43,29 @@ def serve(registry: CollectorRegistry, *, port: int, bind: str, stride: int = 1,
             if exc.errno != errno.EADDRINUSE:
                 raise MetricsError(
                     f"metrics endpoint: cannot bind {bind}:{candidate} ({exc.strerror}); set metrics.bind to an "
-                    f"address of this node (or auto), or metrics.port=0 to disable") from None
+                    f"address of this node (or auto), or metrics.port=0 to disable"
+                ) from None
             tried.append(candidate)
             continue
         if tried:
-            log.warning("metrics: port(s) %s already in use on %s; serving on %d instead (the targets file says so)",
-                        ",".join(map(str, tried)), bind, candidate)
+            log.warning(
+                "metrics: port(s) %s already in use on %s; serving on %d instead (the targets file says so)",
+                ",".join(map(str, tried)),
+                bind,
+                candidate,
+            )
         return server, candidate
     raise MetricsError(
         f"metrics endpoint: cannot bind {bind}:{port} (Address already in use, and {len(tried) - 1} more port(s) "
-        f"after it); set metrics.port to a free base port (local rank r uses port + r) or metrics.port=0 to disable")
+        f"after it); set metrics.port to a free base port (local rank r uses port + r) or metrics.port=0 to disable"
+    )
 
 
 def node_address(node: str, *, timeout: float = 30) -> str:
     """The address SLURM reaches a node at (its NodeAddr), falling back to the node's name; the
     rendezvous and a central Prometheus reach the node there."""
     try:
-        out = subprocess.run(["scontrol", "show", "node", node], capture_output=True, text=True,
-                             timeout=timeout).stdout
+        out = subprocess.run(["scontrol", "show", "node", node], capture_output=True, text=True, timeout=timeout).stdout
     except (OSError, subprocess.TimeoutExpired):
         return node
     match = re.search(r"NodeAddr=(\S+)", out)
@@ -112,8 +118,16 @@ class RankEndpoint:
     exit, so a finished run leaves no `up == 0` behind; after a crash it stays and the rank-down
     alert fires. The identity labels go on the target too, so `up` carries job and rank."""
 
-    def __init__(self, registry: CollectorRegistry, *, run_dir: Path, port: int, bind: str,
-                 identity: Mapping[str, str], port_stride: int = 1):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        run_dir: Path,
+        port: int,
+        bind: str,
+        identity: Mapping[str, str],
+        port_stride: int = 1,
+    ):
         self.scrapes = ScrapeClock()
         registry.register(self.scrapes)
         self.server, port = serve(registry, port=port, bind=bind, stride=port_stride)
@@ -145,4 +159,3 @@ class ScrapeClock:
     def collect(self):
         self.last_started = time.monotonic()
         return []
-

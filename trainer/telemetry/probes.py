@@ -8,10 +8,16 @@ from typing import Mapping, Optional
 
 import torch
 
+
 def rank_identity(*, job: str, rank: int, local_rank: int, node: str) -> dict[str, str]:
     """The identity labels of a rank (the SLURM job id from the environment, '' outside SLURM)."""
-    return {"job": job, "rank": str(rank), "local_rank": str(local_rank), "node": node,
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
+    return {
+        "job": job,
+        "rank": str(rank),
+        "local_rank": str(local_rank),
+        "node": node,
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+    }
 
 
 def grad_norm(module: torch.nn.Module) -> Optional[torch.Tensor]:
@@ -38,8 +44,11 @@ def engine_stats(engines: Mapping[str, object], *, measured: Mapping[str, Option
             norms[network] = float(norm)
         scale = getattr(getattr(engine, "optimizer", None), "cur_scale", None)
         scales[network] = float(scale) if scale is not None else 1.0
-    return {"grad_norms": norms, "loss_scales": scales,
-            "skipped_steps": {n: int(getattr(e, "skipped_steps", 0)) for n, e in engines.items()}}
+    return {
+        "grad_norms": norms,
+        "loss_scales": scales,
+        "skipped_steps": {n: int(getattr(e, "skipped_steps", 0)) for n, e in engines.items()},
+    }
 
 
 def gpu_label(local_rank: int) -> str:
@@ -84,11 +93,12 @@ class DiversityProbe:
         spreads = []
         for images in (fake, real[:n]):
             captured = []
-            hook = layer.register_forward_hook(lambda _m, _i, out: captured.append(out.float().flatten(1)))
+            hook = layer.register_forward_hook(
+                lambda _m, _i, out, captured=captured: captured.append(out.float().flatten(1))
+            )
             try:
                 D(images, None if real_c is None else real_c[:n])
             finally:
                 hook.remove()
             spreads.append(torch.pdist(captured[0]).mean())
         return spreads[0] / spreads[1].clamp_min(1e-12)
-

@@ -13,7 +13,8 @@ from typing import Mapping, Optional
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from trainer.telemetry.catalog import CATALOG, IDENTITY_LABELS, PREFIX, SCORE_INPUTS, MetricsError
+from trainer.telemetry.catalog import CATALOG, IDENTITY_LABELS, PREFIX, SCORE_INPUTS
+
 
 class TrainingMetrics:
     """The Prometheus series of one rank, built from CATALOG."""
@@ -32,9 +33,17 @@ class TrainingMetrics:
             else:
                 self._m[spec.key] = Histogram(name, spec.help, labels, buckets=spec.buckets, registry=registry)
         # Children of the per-step series are resolved once: labels() does a dict lookup under a lock.
-        self._step = {k: self._l(k) for k in ("images_seen", "steps", "step_duration_seconds",
-                                                "data_wait_seconds", "last_step_timestamp_seconds",
-                                                "corrupt_samples")}
+        self._step = {
+            k: self._l(k)
+            for k in (
+                "images_seen",
+                "steps",
+                "step_duration_seconds",
+                "data_wait_seconds",
+                "last_step_timestamp_seconds",
+                "corrupt_samples",
+            )
+        }
         self._phases: dict[str, object] = {}
         self._skipped_seen: dict[str, int] = {}
         self._l("rank_info", gpu=gpu, Hostname=self.identity["node"]).set(1)
@@ -51,8 +60,16 @@ class TrainingMetrics:
     def _l(self, key: str, **extra):
         return self._m[key].labels(**self.identity, **extra)
 
-    def set_static(self, *, world_size: int, target_kimg: float, resolution: int, fade_in_alpha: float = 1.0,
-                   augment_probability: float = 0.0, skipped_steps: Optional[Mapping[str, int]] = None) -> None:
+    def set_static(
+        self,
+        *,
+        world_size: int,
+        target_kimg: float,
+        resolution: int,
+        fade_in_alpha: float = 1.0,
+        augment_probability: float = 0.0,
+        skipped_steps: Optional[Mapping[str, int]] = None,
+    ) -> None:
         """Once at the start of training; start time doubles as the first 'last step/checkpoint'.
         `skipped_steps`: the engines' counts restored by a resume (not news of this process)."""
         self._skipped_seen.update(skipped_steps or {})
@@ -85,11 +102,19 @@ class TrainingMetrics:
             child = self._phases[phase] = self._l("phase_duration_seconds", phase=phase)
         child.observe(seconds)
 
-    def observe_log(self, *, kimg: float, losses: Mapping[str, float], lrs: Mapping[str, float], ema_beta: float,
-                    grad_norms: Optional[Mapping[str, float]] = None,
-                    skipped_steps: Optional[Mapping[str, int]] = None,
-                    loss_scales: Optional[Mapping[str, float]] = None,
-                    augment_probability: Optional[float] = None, diversity_ratio: Optional[float] = None) -> None:
+    def observe_log(
+        self,
+        *,
+        kimg: float,
+        losses: Mapping[str, float],
+        lrs: Mapping[str, float],
+        ema_beta: float,
+        grad_norms: Optional[Mapping[str, float]] = None,
+        skipped_steps: Optional[Mapping[str, int]] = None,
+        loss_scales: Optional[Mapping[str, float]] = None,
+        augment_probability: Optional[float] = None,
+        diversity_ratio: Optional[float] = None,
+    ) -> None:
         """On log steps, with values already on the host. `losses` maps 'network/term' to the
         interval mean; `skipped_steps` are the engines' cumulative counts."""
         self._l("progress_kimg").set(kimg)
@@ -148,11 +173,9 @@ class TrainingMetrics:
         self._l("last_checkpoint_timestamp_seconds").set(time.time())
 
 
-
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return 0
-

@@ -61,13 +61,25 @@ def time_steps(cfg, *, device: torch.device, dtype: torch.dtype, batch: int, war
     n_pl = max(1, batch // loss.pl_batch_shrink)
     phases = {
         "G_main": ("G", lambda: losses.generator_main(G, D, z(batch), labels(batch), style_mixing=mix, kind=kind)),
-        "D_main": ("D", lambda: losses.discriminator_main(G, D, real, real_c, z(batch), labels(batch),
-                                                          style_mixing=mix, kind=kind)),
+        "D_main": (
+            "D",
+            lambda: losses.discriminator_main(G, D, real, real_c, z(batch), labels(batch), style_mixing=mix, kind=kind),
+        ),
     }
     if g_int:
-        phases["G_reg"] = ("G", lambda: losses.generator_path_length(
-            G, z(n_pl), labels(n_pl), pl_mean, style_mixing=mix, weight=loss.pl_weight, decay=loss.pl_decay,
-            interval=g_int))
+        phases["G_reg"] = (
+            "G",
+            lambda: losses.generator_path_length(
+                G,
+                z(n_pl),
+                labels(n_pl),
+                pl_mean,
+                style_mixing=mix,
+                weight=loss.pl_weight,
+                decay=loss.pl_decay,
+                interval=g_int,
+            ),
+        )
     if d_int:
         phases["D_reg"] = ("D", lambda: losses.discriminator_r1(D, real, real_c, gamma=loss.r1_gamma, interval=d_int))
     nets = {"G": G, "D": D}
@@ -93,9 +105,15 @@ def time_steps(cfg, *, device: torch.device, dtype: torch.dtype, batch: int, war
         peak, peak_kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
     else:
         peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_peak_rss"
-    return {"phase_ms": mean_ms, "reg_intervals": {"G_reg": g_int, "D_reg": d_int}, "step_ms": step_ms,
-            "sec_per_kimg": step_ms / 1e3 / batch * 1000, "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
-            "kernel_checks": kernels.guard.verdicts()}
+    return {
+        "phase_ms": mean_ms,
+        "reg_intervals": {"G_reg": g_int, "D_reg": d_int},
+        "step_ms": step_ms,
+        "sec_per_kimg": step_ms / 1e3 / batch * 1000,
+        "peak_memory_bytes": peak,
+        "peak_memory_kind": peak_kind,
+        "kernel_checks": kernels.guard.verdicts(),
+    }
 
 
 def main(argv=None) -> int:
@@ -133,15 +151,34 @@ def main(argv=None) -> int:
     for mode in modes:  # one process: the second run reuses the CUDA context, not the kernels' state
         kernels.set_auto_impl("ref" if mode == "ref" else "default")
         t0 = time.perf_counter()
-        runs[mode] = time_steps(cfg, device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
-                                batch=args.batch, warmup=args.warmup, steps=args.steps)
+        runs[mode] = time_steps(
+            cfg,
+            device=device,
+            dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
+            batch=args.batch,
+            warmup=args.warmup,
+            steps=args.steps,
+        )
         runs[mode]["wall_s"] = time.perf_counter() - t0
-        print(f"step_timing: kernels={mode} {runs[mode]['sec_per_kimg']:.2f} sec/kimg, step "
-              f"{runs[mode]['step_ms']:.1f} ms, peak {runs[mode]['peak_memory_bytes'] / 2**30:.2f} GiB", flush=True)
-    result = dict(config=str(args.config), overrides=args.overrides, device=str(device),
-                  device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                  precision=precision, batch=args.batch, resolution=cfg.data.resolution, warmup=args.warmup,
-                  steps=args.steps, threads=torch.get_num_threads(), torch=torch.__version__, runs=runs)
+        print(
+            f"step_timing: kernels={mode} {runs[mode]['sec_per_kimg']:.2f} sec/kimg, step "
+            f"{runs[mode]['step_ms']:.1f} ms, peak {runs[mode]['peak_memory_bytes'] / 2**30:.2f} GiB",
+            flush=True,
+        )
+    result = dict(
+        config=str(args.config),
+        overrides=args.overrides,
+        device=str(device),
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        precision=precision,
+        batch=args.batch,
+        resolution=cfg.data.resolution,
+        warmup=args.warmup,
+        steps=args.steps,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        runs=runs,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     return 0

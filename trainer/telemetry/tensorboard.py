@@ -39,8 +39,10 @@ class TensorBoardLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:  # tensorboard is an optional extra
-            raise ImportError("metrics.tensorboard=true needs the tensorboard package: "
-                              "pip install 'hiresgan[tensorboard]' (or set metrics.tensorboard=false)") from exc
+            raise ImportError(
+                "metrics.tensorboard=true needs the tensorboard package: "
+                "pip install 'hiresgan[tensorboard]' (or set metrics.tensorboard=false)"
+            ) from exc
         self.log_dir = Path(run_dir) / EVENTS_DIR
         self._writer = SummaryWriter(log_dir=str(self.log_dir))
 

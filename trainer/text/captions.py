@@ -37,5 +37,7 @@ class CaptionDecoder:
         lines = caption_lines(sample)
         caption = lines[int(rng.integers(len(lines)))]
         tokens = self.tokenizer.encode(caption, source=f"caption of {sample.get('__key__')}")
-        return {"image": decode_image(sample, self.resolution, self.channels),
-                "tokens": np.asarray(tokens, dtype=np.int64)}
+        return {
+            "image": decode_image(sample, self.resolution, self.channels),
+            "tokens": np.asarray(tokens, dtype=np.int64),
+        }

@@ -76,7 +76,7 @@ class BuiltinTextEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> TextFeatures:
         assert tokens.ndim == 2 and tokens.shape[1] <= self.context, f"tokens must be [N, <= {self.context}]"
         mask = tokens != PAD  # [N, L]
-        x = self.embed(tokens.clamp(min=0)) + self.pos[:tokens.shape[1]].to(self.embed.weight.dtype)
+        x = self.embed(tokens.clamp(min=0)) + self.pos[: tokens.shape[1]].to(self.embed.weight.dtype)
         for block in self.blocks:
             x = block(x, mask)
         x = self.norm(x)  # [N, L, E]
@@ -102,15 +102,17 @@ class HFTokenizer:
         if len(ids) > self.context:
             if warn:
                 warnings.warn(f"{source}: {len(ids)} tokens, cut to the context length {self.context}", stacklevel=2)
-            ids = ids[:self.context - 1] + ids[-1:]  # keep the end-of-text token CLIP pools at
+            ids = ids[: self.context - 1] + ids[-1:]  # keep the end-of-text token CLIP pools at
         return ids + [PAD] * (self.context - len(ids))
 
 
 def hf_path(encoder: str) -> str:
     path = encoder[3:]
     if not Path(path).is_dir():
-        raise ValueError(f"text.encoder={encoder!r}: '{path}' is not a folder; save the model and its tokenizer "
-                         "there with save_pretrained() (offline: no model ids are downloaded)")
+        raise ValueError(
+            f"text.encoder={encoder!r}: '{path}' is not a folder; save the model and its tokenizer "
+            "there with save_pretrained() (offline: no model ids are downloaded)"
+        )
     return path
 
 

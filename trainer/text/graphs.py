@@ -42,16 +42,21 @@ class TextSamplingGraph(torch.nn.Module):
         return self.G.synthesize(ws, text, noise_mode="const", fused_modconv=False)
 
 
-def write_text_graph(G: torch.nn.Module, description: dict, target: Path, fmt: str, *, truncation: float,
-                     class_index=None) -> Path:
+def write_text_graph(
+    G: torch.nn.Module, description: dict, target: Path, fmt: str, *, truncation: float, class_index=None
+) -> Path:
     if class_index is not None:
         raise TextGraphError("--class does not apply to text2img exports: their graphs take caption token ids")
     if fmt != "torchscript":
-        raise TextGraphError("text2img exports have TorchScript graphs only (--format torchscript): the training "
-                          "kernels' resampling does not export to ONNX with a dynamic batch")
+        raise TextGraphError(
+            "text2img exports have TorchScript graphs only (--format torchscript): the training "
+            "kernels' resampling does not export to ONNX with a dynamic batch"
+        )
     if description.get("text_encoder", "builtin") != "builtin":
-        raise TextGraphError(f"text.encoder={description.get('text_encoder')} exports have no TorchScript/ONNX graph "
-                          "(the frozen Hugging Face encoder is not part of the export); sample with `hiresgan sample`")
+        raise TextGraphError(
+            f"text.encoder={description.get('text_encoder')} exports have no TorchScript/ONNX graph "
+            "(the frozen Hugging Face encoder is not part of the export); sample with `hiresgan sample`"
+        )
     graph = TextSamplingGraph(G.eval(), truncation=truncation).eval()
     context = int(description["init_kwargs"]["context"])
     tokens = torch.full([2, context], -1, dtype=torch.int64)

@@ -58,8 +58,10 @@ class WordTokenizer:
     @classmethod
     def from_json(cls, data: dict, *, source: str = "tokenizer") -> "WordTokenizer":
         if not isinstance(data, dict) or data.get("kind") != KIND or not isinstance(data.get("vocab"), list):
-            raise TokenizerError(f"{source}: not a hiresgan word tokenizer (expected {{'kind': '{KIND}', "
-                                 "'vocab': [...], 'context': N}})")
+            raise TokenizerError(
+                f"{source}: not a hiresgan word tokenizer (expected {{'kind': '{KIND}', "
+                "'vocab': [...], 'context': N}})"
+            )
         return cls([str(w) for w in data["vocab"]], int(data.get("context", 16)))
 
     def encode(self, text: str, *, warn: bool = False, source: str = "prompt") -> list[int]:
@@ -72,12 +74,17 @@ class WordTokenizer:
         if warn:
             unknown = sorted({w for w in tokens if w not in self.index})
             if unknown:
-                warnings.warn(f"{source}: word(s) never seen in training: {', '.join(unknown)} "
-                              "(encoded as the unknown word)", stacklevel=2)
+                warnings.warn(
+                    f"{source}: word(s) never seen in training: {', '.join(unknown)} (encoded as the unknown word)",
+                    stacklevel=2,
+                )
             if len(ids) > self.context:
-                warnings.warn(f"{source}: {len(ids)} tokens, cut to the context length {self.context} "
-                              f"(dropped: {' '.join(tokens[self.context:])})", stacklevel=2)
-        ids = ids[:self.context]
+                warnings.warn(
+                    f"{source}: {len(ids)} tokens, cut to the context length {self.context} "
+                    f"(dropped: {' '.join(tokens[self.context :])})",
+                    stacklevel=2,
+                )
+        ids = ids[: self.context]
         return ids + [PAD] * (self.context - len(ids))
 
 

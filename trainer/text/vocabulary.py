@@ -32,10 +32,12 @@ def tokenizer_for(cfg) -> dict:
     manifest = find_manifest(cfg.data.urls) or {}
     counts = manifest.get("caption_words")
     if not counts:
-        raise TokenizerError("config key 'text.tokenizer': is empty and the shards of data.urls have no local "
-                          "manifest with caption word counts (written by `hiresgan shards --captions ...`); "
-                          "point text.tokenizer at a tokenizer JSON (`python -m trainer.text.vocabulary "
-                          "SHARD_FOLDER OUT.json` builds one)")
+        raise TokenizerError(
+            "config key 'text.tokenizer': is empty and the shards of data.urls have no local "
+            "manifest with caption word counts (written by `hiresgan shards --captions ...`); "
+            "point text.tokenizer at a tokenizer JSON (`python -m trainer.text.vocabulary "
+            "SHARD_FOLDER OUT.json` builds one)"
+        )
     return WordTokenizer.from_counts(counts, context=t.context, max_words=t.max_words).to_json()
 
 
@@ -61,6 +63,7 @@ def main(argv=None) -> int:
                 for member in tar:
                     if member.name.endswith(".txt"):
                         yield tar.extractfile(member).read().decode("utf-8")
+
     tok = WordTokenizer.from_counts(count_words(captions()), context=args.context, max_words=args.max_words)
     args.out.write_text(json.dumps(tok.to_json(), indent=2))
     print(f"wrote {args.out}: {len(tok.vocab)} words, context {tok.context}")

@@ -27,8 +27,11 @@ def _readable_extensions() -> frozenset[str]:
     from PIL import Image
 
     Image.init()  # registers every plugin Pillow ships
-    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
-                     if fmt in Image.OPEN and ext.lower() not in _NOT_PICTURES)
+    return frozenset(
+        ext.lower()
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.OPEN and ext.lower() not in _NOT_PICTURES
+    )
 
 
 IMAGE_EXTENSIONS = _readable_extensions() | {".jpg", ".jpeg", ".png", ".webp", ".bmp"}

@@ -52,7 +52,10 @@ class NpzSource:
         name = os.path.basename(self.path)
         items = array_items(images, self._layout, labels, lambda i: {"path": name, "index": i})
         return Scan(
-            items=items, unreadable=[], kind="npz", has_labels=labels is not None,
+            items=items,
+            unreadable=[],
+            kind="npz",
+            has_labels=labels is not None,
             stamp=[file_stamp(self.path)],
         )
 

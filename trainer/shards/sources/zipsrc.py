@@ -26,8 +26,7 @@ class ZipSource:
         zf = self._open()
         # macOS archivers add "__MACOSX/" copies of every file; they are metadata, not images.
         self._names = sorted(
-            n for n in zf.namelist()
-            if not n.endswith("/") and not n.startswith("__MACOSX/") and is_image_name(n)
+            n for n in zf.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/") and is_image_name(n)
         )
         items, unreadable = [], []
         for name in self._names:
