@@ -13,28 +13,37 @@ import json
 import sys
 from pathlib import Path
 
-# Report keys worth a column, in order of preference; a report shows those it has.
+# Report figures worth showing, as dotted paths into each gate's JSON, in order; a report shows
+# those it has: digits gates, the edges2digits gate, super-resolution, inpainting, text-to-image.
 HEADLINES = (
     "class_accuracy",
     "digits_covered",
-    "accuracy",
-    "recognized_fraction",
     "digits_fid",
+    "accuracy",
     "psnr_gain_db",
+    "gan_psnr_gain_db",
     "sharpness_ratio",
-    "psnr_vs_biharmonic_db",
-    "hole_detail_ratio",
-    "seen_all_correct",
-    "withheld_all_correct",
+    "psnr_gap",
+    "model.detail",
+    "seen.all",
+    "withheld.all",
 )
+
+
+def figure(report: dict, path: str):
+    value = report
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def headline(report: dict) -> str:
     parts = []
-    for key in HEADLINES:
-        value = report.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    for path in HEADLINES:
+        value = figure(report, path)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        parts.append(f"{path} {value:.4g}" if isinstance(value, float) else f"{path} {value}")
     return ", ".join(parts) or "(no report)"
 
 
