@@ -286,3 +286,12 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def lazy_adam(lr: float, beta1: float, beta2: float, interval: int) -> tuple[float, tuple[float, float]]:
+    """Lazy regularization steps the optimizer interval+1 times per `interval` batches, so lr and
+    betas are rescaled to keep the per-batch dynamics (Karras et al. 2020, appendix B)."""
+    if interval <= 0:
+        return lr, (beta1, beta2)
+    ratio = interval / (interval + 1)
+    return lr * ratio, (beta1**ratio, beta2**ratio)

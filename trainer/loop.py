@@ -32,7 +32,7 @@ from trainer.images import save_grid
 from trainer.models import build_networks
 from trainer.phases import Counters, Network, StepBatch, StepContext, one_hot
 from trainer.recipes import build_recipe
-from trainer.sampling.latents import latent
+from trainer.sampling.latents import LatentGrid
 from trainer.telemetry.console import ProgressBar
 from trainer.telemetry.jsonl import JsonlLog
 from trainer.telemetry.probes import DiversityProbe, engine_stats, gpu_label, grad_norm, rank_identity
@@ -40,17 +40,6 @@ from trainer.telemetry.prometheus import TrainingMetrics
 from trainer.telemetry.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
-
-GRID_COLUMNS = 8
-
-
-def lazy_adam(lr: float, beta1: float, beta2: float, interval: int) -> tuple[float, tuple[float, float]]:
-    """Lazy regularization steps the optimizer interval+1 times per `interval` batches, so lr and
-    betas are rescaled to keep the per-batch dynamics (Karras et al. 2020, appendix B)."""
-    if interval <= 0:
-        return lr, (beta1, beta2)
-    ratio = interval / (interval + 1)
-    return lr * ratio, (beta1**ratio, beta2**ratio)
 
 
 class Trainer:
@@ -82,8 +71,8 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         G, D = build_networks(cfg)
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False).to(env.device)
-        self.G_engine = self._engine(G.to(env.device), cfg.optim.g_lr, self._g_reg_interval)
-        self.D_engine = self._engine(D.to(env.device), cfg.optim.d_lr, self._d_reg_interval)
+        self.G_engine = self._engine(G.to(env.device), cfg.optim.g_lr, self.recipe.g_reg_interval)
+        self.D_engine = self._engine(D.to(env.device), cfg.optim.d_lr, self.recipe.d_reg_interval)
         self.G, self.D = self.G_engine.module, self.D_engine.module
         torch.manual_seed(cfg.run.seed * 1000 + 1 + env.rank)
 
@@ -116,7 +105,7 @@ class Trainer:
         self.jsonl = JsonlLog(self.run_dir / "metrics.jsonl" if env.is_main else None)
         self.registry = registry
         self.tensorboard = TensorBoardLog(self.run_dir if env.is_main and cfg.metrics.tensorboard else None)
-        self.grid_z, self.grid_c, self.grid_rows = self._grid_inputs()
+        self.grid = LatentGrid(z_dim=self.G.z_dim, c_dim=self.c_dim)  # fixed latents for sample grids
         self.evaluation = PeriodicEval(cfg, env, self.G_ema, registry=registry)  # eval.every_kimg (0: off)
         if self.metrics is not None:
             self.evaluation.on_running = self.metrics.observe_evaluation
@@ -125,17 +114,9 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- setup
 
-    @property
-    def _g_reg_interval(self) -> int:
-        return self.recipe.g_reg_interval
-
-    @property
-    def _d_reg_interval(self) -> int:
-        return self.recipe.d_reg_interval
-
     def _engine(self, module: torch.nn.Module, lr: float, reg_interval: int):
         o = self.cfg.optim
-        lr, betas = lazy_adam(lr, o.beta1, o.beta2, reg_interval)
+        lr, betas = distributed.lazy_adam(lr, o.beta1, o.beta2, reg_interval)
         config = distributed.engine_config(
             micro_batch=self.batch,
             world_size=self.env.world_size,
@@ -170,18 +151,6 @@ class Trainer:
             local_rank=self.env.local_rank,
             node=self.env.node,
         )
-
-    def _grid_inputs(self) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
-        """Fixed latents for sample grids: one row per class (conditional) or four rows."""
-        rows = self.c_dim if 0 < self.c_dim <= 16 else 4
-        n = rows * GRID_COLUMNS
-        z = torch.cat([latent(seed, self.G.z_dim) for seed in range(n)])
-        c = None
-        if self.c_dim > 0:
-            c = torch.nn.functional.one_hot(torch.arange(n) // GRID_COLUMNS % self.c_dim, self.c_dim).float()
-        return z, c, rows
-
-    # ----------------------------------------------------------------------------- step
 
     def _step_batch(self, batch: Batch) -> StepBatch:
         """A loader batch on the training device: images in [-1, 1], one-hot labels, extras as decoded."""
@@ -317,14 +286,8 @@ class Trainer:
         own = self.recipe.grid_images(self.G_ema)  # families that do not sample from latents (cyclegan)
         if own is not None:
             return self._write_grid(*own)
-        c = None if self.grid_c is None else self.grid_c.to(self.env.device)
-        images = torch.cat(
-            [
-                self.G_ema(z.to(self.env.device), None if c is None else c[i : i + GRID_COLUMNS], noise_mode="const")
-                for i, z in zip(range(0, len(self.grid_z), GRID_COLUMNS), self.grid_z.split(GRID_COLUMNS))
-            ]
-        )
-        return self._write_grid(images, self.grid_rows)
+        images = self.grid.images(self.G_ema, self.env.device)
+        return self._write_grid(images, self.grid.rows)
 
     def validate(self) -> Optional[dict]:
         """The recipe's validation scores of G_ema (rank 0, with every grid) -> JSONL + gauges."""

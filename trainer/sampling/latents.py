@@ -220,3 +220,28 @@ def save_animation(images: torch.Tensor, path: Path, *, fps: int = 24) -> Path:
     frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     tmp.replace(path)
     return path
+
+
+class LatentGrid:
+    """The fixed latents of a run's sample grids: one row per class for conditional models with
+    at most 16 classes, else four rows, of `COLUMNS` seeds each (seeds 0, 1, ...), so every grid
+    of a run shows the same latents and grids of two runs compare."""
+
+    COLUMNS = 8
+
+    def __init__(self, *, z_dim: int, c_dim: int):
+        self.rows = c_dim if 0 < c_dim <= 16 else 4
+        n = self.rows * self.COLUMNS
+        self.z = torch.cat([latent(seed, z_dim) for seed in range(n)])  # [rows * COLUMNS, z_dim]
+        self.c = None
+        if c_dim > 0:
+            self.c = torch.nn.functional.one_hot(torch.arange(n) // self.COLUMNS % c_dim, c_dim).float()
+
+    @torch.no_grad()
+    def images(self, G: torch.nn.Module, device: torch.device) -> torch.Tensor:
+        """G's images of the grid, a row of COLUMNS at a time (keeps memory flat)."""
+        c = None if self.c is None else self.c.to(device)
+        rows = []
+        for i, z in zip(range(0, len(self.z), self.COLUMNS), self.z.split(self.COLUMNS)):
+            rows.append(G(z.to(device), None if c is None else c[i : i + self.COLUMNS], noise_mode="const"))
+        return torch.cat(rows)
