@@ -121,6 +121,8 @@ def _eval(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         cas_per_class=args.cas_per_class,
         cas_seed=args.cas_seed,
+        cas_prompts=args.classes,
+        cas_ceiling_data=args.cas_ceiling_data,
     )
     if report is not None:  # None on a non-zero rank under torchrun: rank 0 reports
         print(write_report(report, args.out))
@@ -297,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="cas: generated (and, for the ceiling, real) training images per class (default 100)",
     )
     ev.add_argument("--cas-seed", type=int, default=0, help="cas: seed of latents, real split and classifier")
+    ev.add_argument("--cas-ceiling-data", help="cas: real shards the ceiling trains on (then all of --data tests)")
+    ev.add_argument("--classes", nargs="+", help="cas of a text export: its prompts, label k of --data = prompt k")
     ev.add_argument(
         "--cache",
         type=Path,

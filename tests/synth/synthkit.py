@@ -38,12 +38,14 @@ class DigitTable(torch.nn.Module):
         return torch.stack(out)[:, None]
 
 
-def write_text_export(out: Path, seed: int = 0) -> Path:
+def write_text_export(
+    out: Path, seed: int = 0, vocab: tuple = ("a", "red", "blue", "three", "seven"), context: int = 6
+) -> Path:
     """A tiny text-to-image export with a builtin word tokenizer."""
     from trainer.export import export_generator
     from trainer.models.text2img import TextGenerator
 
-    tokenizer = {"kind": "hiresgan-words", "vocab": ["a", "red", "blue", "three", "seven"], "context": 6}
+    tokenizer = {"kind": "hiresgan-words", "vocab": list(vocab), "context": context}
     torch.manual_seed(seed)
     G = TextGenerator(
         z_dim=8,
@@ -51,7 +53,7 @@ def write_text_export(out: Path, seed: int = 0) -> Path:
         img_resolution=16,
         img_channels=3,
         tokenizer=tokenizer,
-        context=6,
+        context=context,
         text_dim=8,
         text_layers=1,
         text_heads=2,
@@ -61,5 +63,5 @@ def write_text_export(out: Path, seed: int = 0) -> Path:
         channel_base=64,
         channel_max=8,
     ).eval()
-    export_generator(G, out, metadata={"text_encoder": "builtin", "context": 6, "tokenizer": tokenizer})
+    export_generator(G, out, metadata={"text_encoder": "builtin", "context": context, "tokenizer": tokenizer})
     return out

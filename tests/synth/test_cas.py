@@ -104,10 +104,10 @@ def test_cas_is_exported_as_gauges_like_the_other_metrics():
     assert per_class("0", "synthetic") == 0.9 and per_class("0", "real") == 1.0 and per_class("1", "synthetic") is None
 
 
-def test_a_text_export_is_pointed_at_synth_and_the_table(tmp_path, digit_shards):
+def test_a_text_export_without_prompts_is_asked_for_them(tmp_path, digit_shards):
     from synthkit import write_text_export
 
     from trainer.evaluation.run import evaluate
 
-    with pytest.raises(CASError, match="text-to-image export, whose classes are prompts: .*hiresgan synth"):
+    with pytest.raises(CASError, match="text-to-image export, whose classes are prompts: give them with --classes"):
         evaluate(write_text_export(tmp_path / "text"), digit_shards[1], names=["cas"])

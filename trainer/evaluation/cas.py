@@ -11,7 +11,10 @@ reads the generated images (`cas_fake_read`): low there is class leakage, high t
 CAS is images too alike to teach the class (mode dropping). The real images are split per
 class with a seeded permutation: the first N of each class train the ceiling, all the others are
 the test set, so no image the ceiling learned from is ever tested on. (The generator itself may
-have trained on them all: give `--data` a held-out set for a test the GAN never saw.)
+have trained on them all: give `--data` a held-out set for a test the GAN never saw.) With
+`--cas-ceiling-data` the ceiling's N per class come from that set instead, and every image of
+`--data` is tested (a small held-out set then keeps all its images for the test). A text-to-image
+export's classes are prompts (`--classes`, label k of the real shards = prompt k).
 
 The classifier (small on purpose, the same for every export, about 10 s on one CPU core): images
 resized to 16x16 (area filter) and scaled to [-1, 1]; three blocks conv3x3 - batch norm - ReLU of
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -183,22 +186,40 @@ def read_labelled(data: str, *, resolution: int, channels: int, limit: int = 0) 
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
 
 
-def split_real(labels: torch.Tensor, classes: Sequence[int], per_class: int, *, seed: int) -> tuple[list, list]:
+def split_real(
+    labels: torch.Tensor, classes: Sequence[int], per_class: int, *, seed: int, spare: int = MIN_TEST_PER_CLASS
+) -> tuple[list, list]:
     """(indices that train the ceiling: `per_class` of each class, indices of the test set: the
-    rest of those classes); disjoint by construction."""
+    rest of those classes); disjoint by construction. A class needs `spare` images beyond
+    `per_class` (0 when the test set is separate, --cas-ceiling-data)."""
     train, test = [], []
     for k in classes:
         members = (labels == k).nonzero()[:, 0].numpy()
-        if len(members) < per_class + MIN_TEST_PER_CLASS:
+        if len(members) < per_class + spare:
+            where = "--data" if spare else "--cas-ceiling-data"
             raise CASError(
-                f"--cas-per-class {per_class}: class {k} has {len(members)} real images in --data; the "
-                f"ceiling trains on {per_class} and at least {MIN_TEST_PER_CLASS} more are needed for "
-                "testing: lower --cas-per-class or give more real data"
+                f"--cas-per-class {per_class}: class {k} has {len(members)} real images in {where}; the "
+                f"ceiling trains on {per_class}"
+                + (f" and at least {spare} more are needed for testing" if spare else "")
+                + ": lower --cas-per-class or give more real data"
             )
         order = members[np.random.default_rng([seed, k, 0xCA5]).permutation(len(members))]
         train.extend(order[:per_class].tolist())
         test.extend(order[per_class:].tolist())
     return train, test
+
+
+def conditioning(G: nn.Module, description: dict, prompts: Optional[Sequence[str]]) -> tuple[int, list, Callable]:
+    """(number of classes, class names, labels [n] -> G's condition input): the export's one-hot
+    classes, or for a text export its prompts (label k = prompt k, tokens as `hiresgan synth`)."""
+    if prompts:
+        from trainer.sampling.synth import text_conditioning
+
+        cond = text_conditioning(description, prompts, "--classes")
+        return cond.num_classes, list(cond.names), cond.condition
+    c_dim = int(G.c_dim)
+    names = description.get("class_names") or [str(k) for k in range(c_dim)]
+    return c_dim, names, lambda labels: nn.functional.one_hot(torch.tensor(labels), c_dim).float()
 
 
 @torch.no_grad()
@@ -211,32 +232,54 @@ def generated(
     seed: int,
     truncation: float,
     batch: int = 64,
+    prompts: Optional[Sequence[str]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The images `hiresgan synth` draws (same latents and order), as uint8 [N, C, H, W] + labels."""
     from trainer.sampling.synth import latents, sample_seed
 
+    condition = conditioning(G, description, prompts)[2]
     plan = [(classes[i % len(classes)], i // len(classes)) for i in range(per_class * len(classes))]
     device = next(G.parameters()).device
     images = []
     for start in range(0, len(plan), batch):
         chunk = plan[start : start + batch]
         z = latents([sample_seed(seed, k, n) for k, n in chunk], G.z_dim).to(device)
-        c = nn.functional.one_hot(torch.tensor([k for k, _ in chunk]), G.c_dim).float().to(device)
+        c = condition([k for k, _ in chunk]).to(device)
         out = G(z, c, truncation_psi=truncation, noise_mode="const")
         images.append((out * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu())  # as trainer.images.to_uint8
     return torch.cat(images), torch.tensor([k for k, _ in plan], dtype=torch.int64)
 
 
-def check_cas(G: nn.Module, description: dict, *, per_class: int, export: str = "the export") -> None:
-    """CASError unless `G` has classes and `per_class` is usable (checked before any slow work)."""
-    if description.get("family") == "text2img":
+def check_cas(
+    G: nn.Module,
+    description: dict,
+    *,
+    per_class: int,
+    export: str = "the export",
+    prompts: Optional[Sequence[str]] = None,
+) -> None:
+    """CASError unless `G` has classes (a text export: `prompts`) and `per_class` is usable
+    (checked before any slow work)."""
+    from trainer.sampling.synth import TEXT_FAMILIES
+
+    if description.get("family") in TEXT_FAMILIES:
+        if not prompts:
+            raise CASError(
+                f"--metrics cas: {export} is a text-to-image export, whose classes are prompts: give them "
+                "with --classes PROMPT ... in the order of --data's labels (label k = prompt k; the "
+                "generated images are those `hiresgan synth EXPORT --classes PROMPT ...` writes); for the "
+                "colour digits `python -m trainer.data.colour_digit_prompts OUT --prompts PROMPT ...` writes "
+                "such real shards"
+            )
+        if len(set(prompts)) != len(prompts):
+            raise CASError("--classes names a prompt twice; give each prompt once")
+    elif prompts:
         raise CASError(
-            f"--metrics cas: {export} is a text-to-image export, whose classes are prompts: write a set "
-            "with `hiresgan synth EXPORT --per-class N --classes PROMPT ...` and score it with `python -m "
-            "trainer.evaluation.augmentation --synth SET --real REAL` (its 'synth' row is the CAS), the "
-            "real labels numbering the prompts in that order"
+            f"--classes: {export} is not a text-to-image export (family {description.get('family')}); "
+            "--classes gives a text export's prompts, CAS of a class-conditional export scores the classes "
+            "of --data: drop --classes"
         )
-    if int(getattr(G, "c_dim", 0)) == 0:
+    elif int(getattr(G, "c_dim", 0)) == 0:
         raise CASError(
             f"--metrics cas: {export} is unconditional (family {description.get('family')}): CAS "
             "trains a classifier on generated images of each class, so it needs a class-conditional "
@@ -257,32 +300,57 @@ def cas(
     steps: Optional[int] = None,
     export: str = "the export",
     real: Optional[tuple] = None,
+    prompts: Optional[Sequence[str]] = None,
+    ceiling_data: Optional[str] = None,
+    ceiling_real: Optional[tuple] = None,
 ) -> dict:
-    """The CAS report (keys below, accuracies in 0..1) of a class-conditional generator against the
-    labelled real shards `data`. `real` = (images, labels) skips reading `data` (tests, tables)."""
-    check_cas(G, description, per_class=per_class, export=export)
-    c_dim, steps = int(G.c_dim), steps or STEPS
-    names = description.get("class_names") or [str(k) for k in range(c_dim)]
+    """The CAS report (keys below, accuracies in 0..1) of a class-conditional generator (or a text
+    export with `prompts` as its classes) against the labelled real shards `data`. With
+    `ceiling_data`, every image of `data` is tested and the ceiling trains on `per_class` of each
+    class from `ceiling_data` instead (a held-out test set that keeps its every image).
+    `real` / `ceiling_real` = (images, labels) skip reading the shards (tests, tables)."""
+    check_cas(G, description, per_class=per_class, export=export, prompts=prompts)
+    num_classes, names, _ = conditioning(G, description, prompts)
+    steps = steps or STEPS
+    if prompts:  # label k of every real set must be prompt k
+        for flag, spec in (("--data", data), ("--cas-ceiling-data", ceiling_data)):
+            check_prompt_names(flag, spec, prompts)
     images, labels = (
         real if real is not None else read_labelled(data, resolution=G.img_resolution, channels=G.img_channels)
     )
-    if int(labels.max()) >= c_dim:
-        raise CASError(
-            f"--data holds label {int(labels.max())} but {export} has {c_dim} classes; give real shards "
-            "of the classes it was trained on"
-        )
+    if ceiling_data and ceiling_real is None:
+        ceiling_real = read_labelled(ceiling_data, resolution=G.img_resolution, channels=G.img_channels)
+    separate = ceiling_real is not None
+    for flag, y in (("--data", labels), ("--cas-ceiling-data", ceiling_real[1] if separate else labels)):
+        if int(y.max()) >= num_classes:
+            raise CASError(
+                f"{flag} holds label {int(y.max())} but {export} has {num_classes} classes"
+                f"{' (the prompts of --classes)' if prompts else ''}; give real shards of those classes"
+            )
     classes = sorted(set(labels.tolist()))
-    train_idx, test_idx = split_real(labels, classes, per_class, seed=seed)
-    test_x, test_y = images[test_idx], labels[test_idx]
-    fake_x, fake_y = generated(G, description, classes, per_class, seed=seed, truncation=truncation)
-    synthetic = train_classifier(fake_x, fake_y, c_dim, seed=seed, steps=steps)
-    ceiling = train_classifier(images[train_idx], labels[train_idx], c_dim, seed=seed, steps=steps)
-    overall, per = accuracy(synthetic, test_x, test_y, c_dim)
-    overall_real, per_real = accuracy(ceiling, test_x, test_y, c_dim)
+    if separate:
+        short = [k for k in classes if int((labels == k).sum()) < MIN_TEST_PER_CLASS]
+        if short:
+            raise CASError(
+                f"--data: class(es) {', '.join(names[k] for k in short)} have fewer than {MIN_TEST_PER_CLASS} "
+                "real test images; give more real data"
+            )
+        train_idx, _ = split_real(ceiling_real[1], classes, per_class, seed=seed, spare=0)
+        test_x, test_y = images, labels
+        ceiling_x, ceiling_y = ceiling_real[0][train_idx], ceiling_real[1][train_idx]
+    else:
+        train_idx, test_idx = split_real(labels, classes, per_class, seed=seed)
+        test_x, test_y = images[test_idx], labels[test_idx]
+        ceiling_x, ceiling_y = images[train_idx], labels[train_idx]
+    fake_x, fake_y = generated(G, description, classes, per_class, seed=seed, truncation=truncation, prompts=prompts)
+    synthetic = train_classifier(fake_x, fake_y, num_classes, seed=seed, steps=steps)
+    ceiling = train_classifier(ceiling_x, ceiling_y, num_classes, seed=seed, steps=steps)
+    overall, per = accuracy(synthetic, test_x, test_y, num_classes)
+    overall_real, per_real = accuracy(ceiling, test_x, test_y, num_classes)
     # The ceiling classifier reading the generated images tells the two failures CAS mixes apart:
     # low here = class leakage (a "5" that reads as something else); high here but low CAS = the
     # images are right but too alike (mode dropping) to teach a classifier the class.
-    fake_read, per_fake = accuracy(ceiling, fake_x, fake_y, c_dim)
+    fake_read, per_fake = accuracy(ceiling, fake_x, fake_y, num_classes)
     return {
         "cas": overall,
         "cas_real": overall_real,
@@ -296,10 +364,29 @@ def cas(
             "seed": seed,
             "truncation": truncation,
             "classes": len(classes),
-            "num_test": len(test_idx),
-            "num_real_train": len(train_idx),
+            "num_test": len(test_y),
+            "num_real_train": len(ceiling_y),
             "classifier": DESCRIPTION,
             "steps": steps,
-            "split": "per class, seeded: first per_class train the ceiling, the rest test",
+            "split": (
+                "test: every image of --data; the ceiling trains on per_class of each class of --cas-ceiling-data "
+                "(seeded)"
+                if separate
+                else "per class, seeded: first per_class train the ceiling, the rest test"
+            ),
+            **({"prompts": list(prompts)} if prompts else {}),
         },
     }
+
+
+def check_prompt_names(flag: str, data: Optional[str], prompts: Sequence[str]) -> None:
+    """CASError when a real set's manifest names its classes otherwise than --classes: its labels
+    would then number other prompts (a set without a manifest or class names is taken as given)."""
+    from trainer.data.sources import find_manifest
+
+    names = (find_manifest(data) or {}).get("class_names") if data else None
+    if names and list(names) != list(prompts):
+        raise CASError(
+            f"--classes {list(prompts)} differ from the class names in {flag}'s manifest {list(names)}: label k of "
+            "the real shards must be prompt k; give --classes the prompts the shards were written for, in order"
+        )

@@ -197,9 +197,12 @@ def evaluate(
     extractor=None,
     cas_per_class: int = 100,
     cas_seed: int = 0,
+    cas_prompts: Optional[list[str]] = None,
+    cas_ceiling_data: Optional[str] = None,
 ) -> Optional[dict]:
     """Metrics of the generator in `export` against the shards `data` (see the module docstring).
-    "cas" (trainer/evaluation/cas.py) runs on rank 0 with `cas_per_class` images per class.
+    "cas" (trainer/evaluation/cas.py) runs on rank 0 with `cas_per_class` images per class (a text
+    export's classes: `cas_prompts`; the ceiling's real images from `cas_ceiling_data` when given).
 
     Under torchrun (WORLD_SIZE > 1) this joins the process group, every rank extracts its share of
     the real and generated features, rank 0 gathers them, computes the metrics and returns the
@@ -215,7 +218,7 @@ def evaluate(
     if "cas" in names:  # before any slow work: an export CAS cannot judge fails at once
         from trainer.evaluation.cas import check_cas
 
-        check_cas(G, description, per_class=cas_per_class, export=f"'{export}'")
+        check_cas(G, description, per_class=cas_per_class, export=f"'{export}'", prompts=cas_prompts)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = distributed.init_distributed().rank if world > 1 else 0
     if rank == 0 and feature_names:
@@ -268,6 +271,8 @@ def evaluate(
                 seed=cas_seed,
                 truncation=truncation,
                 export=f"'{export}'",
+                prompts=cas_prompts,
+                ceiling_data=cas_ceiling_data,
             )
         )
     report = {"export": str(export), **report, "seconds": round(time.perf_counter() - started, 2)}
