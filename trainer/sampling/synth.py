@@ -106,11 +106,11 @@ def text_conditioning(description: dict, prompts: Optional[Sequence[str]], expor
         )
     if len(set(prompts)) != len(prompts):
         raise SynthError("--classes names a prompt twice; give each prompt once")
-    from trainer.text.encoders import build_tokenizer  # only text exports need the text package
+    # Only text exports need the text package. The tokenizer comes from the generator's own
+    # arguments, as `hiresgan sample` reads it: a checkpoint's export has no top-level copy.
+    from trainer.sampling.prompts import export_tokenizer
 
-    tokenizer = build_tokenizer(
-        description.get("text_encoder", "builtin"), description.get("tokenizer"), int(description.get("context", 16))
-    )
+    tokenizer = export_tokenizer(description)
     tokens = [tokenizer.encode(p, warn=True, source=f"--classes {p!r}") for p in prompts]
 
     def condition(labels: list[int]) -> torch.Tensor:
