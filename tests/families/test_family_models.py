@@ -181,6 +181,7 @@ def test_stylegan2_accepts_every_loss_kind():
             ["model.family", "biggan", "cyclegan", "dcgan", "mlp", "pix2pix", "progan", "stylegan2"],
         ),
         (["model.mlp_hidden=0"], ["model.mlp_hidden"]),
+        (["model.mlp_dropout=1.0"], ["model.mlp_dropout", "[0, 1)"]),
     ],
 )
 def test_bad_family_settings_name_the_key(override, words):
@@ -272,3 +273,15 @@ def test_n_critic_is_refused_where_no_recipe_applies_it():
         load_config(ROOT / "configs/digits.yaml", ["loss.n_critic=5"])
     with pytest.raises(ConfigError, match="loss.n_critic"):
         tiny("dcgan", "loss.n_critic=0")
+
+
+def test_mlp_discriminator_dropout_is_active_in_training_only():
+    from trainer.models.mlp import MLPDiscriminator
+
+    torch.manual_seed(0)
+    D = MLPDiscriminator(c_dim=0, img_resolution=8, img_channels=1, hidden=16, layers=2, dropout=0.5)
+    x = torch.randn(4, 1, 8, 8)
+    D.train()
+    assert not torch.equal(D(x, None), D(x, None))  # a fresh dropout mask per call
+    D.eval()
+    torch.testing.assert_close(D(x, None), D(x, None))

@@ -167,6 +167,8 @@ def validate(cfg: Config) -> Config:
     for key, value in non_negative.items():
         if value < 0:
             _fail(key, f"got {value}; must be >= 0")
+    if not 0.0 <= cfg.model.mlp_dropout < 1.0:
+        _fail("model.mlp_dropout", f"got {cfg.model.mlp_dropout}; must be in [0, 1) (0 turns dropout off)")
     if not 0.0 <= cfg.loss.style_mixing <= 1.0:
         _fail("loss.style_mixing", f"got {cfg.loss.style_mixing}; must be a probability in [0, 1]")
     if not 0.0 < cfg.loss.pl_decay <= 1.0:

@@ -71,6 +71,7 @@ class ModelConfig:
     mapping_lr_mult: float = 0.01  # learning-rate multiplier of the mapping network
     mlp_hidden: int = 512  # family mlp: width of the hidden layers of G and D
     mlp_layers: int = 3  # family mlp: hidden layers in G and in D
+    mlp_dropout: float = 0.0  # family mlp: dropout after each hidden layer of D (the GAN paper used it); [0, 1)
     class_embed_dim: int = 32  # family biggan: size of the shared class embedding fed to G's batch norms
     attention_res: int = 16  # family biggan: resolution of the self-attention block in G and D (0: none)
     resnet_filters: int = 64  # family cyclegan: filters of the first G conv and of the first PatchGAN conv

@@ -78,7 +78,12 @@ def _build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
         layers=m.mlp_layers,
     )
     D = MLPDiscriminator(
-        c_dim=cfg.c_dim, img_resolution=d.resolution, img_channels=d.channels, hidden=m.mlp_hidden, layers=m.mlp_layers
+        c_dim=cfg.c_dim,
+        img_resolution=d.resolution,
+        img_channels=d.channels,
+        hidden=m.mlp_hidden,
+        layers=m.mlp_layers,
+        dropout=m.mlp_dropout,
     )
     return G, D
 

@@ -40,13 +40,24 @@ class MLPDiscriminator(nn.Module):
     family = "mlp"
 
     @records_init_kwargs
-    def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512, layers: int = 3):
+    def __init__(
+        self,
+        *,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        hidden: int = 512,
+        layers: int = 3,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         blocks: list[nn.Module] = []
         width = img_channels * img_resolution**2
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
+            if dropout > 0:  # keeps D from memorizing the few real digits, so G keeps a useful gradient
+                blocks.append(nn.Dropout(dropout))
             width = hidden
         self.net = nn.Sequential(*blocks)
         self.head = ProjectionHead(width, c_dim)
