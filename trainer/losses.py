@@ -1,8 +1,9 @@
 """GAN loss terms, one function per training phase (StyleGAN2: Karras et al. 2020, appendix B).
 
 The adversarial objective is a choice (`loss.kind`) shared by every family: the non-saturating
-logistic loss, the hinge loss (Lim & Ye 2017, used by SAGAN/BigGAN) or the Wasserstein loss with
-a gradient penalty on real/fake interpolates (WGAN-GP, Gulrajani et al. 2017).
+logistic loss, the hinge loss (Lim & Ye 2017, used by SAGAN/BigGAN), the Wasserstein loss with
+a gradient penalty on real/fake interpolates (WGAN-GP, Gulrajani et al. 2017) or the least-squares
+loss (LSGAN, Mao et al. 2017; CycleGAN's and pix2pix's reference code use it).
 
 Every function takes the plain nn.Modules (engine.module), never the DeepSpeed engine: its
 forward hooks break create_graph=True gradients (R1, path length), see docs/ARCHITECTURE.md. The loop owns
@@ -28,7 +29,7 @@ class PhaseLosses:
     terms: dict[str, torch.Tensor]
 
 
-LOSS_KINDS = ("logistic", "hinge", "wgan_gp")
+LOSS_KINDS = ("logistic", "hinge", "wgan_gp", "lsgan")
 
 
 def g_adversarial(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -37,6 +38,8 @@ def g_adversarial(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()
     if kind in ("hinge", "wgan_gp"):
         return -fake_logits.float().mean()
+    if kind == "lsgan":  # least squares (Mao et al. 2017), the CycleGAN paper's choice: pull fakes to 1
+        return 0.5 * (fake_logits.float() - 1).square().mean()
     raise ValueError(f"loss.kind={kind!r}; valid choices: {', '.join(LOSS_KINDS)}")
 
 
@@ -48,6 +51,8 @@ def d_adversarial(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tenso
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     if kind == "wgan_gp":
         return fake_logits.float().mean() - real_logits.float().mean()
+    if kind == "lsgan":  # real to 1, fake to 0; unlike the logistic loss, well-classified fakes still pull G
+        return 0.5 * ((real_logits.float() - 1).square().mean() + fake_logits.float().square().mean())
     raise ValueError(f"loss.kind={kind!r}; valid choices: {', '.join(LOSS_KINDS)}")
 
 

@@ -90,8 +90,11 @@ def test_adversarial_losses_match_their_definitions():
     torch.testing.assert_close(losses.d_adversarial("hinge", real, fake), torch.tensor(1.5))
     torch.testing.assert_close(losses.d_adversarial("wgan_gp", real, fake), torch.tensor(-1.25 - 0.75))
     torch.testing.assert_close(losses.g_adversarial("hinge", fake), torch.tensor(1.25))
-    with pytest.raises(ValueError, match="logistic, hinge, wgan_gp"):
-        losses.g_adversarial("lsgan", fake)
+    # lsgan: D pulls real to 1 ((1 + 2.25) / 2) and fake to 0 ((0.25 + 9) / 2); G pulls fake to 1
+    torch.testing.assert_close(losses.d_adversarial("lsgan", real, fake), torch.tensor(0.5 * (1.625 + 4.625)))
+    torch.testing.assert_close(losses.g_adversarial("lsgan", fake), torch.tensor(0.5 * (0.25 + 16) / 2))
+    with pytest.raises(ValueError, match="logistic, hinge, wgan_gp, lsgan"):
+        losses.g_adversarial("wasserstein", fake)
 
 
 def test_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():
@@ -171,7 +174,7 @@ def test_stylegan2_accepts_every_loss_kind():
 @pytest.mark.parametrize(
     "override, words",
     [
-        (["loss.kind=lsgan"], ["loss.kind", "logistic", "hinge", "wgan_gp"]),
+        (["loss.kind=least_squares"], ["loss.kind", "logistic", "hinge", "wgan_gp", "lsgan"]),
         (["loss.pl_weight=2"], ["loss.pl_weight", "stylegan2", "dcgan"]),
         (["loss.style_mixing=0.9"], ["loss.style_mixing", "stylegan2"]),
         (["loss.kind=wgan_gp", "loss.gp_weight=0"], ["loss.gp_weight"]),
@@ -285,3 +288,19 @@ def test_mlp_discriminator_dropout_is_active_in_training_only():
     assert not torch.equal(D(x, None), D(x, None))  # a fresh dropout mask per call
     D.eval()
     torch.testing.assert_close(D(x, None), D(x, None))
+
+
+def test_mlp_minibatch_std_lets_d_see_a_batch_without_variety():
+    from trainer.models.mlp import MLPDiscriminator
+
+    torch.manual_seed(0)
+    img = torch.randn(1, 1, 8, 8)
+    varied = torch.cat([img, torch.randn(3, 1, 8, 8)])
+    same = img.repeat(4, 1, 1, 1)  # a collapsed G: one image for every z
+    plain = MLPDiscriminator(c_dim=0, img_resolution=8, img_channels=1, hidden=16, layers=2)
+    torch.testing.assert_close(plain(varied, None)[0], plain(same, None)[0])  # judged alone
+    D = MLPDiscriminator(c_dim=0, img_resolution=8, img_channels=1, hidden=16, layers=2, mbstd_group=4)
+    assert not torch.allclose(D(varied, None)[0], D(same, None)[0])  # judged with its group
+    cfg = load_config(ROOT / "configs/mlp.yaml", ["model.mlp_minibatch_std=true", "model.mbstd_group=2"])
+    _, built = build_networks(cfg)
+    assert any(type(m).__name__ == "_FeatureMinibatchStd" and m.layer.group_size == 2 for m in built.modules())

@@ -72,6 +72,7 @@ class ModelConfig:
     mlp_hidden: int = 512  # family mlp: width of the hidden layers of G and D
     mlp_layers: int = 3  # family mlp: hidden layers in G and in D
     mlp_dropout: float = 0.0  # family mlp: dropout after each hidden layer of D (the GAN paper used it); [0, 1)
+    mlp_minibatch_std: bool = False  # family mlp: D sees the feature spread across model.mbstd_group images
     class_embed_dim: int = 32  # family biggan: size of the shared class embedding fed to G's batch norms
     attention_res: int = 16  # family biggan: resolution of the self-attention block in G and D (0: none)
     resnet_filters: int = 64  # family cyclegan: filters of the first G conv and of the first PatchGAN conv
@@ -81,7 +82,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    kind: str = "logistic"  # adversarial loss: logistic (non-saturating), hinge, or wgan_gp (every family)
+    kind: str = "logistic"  # adversarial loss: logistic (non-saturating), hinge, wgan_gp or lsgan (every family)
     gp_weight: float = 10.0  # WGAN-GP gradient-penalty weight (loss.kind=wgan_gp only)
     drift_weight: float = 0.0  # weight of E[D(real)^2] in D's loss (ProGAN's epsilon_drift, 0.001; 0: off)
     cycle_weight: float = 10.0  # family cyclegan: weight of |G_ba(G_ab(a)) - a|_1 + |G_ab(G_ba(b)) - b|_1
@@ -280,7 +281,7 @@ CHOICES = {
     "train.precision": ("fp32", "bf16"),
     "train.zero_stage": (0, 1, 2),
     "launch.backend": ("auto", "gloo", "nccl"),
-    "loss.kind": ("logistic", "hinge", "wgan_gp"),
+    "loss.kind": ("logistic", "hinge", "wgan_gp", "lsgan"),
     "augment.kind": ("none", "diffaugment", "ada"),
     "pix2pix.transform": ("none", "edges", "gray", "downscale"),
 }

@@ -84,6 +84,7 @@ def _build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
         hidden=m.mlp_hidden,
         layers=m.mlp_layers,
         dropout=m.mlp_dropout,
+        mbstd_group=m.mbstd_group if m.mlp_minibatch_std else 0,
     )
     return G, D
 

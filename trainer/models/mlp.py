@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from trainer.models.common import ProjectionHead, latent_input, records_init_kwargs
+from trainer.models.stylegan2_discriminator import MinibatchStdLayer
 
 
 class MLPGenerator(nn.Module):
@@ -49,12 +50,19 @@ class MLPDiscriminator(nn.Module):
         hidden: int = 512,
         layers: int = 3,
         dropout: float = 0.0,
+        mbstd_group: int = 0,
     ):
         super().__init__()
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         blocks: list[nn.Module] = []
         width = img_channels * img_resolution**2
-        for _ in range(layers):
+        for i in range(layers):
+            if mbstd_group > 0 and i == layers - 1:
+                # Before the last hidden layer, as ProGAN does before its last conv: the spread of
+                # the features across a group of images, one extra input. A G that draws the same
+                # digit for every z shows a small spread, so D can tell its batches from real ones.
+                blocks += [_FeatureMinibatchStd(mbstd_group)]
+                width += 1
             blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
             if dropout > 0:  # keeps D from memorizing the few real digits, so G keeps a useful gradient
                 blocks.append(nn.Dropout(dropout))
@@ -68,3 +76,15 @@ class MLPDiscriminator(nn.Module):
             f"got {list(img.shape)}"
         )
         return self.head(self.net(img.flatten(1).to(self.head.linear.weight.dtype)), c)  # [N, 1]
+
+
+class _FeatureMinibatchStd(nn.Module):
+    """The minibatch standard deviation of flat features [N, F] -> [N, F + 1]: the image layer
+    applied to F channels of 1x1 maps."""
+
+    def __init__(self, group_size: int):
+        super().__init__()
+        self.layer = MinibatchStdLayer(group_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.layer(h[:, :, None, None]).flatten(1)

@@ -36,6 +36,8 @@ def mismatch_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
         return F.softplus(logits).mean()
     if kind == "hinge":
         return F.relu(1 + logits).mean()
+    if kind == "lsgan":
+        return 0.5 * logits.float().square().mean()  # the fake target, 0
     return logits.float().mean()  # wgan_gp: lower scores for mismatches
 
 
