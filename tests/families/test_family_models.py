@@ -304,3 +304,15 @@ def test_mlp_minibatch_std_lets_d_see_a_batch_without_variety():
     cfg = load_config(ROOT / "configs/mlp.yaml", ["model.mlp_minibatch_std=true", "model.mbstd_group=2"])
     _, built = build_networks(cfg)
     assert any(type(m).__name__ == "_FeatureMinibatchStd" and m.layer.group_size == 2 for m in built.modules())
+
+
+def test_mlp_generator_batch_norm_uses_batch_statistics_only_in_training():
+    cfg = load_config(ROOT / "configs/mlp.yaml", ["model.mlp_batch_norm=true", "model.mlp_hidden=16", "model.z_dim=4"])
+    G, _ = build_networks(cfg)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in G.modules()) == cfg.model.mlp_layers
+    torch.manual_seed(0)
+    z, others = torch.randn(1, 4), torch.randn(3, 4)
+    G.train()
+    assert not torch.allclose(G(torch.cat([z, others]), None)[0], G(torch.cat([z, -others]), None)[0])
+    G.eval()  # running statistics: an image depends on its own z alone, as an exported sampler needs
+    torch.testing.assert_close(G(torch.cat([z, others]), None)[0], G(torch.cat([z, -others]), None)[0])

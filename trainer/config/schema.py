@@ -72,6 +72,7 @@ class ModelConfig:
     mlp_hidden: int = 512  # family mlp: width of the hidden layers of G and D
     mlp_layers: int = 3  # family mlp: hidden layers in G and in D
     mlp_dropout: float = 0.0  # family mlp: dropout after each hidden layer of D (the GAN paper used it); [0, 1)
+    mlp_batch_norm: bool = False  # family mlp: batch norm after each hidden layer of G, as in DCGAN's G
     mlp_minibatch_std: bool = False  # family mlp: D sees the feature spread across model.mbstd_group images
     class_embed_dim: int = 32  # family biggan: size of the shared class embedding fed to G's batch norms
     attention_res: int = 16  # family biggan: resolution of the self-attention block in G and D (0: none)

@@ -76,6 +76,7 @@ def _build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
         img_channels=d.channels,
         hidden=m.mlp_hidden,
         layers=m.mlp_layers,
+        batch_norm=m.mlp_batch_norm,
     )
     D = MLPDiscriminator(
         c_dim=cfg.c_dim,

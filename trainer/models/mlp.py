@@ -17,7 +17,15 @@ class MLPGenerator(nn.Module):
 
     @records_init_kwargs
     def __init__(
-        self, *, z_dim: int, c_dim: int, img_resolution: int, img_channels: int, hidden: int = 512, layers: int = 3
+        self,
+        *,
+        z_dim: int,
+        c_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        hidden: int = 512,
+        layers: int = 3,
+        batch_norm: bool = False,
     ):
         super().__init__()
         self.z_dim, self.c_dim = z_dim, c_dim
@@ -25,7 +33,10 @@ class MLPGenerator(nn.Module):
         blocks: list[nn.Module] = []
         width = z_dim + c_dim
         for _ in range(layers):
-            blocks += [nn.Linear(width, hidden), nn.LeakyReLU(0.2, True)]
+            blocks.append(nn.Linear(width, hidden))
+            if batch_norm:  # as in DCGAN's G: each layer's features keep the batch's spread
+                blocks.append(nn.BatchNorm1d(hidden))
+            blocks.append(nn.LeakyReLU(0.2, True))
             width = hidden
         blocks += [nn.Linear(width, img_channels * img_resolution**2), nn.Tanh()]
         self.net = nn.Sequential(*blocks)
