@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from trainer.evaluation.quality_table import main, table
 
 
@@ -26,4 +28,6 @@ def test_table_reads_each_gates_report_and_fails_when_one_failed(tmp_path, capsy
     assert main([str(results)]) == 1 and "quality-mlp" in capsys.readouterr().out
     results.write_text("mlp\tpass\t125\n")
     assert main([str(results)]) == 0
-    assert main([str(tmp_path / "missing.tsv")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "missing.tsv")])
+    assert exit_info.value.code == 2 and "missing.tsv: no such file" in capsys.readouterr().err

@@ -117,7 +117,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--check",
         action="store_true",
-        help=f"exit 1 unless all ten digits are covered and (conditional models) class accuracy >= {MIN_ACCURACY:.0%}",
+        help="exit 1 unless all ten digits are covered and (conditional models) class accuracy >= "
+        f"{MIN_ACCURACY * 100:.0f}%%",
     )
     args = parser.parse_args(argv)
     report = evaluate(args.export, per_class=args.per_class, truncation=args.truncation)

@@ -89,7 +89,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", type=Path, help="export folder or run directory")
     parser.add_argument("--out", type=Path, help="write the report as JSON here too")
-    parser.add_argument("--check", action="store_true", help=f"exit 1 unless accuracy >= {MIN_ACCURACY:.0%}")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 unless accuracy >= {MIN_ACCURACY * 100:.0f}%% "
+        f"({MIN_ACCURACY_UNPAIRED * 100:.0f}%% for an unpaired cyclegan export)",
+    )
     args = parser.parse_args(argv)
     report = evaluate(args.export)
     text = json.dumps(report, indent=2)

@@ -9,6 +9,7 @@ Prints a markdown table and exits 1 when any gate failed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -73,14 +74,12 @@ def table(results: Path) -> tuple[str, bool]:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or not Path(argv[0]).is_file():
-        print(
-            "usage: python -m trainer.evaluation.quality_table RESULTS.tsv (written by make quality-all)",
-            file=sys.stderr,
-        )
-        return 2
-    text, passed = table(Path(argv[0]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="RESULTS.tsv, as make quality-all writes it")
+    args = parser.parse_args(argv)
+    if not args.results.is_file():
+        parser.error(f"{args.results}: no such file (make quality-all writes runs/quality-all.tsv)")
+    text, passed = table(args.results)
     print(text)
     return 0 if passed else 1
 

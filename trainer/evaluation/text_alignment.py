@@ -159,8 +159,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--check",
         action="store_true",
-        help=f"exit 1 unless seen >= {SEEN_BAR:.0%} and withheld >= "
-        f"{WITHHELD_BAR:.0%} of samples have all three attributes right",
+        help=f"exit 1 unless seen >= {SEEN_BAR * 100:.0f}%% and withheld >= "
+        f"{WITHHELD_BAR * 100:.0f}%% of samples have all three attributes right",
     )
     p.add_argument("--out", type=Path, help="also write the report as JSON here")
     args = p.parse_args(argv)
