@@ -46,3 +46,17 @@ def test_domains_are_disjoint_even_halves_made_like_the_paired_set(tmp_path):
     assert all(np.array_equal(b[k], digits[k]) for k in sorted(b)[:5])
     prepare_data(cfg)  # a complete set is kept as it is
     assert read_domain(tmp_path / "edges").keys() == a.keys()
+
+
+def test_gate_tunes_on_domain_a_and_judges_on_held_out_digits():
+    from trainer.evaluation.edges2digits_gate import split_pairs
+
+    digits, labels = load_digit_arrays()
+    a_index, _ = domain_indices(len(digits))
+    edges, real, tuned_labels = split_pairs("domain_a")
+    assert np.array_equal(edges, edge_maps(digits[a_index])) and np.array_equal(real, digits[a_index])
+    assert np.array_equal(tuned_labels, labels[a_index])
+    held_edges, _, held_labels = split_pairs("held_out")
+    odd = np.arange(1, len(digits), 2)
+    assert np.array_equal(held_labels, labels[odd]) and np.array_equal(held_edges, edge_maps(digits[odd]))
+    assert not set(a_index) & set(odd)
