@@ -102,6 +102,7 @@ def test_digit_coverage_counts_only_clearly_drawn_digits():
     report = coverage(predicted, confidence)
     assert report["digits_seen"] == 10 and report["digits_covered"] == 9
     assert report["confident_share"] == 0.91 and report["predicted_histogram"][9] == 10
+    assert report["confident_histogram"] == [10] * 9 + [1]  # the one clear nine is all that counts
     confidence[91:93] = 0.9  # three clear nines now: 3% of the samples
     assert coverage(predicted, confidence)["digits_covered"] == 10
 
@@ -115,6 +116,8 @@ def test_quality_bar_per_kind_of_generator():
     assert "3 of the ten" in quality_misses({"class_accuracy": 0.93, "digits_covered": 7, **hist})[0]
     assert quality_misses({"digits_covered": 10, "predicted_histogram": [50] * 10}) == []
     assert "1 of the ten" in quality_misses({"digits_covered": 9, "predicted_histogram": [50] * 10})[0]
+    confident = {"digits_covered": 9, "predicted_histogram": [50] * 10, "confident_histogram": [40] * 9 + [3]}
+    assert "[40, 40, 40, 40, 40, 40, 40, 40, 40, 3]" in quality_misses(confident)[0]
 
 
 def test_watch_evaluates_each_checkpoint_once_into_jsonl_and_prometheus(tiny_run, digit_shards):

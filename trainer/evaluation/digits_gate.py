@@ -54,6 +54,7 @@ def coverage(predicted: np.ndarray, confidence: np.ndarray) -> dict:
         "digits_seen": int((counts > 0).sum()),
         "confident_share": round(float(confident.mean()), 4),
         "predicted_histogram": counts.tolist(),
+        "confident_histogram": confident_counts.tolist(),  # what digits_covered counts
     }
 
 
@@ -104,7 +105,11 @@ def quality_misses(report: dict) -> list[str]:
         )
     missing = 10 - report["digits_covered"]
     if missing:
-        misses.append(f"{missing} of the ten digits not clearly drawn (histogram {report['predicted_histogram']})")
+        histogram = report.get("confident_histogram", report["predicted_histogram"])
+        misses.append(
+            f"{missing} of the ten digits not clearly drawn (samples per digit recognized with "
+            f"p >= {CONFIDENT}: {histogram}; each needs {COVERED_SHARE:.0%} of the samples)"
+        )
     return misses
 
 
