@@ -50,7 +50,7 @@ NO_DATA_HERE = {
 }
 
 # Alert conditions that only mean something when they hold for their whole `for` window. r_t of a
-# 16-step run is the sign of D on 4-8 real images, so it can exceed 0.8 for a moment (CI saw 0.875);
+# 64-step run is the sign of D on 4-8 real images, so it can exceed 0.8 for a moment (CI saw 0.875);
 # the rule's `for: 30m` is what keeps it quiet, and that part is checked through ALERTS.
 SUSTAINED_ONLY = {"HiresganDiscriminatorOverfitting"}
 
@@ -79,9 +79,10 @@ def healthy_run(tmp_path_factory, digit_shards, start_prometheus):
     targets.mkdir(parents=True)  # so Prometheus watches the folder from its start
     prom = start_prometheus(tmp / "prometheus", sd_files=[str(targets / "*.json")], rule_files=[RULES])
     start = time.time()
-    # Wider than TINY so 16 steps outlast several 1 s scrapes (rate() in the dashboard needs two
-    # while the ranks live); a checkpoint every 4 steps; and each rank waits for the scrape of its
-    # final values before it exits (metrics.final_scrape_wait).
+    # Wider than TINY and 64 steps, so the run outlasts several 1 s scrapes even on an idle fast
+    # box (rate() in the dashboard needs two while the ranks live; 16 steps could end within one
+    # scrape); a checkpoint every 16 steps; and each rank waits for the scrape of its final values
+    # before it exits (metrics.final_scrape_wait).
     result = subprocess.run(
         train_argv(
             tmp / "runs",
@@ -89,8 +90,8 @@ def healthy_run(tmp_path_factory, digit_shards, start_prometheus):
             digit_shards[1],
             free_ports(2),
             "launch.nproc_per_node=2",
-            "train.kimg=0.128",
-            "train.checkpoint_kimg=0.032",
+            "train.kimg=0.512",
+            "train.checkpoint_kimg=0.128",
             "model.channel_max=64",
             "metrics.final_scrape_wait=30",
         ),
@@ -113,12 +114,12 @@ def test_both_ranks_are_discovered_and_scraped_with_their_identity(healthy_run):
     ups = prom.query('up{job="mon"}', at=last)
     assert sorted(u["metric"]["rank"] for u in ups) == ["0", "1"]
     assert all(u["value"][1] == "1" and u["metric"]["node"] and u["metric"]["local_rank"] for u in ups)
-    # Counters agree with the run: 16 steps of 4 images per rank (batch 8 over 2 ranks), all of them
+    # Counters agree with the run: 64 steps of 4 images per rank (batch 8 over 2 ranks), all of them
     # recorded because each rank served until the scrape of its final values.
     images = prom.query('max_over_time(hiresgan_images_seen_total{job="mon"}[10m])', at=end)
     steps = prom.query('max_over_time(hiresgan_steps_total{job="mon"}[10m])', at=end)
-    assert {s["metric"]["rank"]: float(s["value"][1]) for s in steps} == {"0": 16, "1": 16}
-    assert {i["metric"]["rank"]: float(i["value"][1]) for i in images} == {"0": 64, "1": 64}
+    assert {s["metric"]["rank"]: float(s["value"][1]) for s in steps} == {"0": 64, "1": 64}
+    assert {i["metric"]["rank"]: float(i["value"][1]) for i in images} == {"0": 256, "1": 256}
     # Labels that let dashboards join the DCGM exporter: Hostname is the node label.
     info = prom.query('hiresgan_rank_info{job="mon"}', at=last)
     assert {i["metric"]["Hostname"] for i in info} == {u["metric"]["node"] for u in ups}
