@@ -242,6 +242,9 @@ class TextConfig:
     attn_res: int = 16  # G's blocks up to this resolution cross-attend to the caption tokens (0: none)
     attn_heads: int = 2  # heads of G's cross-attention
     mismatch_weight: float = 1.0  # matching-aware loss: weight of D(real image, wrong caption) as fake (0: off)
+    # the wrong captions (trainer/text/negatives.py): "roll" (another sample's caption, GAN-INT-CLS) or
+    # "word_swap" (the caption with one word taken from its most similar batch caption: every attribute tested)
+    mismatch: str = "roll"
 
 
 @dataclass
@@ -285,6 +288,7 @@ CHOICES = {
     "loss.kind": ("logistic", "hinge", "wgan_gp", "lsgan"),
     "augment.kind": ("none", "diffaugment", "ada"),
     "pix2pix.transform": ("none", "edges", "gray", "downscale"),
+    "text.mismatch": ("roll", "word_swap"),
 }
 
 # Keys that only the StyleGAN2 family reads: other families refuse non-zero values rather than

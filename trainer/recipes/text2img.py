@@ -20,6 +20,7 @@ from trainer.phases import StepContext
 from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
 from trainer.text.encoders import build_tokenizer
+from trainer.text.negatives import wrong_captions
 
 GRID_PROMPTS = (
     "a red 0 on a black background",
@@ -101,7 +102,7 @@ class Text2ImgRecipe(AugmentedRecipe):
             )
             weight = self.cfg.text.mismatch_weight
             if weight > 0 and n > 1:
-                wrong = mismatch_loss(kind, D(real, tokens.roll(1, dims=0)))
+                wrong = mismatch_loss(kind, D(real, wrong_captions(self.cfg.text.mismatch, tokens, step)))
                 result = PhaseLosses(result.total + weight * wrong, {**result.terms, "mismatch": wrong.detach()})
             return result
 
