@@ -20,6 +20,7 @@ from trainer.config.checks import validate
 from trainer.config.schema import (
     CHOICES,
     EVAL_METRICS,
+    FEATURE_METRICS,
     AugmentConfig,
     Config,
     ConfigError,
@@ -47,6 +48,7 @@ __all__ = [
     "DataConfig",
     "EVAL_METRICS",
     "EvalConfig",
+    "FEATURE_METRICS",
     "InpaintConfig",
     "LaunchConfig",
     "LossConfig",

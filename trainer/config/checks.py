@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from trainer.config.schema import CHOICES, EVAL_METRICS, STYLEGAN2_ONLY, Config, ConfigError
+from trainer.config.schema import CHOICES, EVAL_METRICS, FEATURE_METRICS, STYLEGAN2_ONLY, Config, ConfigError
 from trainer.superres.settings import validate_superres
 
 
@@ -315,6 +315,26 @@ def _validate_text(cfg: Config) -> None:
         )
 
 
+def _validate_alignment(cfg: Config) -> None:
+    """eval.metrics=alignment reads digit, ink and background back from 32x32 RGB samples of the
+    colour-digit prompts (trainer/evaluation/text_alignment.py): a text2img model of that shape."""
+    e = cfg.eval
+    if cfg.model.family != "text2img":
+        _fail(
+            "eval.metrics",
+            f"holds alignment, which scores text-to-image prompts, but model.family={cfg.model.family} "
+            "takes no text; remove alignment from eval.metrics (or use model.family=text2img)",
+        )
+    if e.alignment_samples < 1:
+        _fail("eval.alignment_samples", f"got {e.alignment_samples}; at least 1 sample per prompt")
+    if e.every_kimg > 0 and (cfg.data.channels, cfg.data.resolution) != (3, 32):
+        _fail(
+            "eval.metrics",
+            f"holds alignment, which reads 3x32x32 colour digits (configs/text2img_digits.yaml), but the data is "
+            f"{cfg.data.channels}x{cfg.data.resolution}x{cfg.data.resolution}; remove alignment from eval.metrics",
+        )
+
+
 def _validate_eval(cfg: Config) -> None:
     """The eval section: names and counts always; data shape and weights only when it is on,
     so a config that never evaluates needs no weights file."""
@@ -333,7 +353,11 @@ def _validate_eval(cfg: Config) -> None:
             _fail(f"eval.{key}", f"got {getattr(e, key)}; the metrics need at least 2 images")
     if e.features not in ("digits", "inception"):
         _fail("eval.features", f"got {e.features!r}; valid choices: digits, inception")
-    if e.every_kimg == 0:
+    if "alignment" in names:
+        _validate_alignment(cfg)
+    # Only the feature metrics run the feature network: alignment alone needs neither a network that
+    # reads the data's shape nor weights.
+    if e.every_kimg == 0 or not any(m in FEATURE_METRICS for m in names):
         return
     if e.features == "digits" and (cfg.data.channels, cfg.data.resolution) != (1, 32):
         _fail(

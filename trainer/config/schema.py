@@ -181,7 +181,7 @@ class EvalConfig:
     """Evaluation inside training (trainer/evaluation/periodic.py); docs/EVALUATION.md."""
 
     every_kimg: float = 0.0  # evaluate G_ema on all ranks every N kimg and at the end (0: off)
-    metrics: str = "fid"  # comma-separated subset of fid,kid,pr,is
+    metrics: str = "fid"  # comma-separated subset of fid,kid,pr,is,alignment (alignment: text2img only)
     num_fake: int = 1000  # generated images (seeds 0..N-1, as `hiresgan eval`); published FIDs use 50000
     num_real: int = 50000  # real images at most: the first N in shard order, features cached
     data: str = ""  # real shards, a local brace pattern ("": data.urls)
@@ -189,6 +189,7 @@ class EvalConfig:
     inception_weights: str = ""  # features=inception: safetensors from `python -m trainer.evaluation.inception convert`
     inception_sha256: str = ""  # features=inception: the expected SHA-256 of inception_weights
     cache: str = "~/.cache/hiresgan/eval"  # folder for cached real features ("": no cache)
+    alignment_samples: int = 1  # metrics=alignment: samples per colour-digit prompt (560 prompts, seeds 0..N-1)
 
 
 @dataclass
@@ -275,8 +276,11 @@ class Config:
         return self.data.num_classes if self.model.conditional else 0
 
 
-# Metric names of eval.metrics (and of `hiresgan eval --metrics`).
-EVAL_METRICS = ("fid", "kid", "pr", "is")
+# Metrics comparing generated to real image features (eval.metrics and `hiresgan eval --metrics`).
+FEATURE_METRICS = ("fid", "kid", "pr", "is")
+# Metric names of eval.metrics: alignment (text2img on the colour digits) reads attributes back
+# from G's samples (trainer/evaluation/text_alignment.py), needing no real images or features.
+EVAL_METRICS = FEATURE_METRICS + ("alignment",)
 
 # Fields whose value must come from a fixed set.
 CHOICES = {

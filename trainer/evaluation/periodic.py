@@ -10,6 +10,11 @@ It must not change training: G_ema is put in eval mode and its mode restored, an
 states are forked around the work, so a run with evaluation follows the same random streams as one
 without (exact resume still holds). The fakes use their own seeded generators (seeds 0..N-1, as
 `hiresgan eval`), so a record equals `hiresgan eval` on the export of the same G_ema.
+
+`alignment` (text2img on the colour digits) runs on rank 0 only, after the feature metrics if any:
+all 560 prompts, `eval.alignment_samples` seeds each, read back by text_alignment's attribute
+reader; its record keys equal `python -m trainer.evaluation.text_alignment` on the same export.
+With alignment alone no feature network is built and no real images are read.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from trainer.distributed import DistEnv
 
 log = logging.getLogger(__name__)
 
+# Record keys in the log line of each evaluation.
+LOGGED = ("fid", "kid", "precision", "recall", "is", "alignment_seen", "alignment_withheld")
+
 
 class PeriodicEval:
     def __init__(
@@ -43,23 +51,17 @@ class PeriodicEval:
         self.on_running: Optional[Callable[[bool], None]] = None
         if not self.enabled:
             return
-        from trainer.evaluation.features import build_extractor
         from trainer.evaluation.watch import EvalGauges
 
         self.names = [m.strip() for m in e.metrics.split(",") if m.strip()]
+        # Feature metrics (FID, KID, PR, IS) render on all ranks and compare with real features;
+        # alignment reads attributes back from G's own samples on rank 0 and needs neither.
+        self.feature_names = [m for m in self.names if m != "alignment"]
         self.num_fake, self.num_real = e.num_fake, e.num_real
         self.data = e.data or cfg.data.urls
         self.cache_dir = Path(e.cache).expanduser() if e.cache else None
-        # Built on every rank at start-up: a bad weights file fails before the first step, not hours in.
-        # Constructing the network draws its (then overwritten) initial weights from the global RNG,
-        # which the Trainer has just seeded for training: fork it so training's stream is untouched.
-        with torch.random.fork_rng(devices=self._cuda_devices()):
-            self.extractor = build_extractor(
-                e.features,
-                weights=Path(e.inception_weights).expanduser() if e.inception_weights else None,
-                sha256=e.inception_sha256 or None,
-            )
-        self.extractor.check_images(G_ema.img_channels, G_ema.img_resolution, "the generator")
+        self.extractor = self._build_extractor(e) if self.feature_names else None
+        self.alignment = self._build_alignment(e) if "alignment" in self.names and env.is_main else None
         self.real: Optional[dict] = None  # rank 0's real features, kept after the first evaluation
         self.real_loaded = False
         self.log_path = cfg.run_dir / "eval.jsonl" if env.is_main else None
@@ -68,6 +70,31 @@ class PeriodicEval:
             if registry is not None and env.is_main
             else None
         )
+
+    def _build_extractor(self, e):
+        from trainer.evaluation.features import build_extractor
+
+        # Built on every rank at start-up: a bad weights file fails before the first step, not hours in.
+        # Constructing the network draws its (then overwritten) initial weights from the global RNG,
+        # which the Trainer has just seeded for training: fork it so training's stream is untouched.
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            extractor = build_extractor(
+                e.features,
+                weights=Path(e.inception_weights).expanduser() if e.inception_weights else None,
+                sha256=e.inception_sha256 or None,
+            )
+        extractor.check_images(self.G.img_channels, self.G.img_resolution, "the generator")
+        return extractor
+
+    def _build_alignment(self, e) -> dict:
+        """Rank 0's digit network and G's tokenizer, at start-up for the same fail-early reason
+        (and under the same fork: the network's construction draws from the global RNG)."""
+        from trainer.evaluation.digit_features import load
+        from trainer.evaluation.text_alignment import generator_tokenizer
+
+        with torch.random.fork_rng(devices=self._cuda_devices()):
+            net = load()
+        return {"net": net, "tokenizer": generator_tokenizer(self.G), "samples": e.alignment_samples}
 
     @property
     def enabled(self) -> bool:
@@ -93,11 +120,53 @@ class PeriodicEval:
             return None
         return self.evaluate(progress)
 
-    def evaluate(self, progress) -> Optional[dict]:
+    def _feature_report(self) -> Optional[dict]:
+        """FID/KID/PR/IS: collective, every rank renders its share; rank 0 gets the report."""
         from trainer.evaluation.run import evaluate_generator, load_real
 
-        started = time.perf_counter()
         rank, world = self.env.rank, self.env.world_size
+        if not self.real_loaded:
+            self.real = load_real(
+                self.data,
+                self.extractor,
+                num=self.num_real,
+                resolution=self.G.img_resolution,
+                channels=self.G.img_channels,
+                cache_dir=self.cache_dir,
+                rank=rank,
+                world_size=world,
+            )
+            self.real_loaded = True
+        return evaluate_generator(
+            self.G,
+            self.extractor,
+            self.real,
+            names=self.feature_names,
+            num_fake=self.num_fake,
+            data=self.data,
+            rank=rank,
+            world_size=world,
+        )
+
+    def _alignment_report(self) -> dict:
+        """Rank 0 alone (560 prompts x alignment_samples images are cheap): the other ranks go on to
+        the next step's collective and wait there, as they do for rank 0's metric maths."""
+        from trainer.evaluation.text_alignment import read_attributes, record_fields, sample_prompts, score
+
+        a = self.alignment
+        started = time.perf_counter()
+        # Truncation 1, as the feature metrics: the record equals
+        # `python -m trainer.evaluation.text_alignment EXPORT --samples N` on this G_ema's export.
+        images, truth = sample_prompts(self.G, a["tokenizer"], a["samples"], truncation=1.0)
+        fields = record_fields(score(read_attributes(images, a["net"]), truth))
+        return {
+            **fields,
+            "alignment_samples_per_prompt": a["samples"],
+            "alignment_seconds": round(time.perf_counter() - started, 2),
+        }
+
+    def evaluate(self, progress) -> Optional[dict]:
+        started = time.perf_counter()
         was_training = self.G.training
         if self.on_running is not None:
             self.on_running(True)
@@ -106,28 +175,11 @@ class PeriodicEval:
         with torch.random.fork_rng(devices=self._cuda_devices()), torch.no_grad():
             self.G.eval()
             try:
-                if not self.real_loaded:
-                    self.real = load_real(
-                        self.data,
-                        self.extractor,
-                        num=self.num_real,
-                        resolution=self.G.img_resolution,
-                        channels=self.G.img_channels,
-                        cache_dir=self.cache_dir,
-                        rank=rank,
-                        world_size=world,
-                    )
-                    self.real_loaded = True
-                report = evaluate_generator(
-                    self.G,
-                    self.extractor,
-                    self.real,
-                    names=self.names,
-                    num_fake=self.num_fake,
-                    data=self.data,
-                    rank=rank,
-                    world_size=world,
-                )
+                report = self._feature_report() if self.feature_names else None
+                if self.env.is_main:
+                    report = report or {}
+                    if self.alignment is not None:
+                        report.update(self._alignment_report())
             finally:
                 self.G.train(was_training)
                 if self.on_running is not None:
@@ -150,7 +202,7 @@ class PeriodicEval:
         log.info(
             "eval at %.3f kimg: %s (%.1f s)",
             progress.kimg,
-            ", ".join(f"{k}={record[k]:.4g}" for k in ("fid", "kid", "precision", "recall", "is") if k in record),
+            ", ".join(f"{k}={record[k]:.4g}" for k in LOGGED if k in record),
             record["seconds"],
         )
         return record

@@ -17,12 +17,14 @@ from typing import Optional
 import numpy as np
 import torch
 
-from trainer.config import EVAL_METRICS
+from trainer.config import FEATURE_METRICS
 from trainer.evaluation import scores
 
-# The eval.metrics key's list (training evaluates those), plus CAS: it trains two classifiers, too
-# slow to pause training for, so it runs in `hiresgan eval` and its --watch sidecar only.
-METRICS = EVAL_METRICS + ("cas",)
+# The feature metrics of the eval.metrics key (training evaluates those), plus CAS: it trains two
+# classifiers, too slow to pause training for, so it runs in `hiresgan eval` and its --watch
+# sidecar only. (eval.metrics=alignment has its own command on exports:
+# `python -m trainer.evaluation.text_alignment EXPORT`.)
+METRICS = FEATURE_METRICS + ("cas",)
 
 
 def parse_metrics(text: str) -> list[str]:

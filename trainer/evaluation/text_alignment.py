@@ -12,7 +12,9 @@ reader reads digit, ink and background back from each sample.
 `python -m trainer.evaluation.text_alignment EXPORT [--samples 10] [--check]` asks for every one of
 the 560 (digit, ink, background) prompts, reports per-attribute accuracy and the share of samples
 with all three right, split into seen and withheld (digit, ink) pairs; `--ceiling` reads
-renders of the held-out real digits instead (the reader's own ceiling).
+renders of the held-out real digits instead (the reader's own ceiling). During training,
+`eval.metrics=alignment` runs the same sampler (`sample_prompts`) on G_ema in memory and logs the
+scores as evaluation gauges (trainer/evaluation/periodic.py).
 """
 
 from __future__ import annotations
@@ -93,19 +95,33 @@ def score(read: dict[str, np.ndarray], truth: np.ndarray) -> dict:
     return report
 
 
+def generator_tokenizer(G: torch.nn.Module):
+    """The tokenizer of an in-memory text2img G (G_ema in training), read from its constructor
+    arguments exactly as an export's generator.json would give it."""
+    from trainer.sampling.prompts import export_tokenizer
+
+    return export_tokenizer({"family": getattr(G, "family", None), "init_kwargs": G.init_kwargs})
+
+
 @torch.no_grad()
-def sample_all(
-    export: Path, samples: int, truncation: float, device: str = "cpu", batch: int = 280
+def sample_prompts(
+    G: torch.nn.Module,
+    tokenizer,
+    samples: int,
+    truncation: float = 1.0,
+    device: Optional[torch.device] = None,
+    batch: int = 280,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [560 * samples, 32, 32, 3] for every prompt (seeds 0..samples-1) and their truth."""
-    from trainer.export import load_generator
+    """uint8 images [560 * samples, 32, 32, 3] of G for every prompt (seeds 0..samples-1) and
+    their truth [560 * samples, 3]. G is used as given (the caller sets its eval mode); the
+    latents come from their own seeded generators, so the global RNG is not drawn from."""
     from trainer.images import to_uint8
     from trainer.sampling.latents import latent
-    from trainer.sampling.prompts import encode_prompts, export_tokenizer
+    from trainer.sampling.prompts import encode_prompts
 
-    G, description = load_generator(export, device=device)
+    device = device if device is not None else next(G.parameters()).device
     triples = all_triples()
-    tokens = encode_prompts(export_tokenizer(description), [prompt(*t) for t in triples], source="gate prompt")
+    tokens = encode_prompts(tokenizer, [prompt(*t) for t in triples], source="gate prompt")
     tokens = tokens.repeat_interleave(samples, dim=0)  # prompt-major, seeds 0..samples-1 each
     z = torch.cat([latent(s, G.z_dim) for s in range(samples)]).repeat(len(triples), 1)
     images = [
@@ -120,6 +136,31 @@ def sample_all(
         for i in range(0, len(z), batch)
     ]
     return np.concatenate(images), np.repeat(np.array(triples), samples, axis=0)
+
+
+def sample_all(
+    export: Path, samples: int, truncation: float, device: str = "cpu", batch: int = 280
+) -> tuple[np.ndarray, np.ndarray]:
+    """`sample_prompts` of the generator in an export (folder, .safetensors or run directory)."""
+    from trainer.export import load_generator
+    from trainer.sampling.prompts import export_tokenizer
+
+    G, description = load_generator(export, device=device)
+    return sample_prompts(
+        G, export_tokenizer(description), samples, truncation, device=torch.device(device), batch=batch
+    )
+
+
+def record_fields(report: dict) -> dict[str, float]:
+    """A `score` report as the flat keys of an eval.jsonl record: alignment_seen,
+    alignment_withheld, alignment_overall (all three attributes right) and
+    alignment_{seen,withheld,overall}_{digit,ink,background}."""
+    fields = {}
+    for split_name in ("seen", "withheld", "overall"):
+        fields[f"alignment_{split_name}"] = report[split_name]["all"]
+        for attribute in ATTRIBUTES[:3]:
+            fields[f"alignment_{split_name}_{attribute}"] = report[split_name][attribute]
+    return fields
 
 
 def ceiling(samples: int) -> tuple[np.ndarray, np.ndarray]:

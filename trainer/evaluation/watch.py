@@ -35,6 +35,14 @@ GAUGES = {
         "hiresgan_eval_cas_fake_read_ratio",
         "Share of generated images the ceiling classifier reads as their class (low: class leakage)",
     ),
+    "alignment_seen": (
+        "hiresgan_eval_alignment_seen_ratio",
+        "Text2img: share of samples for seen (digit, ink) pairs read back with digit, ink and background as prompted",
+    ),
+    "alignment_withheld": (
+        "hiresgan_eval_alignment_withheld_ratio",
+        "Text2img: share of samples for (digit, ink) pairs never trained on read back with all three as prompted",
+    ),
 }
 # Per-class CAS (report keys -> value of the `train` label): a class's real test accuracy.
 CLASS_GAUGE = (
@@ -43,6 +51,17 @@ CLASS_GAUGE = (
     "generated (train=synthetic) or real (train=real) images",
 )
 CLASS_REPORTS = {"cas_per_class": "synthetic", "cas_real_per_class": "real"}
+# Per-attribute alignment (record keys alignment_{split}_{attribute}, from text_alignment.record_fields).
+ALIGNMENT_GAUGE = (
+    "hiresgan_eval_alignment_attribute_ratio",
+    "Text2img: share of samples whose digit, ink or background (attribute) is read back as prompted, "
+    "for seen or withheld (digit, ink) pairs (split)",
+)
+ALIGNMENT_REPORTS = {
+    f"alignment_{split}_{attribute}": (split, attribute)
+    for split in ("seen", "withheld")
+    for attribute in ("digit", "ink", "background")
+}
 
 
 class EvalGauges:
@@ -52,6 +71,7 @@ class EvalGauges:
             key: Gauge(name, text, list(self.labels), registry=registry) for key, (name, text) in GAUGES.items()
         }
         self.class_gauge = Gauge(*CLASS_GAUGE, [*self.labels, "class", "train"], registry=registry)
+        self.alignment_gauge = Gauge(*ALIGNMENT_GAUGE, [*self.labels, "split", "attribute"], registry=registry)
 
     def update(self, record: dict) -> None:
         for key, gauge in self.gauges.items():
@@ -61,6 +81,9 @@ class EvalGauges:
             for name, value in (record.get(key) or {}).items():
                 if value is not None:
                     self.class_gauge.labels(**self.labels, **{"class": name, "train": train}).set(value)
+        for key, (split, attribute) in ALIGNMENT_REPORTS.items():
+            if key in record:
+                self.alignment_gauge.labels(**self.labels, split=split, attribute=attribute).set(record[key])
 
 
 def _done(log_path: Path) -> set[str]:
