@@ -187,10 +187,15 @@ def discriminator_scores(
 def discriminator_r1(
     D: nn.Module, real: torch.Tensor, real_c: Optional[torch.Tensor], *, gamma: float, interval: int
 ) -> PhaseLosses:
-    """R1: gamma/2 * |grad_x D(x)|^2 on real images, scaled by the lazy interval."""
+    """R1: gamma/2 * |grad_x D(x)|^2 on real images, scaled by the lazy interval.
+
+    D(x) is the per-sample score the adversarial losses use: the mean over a PatchGAN's patches
+    (one logit per sample elsewhere, where the mean changes nothing). Summing the patches instead
+    would scale the penalty with the patch count squared (~1,000 patches at 256x256): the first
+    lazy R1 phase then flattened the inpainting D for good (penalty 428, D at chance for 4 kimg)."""
     real = real.detach().requires_grad_(True)
     logits = D(real, real_c)
-    (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    (grads,) = torch.autograd.grad(logits.flatten(1).float().mean(1).sum(), real, create_graph=True)
     penalty = grads.float().square().sum(dim=[1, 2, 3]).mean()
     # `logits * 0` keeps D's output in the graph so every rank's backward touches the same
     # parameters, whatever the penalty's graph looks like.

@@ -341,3 +341,23 @@ def test_comod_generator_composites_is_deterministic_in_eval_and_refuses_other_s
         tmp_path / "out",
     )
     assert result.returncode == 1 and "fills 32x32 images only" in result.stderr
+
+
+def test_r1_of_a_patch_discriminator_penalizes_the_mean_patch_score():
+    """R1 uses the score the adversarial loss uses (the mean over patches): a D whose P patches all
+    repeat one logit gets exactly the penalty of that single logit, not P^2 times it."""
+    from trainer import losses
+
+    weight = torch.randn(1, 3, 8, 8)
+
+    def single(x, c):
+        return (x * weight).sum(dim=[1, 2, 3])[:, None]  # [N, 1]
+
+    def patches(x, c):
+        return single(x, c).expand(-1, 100)  # [N, 100]: the same logit at every patch
+
+    x = torch.randn(2, 3, 8, 8)
+    one = losses.discriminator_r1(single, x, None, gamma=1.0, interval=1).terms["r1"]
+    many = losses.discriminator_r1(patches, x, None, gamma=1.0, interval=1).terms["r1"]
+    assert torch.allclose(many, one)
+    assert torch.allclose(one, weight.square().sum())  # |grad|^2 of a linear score is |w|^2
