@@ -2,7 +2,7 @@
 
 import torch
 
-from trainer.text.negatives import rolled_captions, word_swap_captions, wrong_captions
+from trainer.text.negatives import hardest, rolled_captions, word_swap_captions, word_swap_options, wrong_captions
 from trainer.text.tokenizer import PAD, WordTokenizer, count_words
 
 CAPTIONS = [
@@ -52,3 +52,17 @@ def test_roll_is_gan_int_cls_and_unknown_kind_is_named():
         assert "text.mismatch" in str(exc)
     else:
         raise AssertionError("an unknown kind must raise")
+
+
+def test_options_cover_each_differing_word_and_the_hardest_is_taken_per_sample():
+    tokens = _tokens()
+    options = word_swap_options(tokens, 3)  # [3, N, L]
+    assert options.shape == (3, *tokens.shape)
+    # Caption 2 differs from its partner (caption 0) in two slots: options 0 and 1 swap each, 2 repeats 0.
+    slots = [int((options[k, 2] != tokens[2]).nonzero()) for k in range(3)]
+    assert slots == [1, 5, 1]
+    scores = torch.zeros(3, len(CAPTIONS))
+    scores[1, 2] = 5.0  # D believes option 1 of caption 2 most
+    picked = hardest(options, scores)
+    assert torch.equal(picked[2], options[1, 2])
+    assert torch.equal(picked[0], options[0, 0])

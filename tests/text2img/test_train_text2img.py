@@ -30,6 +30,7 @@ def train(tiny, shards, out, name, kimg, *extra):
         f"run.name={name}",
         f"train.kimg={kimg}",
         "train.checkpoint_kimg=0.032",
+        "text.mismatch=word_swap_hard",  # D-scored negatives: resume must stay exact with them too
         *extra,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

@@ -244,7 +244,8 @@ class TextConfig:
     attn_heads: int = 2  # heads of G's cross-attention
     mismatch_weight: float = 1.0  # matching-aware loss: weight of D(real image, wrong caption) as fake (0: off)
     # the wrong captions (trainer/text/negatives.py): "roll" (another sample's caption, GAN-INT-CLS) or
-    # "word_swap" (the caption with one word taken from its most similar batch caption: every attribute tested)
+    # "word_swap" (the caption with one word taken from its most similar batch caption: every attribute tested),
+    # "word_swap_hard" (of those one-word swaps, the one D scores highest: where D is still wrong)
     mismatch: str = "roll"
 
 
@@ -292,7 +293,7 @@ CHOICES = {
     "loss.kind": ("logistic", "hinge", "wgan_gp", "lsgan"),
     "augment.kind": ("none", "diffaugment", "ada"),
     "pix2pix.transform": ("none", "edges", "gray", "downscale"),
-    "text.mismatch": ("roll", "word_swap"),
+    "text.mismatch": ("roll", "word_swap", "word_swap_hard"),
 }
 
 # Keys that only the StyleGAN2 family reads: other families refuse non-zero values rather than

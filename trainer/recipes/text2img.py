@@ -20,7 +20,7 @@ from trainer.phases import StepContext
 from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
 from trainer.text.encoders import build_tokenizer
-from trainer.text.negatives import wrong_captions
+from trainer.text.negatives import hardest, word_swap_options, wrong_captions
 
 GRID_PROMPTS = (
     "a red 0 on a black background",
@@ -29,6 +29,9 @@ GRID_PROMPTS = (
     "a cyan 7 on a magenta background",
 )
 GRID_COLUMNS = 8
+# text.mismatch=word_swap_hard: one-word swaps scored per image (captions of the colour digits
+# differ from their most similar batch caption in at most 3 slots: digit, ink, background).
+HARD_NEGATIVE_OPTIONS = 3
 
 
 def mismatch_loss(kind: str, logits: torch.Tensor) -> torch.Tensor:
@@ -102,7 +105,7 @@ class Text2ImgRecipe(AugmentedRecipe):
             )
             weight = self.cfg.text.mismatch_weight
             if weight > 0 and n > 1:
-                wrong = mismatch_loss(kind, D(real, wrong_captions(self.cfg.text.mismatch, tokens, step)))
+                wrong = mismatch_loss(kind, D(real, self._wrong_captions(D, real, tokens, step)))
                 result = PhaseLosses(result.total + weight * wrong, {**result.terms, "mismatch": wrong.detach()})
             return result
 
@@ -114,6 +117,17 @@ class Text2ImgRecipe(AugmentedRecipe):
                 "D_reg", "D", lambda: losses.discriminator_r1(D, real, tokens, gamma=loss.r1_gamma, interval=d_int)
             )
         self.after_step(ctx)
+
+    def _wrong_captions(self, D, real: torch.Tensor, tokens: torch.Tensor, step: int) -> torch.Tensor:
+        kind = self.cfg.text.mismatch
+        if kind != "word_swap_hard":
+            return wrong_captions(kind, tokens, step)
+        # Score every one-word swap (one per differing slot) and keep, per image, the one D believes
+        # most: no gradient, one extra D forward per option.
+        options = word_swap_options(tokens, HARD_NEGATIVE_OPTIONS)  # [K, N, L]
+        with torch.no_grad():
+            scores = D(real.repeat(HARD_NEGATIVE_OPTIONS, 1, 1, 1), options.flatten(0, 1))
+        return hardest(options, scores.float().view(HARD_NEGATIVE_OPTIONS, -1))
 
     def _path_length(self, ctx: StepContext, tokens: torch.Tensor, interval: int) -> PhaseLosses:
         loss = self.cfg.loss

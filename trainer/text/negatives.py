@@ -25,30 +25,51 @@ def rolled_captions(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.roll(1, dims=0)
 
 
-def word_swap_captions(tokens: torch.Tensor, step: int) -> torch.Tensor:
-    """[N, L] token ids (PAD-padded) -> [N, L]: each caption with one word taken from its most
-    similar other caption of the batch. A caption with no same-length partner that differs from it
-    gets the rolled caption instead."""
+def _partners(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each caption, its most similar other batch caption (same length, most tokens equal at
+    the same positions; ties go to the nearest index after it): the partner's tokens [N, L], the
+    positions where they differ [N, L], and whether a usable partner exists [N]."""
     n = tokens.shape[0]
     lengths = (tokens != PAD).sum(dim=1)  # [N]
     equal = (tokens[:, None, :] == tokens[None, :, :]) & (tokens[:, None, :] != PAD)  # [N, N, L]
     matches = equal.sum(dim=2)  # [N, N] tokens equal at the same position
-    differing = lengths[:, None] - matches  # [N, N] positions where j's word differs from i's
-    usable = (lengths[:, None] == lengths[None, :]) & (differing > 0)
-    # The most similar usable partner; ties go to the nearest index after i (deterministic).
+    usable = (lengths[:, None] == lengths[None, :]) & (lengths[:, None] - matches > 0)
     order = (torch.arange(n, device=tokens.device)[None, :] - torch.arange(n, device=tokens.device)[:, None]) % n
     score = torch.where(usable, matches * (n + 1) + (n - order), torch.full_like(matches, -1))
     partner = score.argmax(dim=1)  # [N]
-    has_partner = usable.gather(1, partner[:, None]).squeeze(1)
+    other = tokens[partner]
+    return other, (other != tokens) & (tokens != PAD), usable.gather(1, partner[:, None]).squeeze(1)
 
-    other = tokens[partner]  # [N, L]
-    diff = (other != tokens) & (tokens != PAD)  # [N, L] swappable positions
+
+def _swap(tokens: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """Each caption with its partner's word at its `pick`-th differing position (modulo their count);
+    the rolled caption where there is no partner."""
+    other, diff, has_partner = _partners(tokens)
     count = diff.sum(dim=1).clamp(min=1)
-    pick = (step + torch.arange(n, device=tokens.device)) % count  # which differing word, per sample
     rank = diff.cumsum(dim=1) - 1  # index of each differing position among its row's differing ones
-    swap = diff & (rank == pick[:, None])
-    swapped = torch.where(swap, other, tokens)
-    return torch.where(has_partner[:, None], swapped, rolled_captions(tokens))
+    swap = diff & (rank == (pick % count)[:, None])
+    return torch.where(has_partner[:, None], torch.where(swap, other, tokens), rolled_captions(tokens))
+
+
+def word_swap_captions(tokens: torch.Tensor, step: int) -> torch.Tensor:
+    """[N, L] token ids (PAD-padded) -> [N, L]: each caption with one word taken from its most
+    similar other caption of the batch, cycling through the differing words with the step."""
+    return _swap(tokens, step + torch.arange(tokens.shape[0], device=tokens.device))
+
+
+def word_swap_options(tokens: torch.Tensor, options: int) -> torch.Tensor:
+    """[options, N, L]: option k swaps the k-th differing word (repeats when fewer differ), for a
+    caller that picks the hardest option per sample (`text.mismatch=word_swap_hard`)."""
+    index = torch.arange(tokens.shape[0], device=tokens.device)
+    return torch.stack([_swap(tokens, torch.full_like(index, k)) for k in range(options)])
+
+
+def hardest(options: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """options [K, N, L], D's scores of (real image i, option k) [K, N] -> [N, L]: per sample, the
+    option D finds most believable. Once D rejects a kind of mistake (colours, say), the hardest
+    negatives are the mistakes it does not yet see, so its training goes where it is still wrong."""
+    best = scores.argmax(dim=0)  # [N]
+    return options.gather(0, best[None, :, None].expand(1, *options.shape[1:])).squeeze(0)
 
 
 def wrong_captions(kind: str, tokens: torch.Tensor, step: int) -> torch.Tensor:
@@ -56,4 +77,4 @@ def wrong_captions(kind: str, tokens: torch.Tensor, step: int) -> torch.Tensor:
         return rolled_captions(tokens)
     if kind == "word_swap":
         return word_swap_captions(tokens, step)
-    raise ValueError(f"text.mismatch={kind!r}; valid choices: roll, word_swap")
+    raise ValueError(f"text.mismatch={kind!r} needs D's scores (word_swap_hard) or is unknown; valid: roll, word_swap")
