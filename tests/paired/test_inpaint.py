@@ -193,6 +193,19 @@ def test_gate_measures_detail_and_names_each_miss():
     assert len(misses) == 3 and "1.20 dB below" in misses[0] and "3 known pixel(s)" in misses[2]
 
 
+def test_gate_crops_a_tuning_folder_and_names_a_too_small_image(tmp_path):
+    from trainer.evaluation.inpaint_gate import folder_crops
+
+    photo = np.random.default_rng(1).integers(0, 256, (300, 280), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "gray.png")
+    crops = folder_crops(tmp_path)
+    assert list(crops) == ["gray"] and crops["gray"].shape == (256, 256, 3)
+    assert np.array_equal(crops["gray"][:, :, 0], photo[22:278, 12:268])  # the centre crop, as RGB
+    Image.fromarray(photo[:200]).save(tmp_path / "small.png")
+    with pytest.raises(ValueError, match="small.png is 280x200"):
+        folder_crops(tmp_path)
+
+
 @pytest.mark.slow
 def test_inpaint_trains_exports_and_fills_a_folder(tmp_path, digit_shards):
     _, pattern = digit_shards

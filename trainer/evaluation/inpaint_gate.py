@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -47,6 +48,26 @@ def held_out_crops(size: int = CROP) -> dict[str, np.ndarray]:
         photo = np.repeat(photo[:, :, None], 3, axis=2) if photo.ndim == 2 else photo[:, :, :3]
         top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
         crops[name] = np.ascontiguousarray(photo[top : top + size, left : left + size])
+    return crops
+
+
+def folder_crops(folder: Path, size: int = CROP) -> dict[str, np.ndarray]:
+    """file stem -> uint8 [size, size, 3]: the centre crop of every image in a folder (gray as RGB),
+    e.g. a tuning set of photos that are neither trained on nor held out for this gate."""
+    from PIL import Image
+
+    from trainer.superres.images import IMAGE_SUFFIXES, list_images
+
+    paths = list_images(folder)
+    if not paths:
+        raise ValueError(f"--data {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    crops = {}
+    for path in paths:
+        photo = np.asarray(Image.open(path).convert("RGB"))
+        if min(photo.shape[:2]) < size:
+            raise ValueError(f"--data: {path} is {photo.shape[1]}x{photo.shape[0]}, smaller than the {size}px crop")
+        top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
+        crops[path.stem] = np.ascontiguousarray(photo[top : top + size, left : left + size])
     return crops
 
 
@@ -85,7 +106,7 @@ def scores(result: np.ndarray, real: np.ndarray, hole: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def evaluate(export: Path, *, box: int = BOX) -> dict:
+def evaluate(export: Path, *, box: int = BOX, data: Optional[Path] = None) -> dict:
     G, description = load_generator(export)
     if description["family"] != "inpaint":
         raise ValueError(f"{export}: the inpainting gate needs an inpaint export, got family {description['family']}")
@@ -93,7 +114,7 @@ def evaluate(export: Path, *, box: int = BOX) -> dict:
     hole = mask[0] > 127
     m = torch.from_numpy(hole.astype(np.float32))[None, None]
     per_photo = {}
-    for name, real in held_out_crops().items():
+    for name, real in (folder_crops(data) if data else held_out_crops()).items():
         x = torch.from_numpy(real).permute(2, 0, 1)[None].float() / 127.5 - 1
         if G.img_channels == 1:
             x = x.mean(1, keepdim=True)
@@ -141,10 +162,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", type=Path, help="export folder or run directory")
     parser.add_argument("--box", type=int, default=BOX, help=f"side of the centre hole (default {BOX})")
+    parser.add_argument(
+        "--data", type=Path, help="score the centre crops of this folder's images instead of the held-out photos"
+    )
     parser.add_argument("--out", type=Path, help="write the report as JSON here too")
     parser.add_argument("--check", action="store_true", help="exit 1 below the quality bar (see the module doc)")
     args = parser.parse_args(argv)
-    report = evaluate(args.export, box=args.box)
+    report = evaluate(args.export, box=args.box, data=args.data)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
