@@ -301,6 +301,10 @@ def _validate_text(cfg: Config) -> None:
         _fail("text.heads", f"got {t.heads}; text.dim={t.dim} must divide by it")
     if t.mismatch_weight < 0:
         _fail("text.mismatch_weight", f"got {t.mismatch_weight}; must be >= 0")
+    if not t.contrastive_weight >= 0:  # also refuses NaN
+        _fail("text.contrastive_weight", f"got {t.contrastive_weight}; must be >= 0 (0: off)")
+    if not 0 < t.contrastive_temperature < float("inf"):
+        _fail("text.contrastive_temperature", f"got {t.contrastive_temperature}; must be > 0 (e.g. 0.1)")
     if t.attn_res != 0 and not (_is_power_of_two(t.attn_res) and t.attn_res <= cfg.data.resolution):
         _fail(
             "text.attn_res",

@@ -247,6 +247,12 @@ class TextConfig:
     # "word_swap" (the caption with one word taken from its most similar batch caption: every attribute tested),
     # "word_swap_hard" (of those one-word swaps, the one D scores highest: where D is still wrong)
     mismatch: str = "roll"
+    # contrastive image-caption matching (trainer/text/contrastive.py): weight of the B x B loss on D's
+    # projection features, D on real pairs and G on its fakes (0: off)
+    contrastive_weight: float = 0.0
+    # its softmax temperature over cosine similarities (XMC-GAN's 0.1: logits within +-10, enough to
+    # separate a batch of 16; fixed, so D cannot shrink the loss by inflating a learned scale)
+    contrastive_temperature: float = 0.1
 
 
 @dataclass

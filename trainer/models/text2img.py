@@ -13,6 +13,7 @@ augmentation and R1 uses. Called with c=None (sample grids, probes), both see th
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Optional
 
 import torch
@@ -250,6 +251,25 @@ class TextDiscriminator(nn.Module):
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
         tokens = unknown_prompt(img.shape[0], img.device) if c is None else c
         return self.net(img, self.text(tokens).pooled)  # projection on the pooled embedding: [N, 1]
+
+    def embed(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two halves of D's projection term, for the contrastive loss (trainer/text/contrastive.py):
+        the image features [N, cmap_dim] (the epilogue's output before the product) and the caption
+        features [N, cmap_dim] (cmap: the mapping layers on the pooled text embedding). forward()
+        scores <image, caption> / sqrt(cmap_dim) (tested), so the contrastive loss trains the very
+        vectors the projection term multiplies; it must follow StyleGAN2's D.forward step for step."""
+        tokens = unknown_prompt(img.shape[0], img.device) if c is None else c
+        net, epilogue = self.net, self.net.epilogue
+        x = None
+        img = img.to(epilogue.out.weight.dtype)
+        for block in net.blocks:
+            x = block(x, img)
+        image = epilogue.out(epilogue.fc(epilogue.conv(epilogue.mbstd(x)).flatten(1)))
+        return image, net.mapping(None, self.text(tokens).pooled)
+
+    def score(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The projection score [N, 1] of embed()'s halves: what forward() returns, without a second pass."""
+        return (image * text).sum(dim=1, keepdim=True) / math.sqrt(self.net.epilogue.cmap_dim)
 
 
 def build(cfg) -> tuple[nn.Module, nn.Module]:

@@ -1,7 +1,9 @@
 """Text-to-image step: StyleGAN2's phases (G main, lazy path length, D main, lazy R1, ADA or
 DiffAugment through `AugmentedRecipe`) with the caption tokens as the condition, plus the
 matching-aware term of GAN-INT-CLS: real images paired with another sample's caption count as
-fakes (`text.mismatch_weight`), so D must check the caption and not only the image.
+fakes (`text.mismatch_weight`), so D must check the caption and not only the image; and,
+with `text.contrastive_weight`, the contrastive image-caption matching loss of
+trainer/text/contrastive.py on D's projection features: D on the real batch, G on its fakes.
 
 Fakes are drawn for the real batch's own captions, so G trains on the caption distribution of
 the data and never on a caption the data lacks (the withheld pairs of the colour-digits test).
@@ -19,6 +21,7 @@ from trainer.losses import PhaseLosses
 from trainer.phases import StepContext
 from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
+from trainer.text.contrastive import contrastive_loss
 from trainer.text.encoders import build_tokenizer
 from trainer.text.negatives import hardest, word_swap_options, wrong_captions
 
@@ -85,11 +88,26 @@ class Text2ImgRecipe(AugmentedRecipe):
         real, tokens = ctx.batch.real, ctx.batch.extras["tokens"]
         mix, kind, D = loss.style_mixing, loss.kind, self.critic(ctx)
 
+        contrastive = self.cfg.text.contrastive_weight
+
         def g_main() -> PhaseLosses:
             img, _ = generate(ctx.G, ctx.z(n), tokens, style_mixing=mix, update_w_avg=True)
-            logits = D(img, tokens)
+            if not contrastive:
+                logits = D(img, tokens)
+                adv = losses.g_adversarial(kind, logits)
+                return PhaseLosses(adv, {"adversarial": adv.detach(), "fake_score": logits.detach().mean()})
+            # One D pass gives both the score and the features: G is pushed to draw images D
+            # matches to their own caption rather than to the batch's other captions.
+            image, text = self._embed(ctx, img, tokens)
+            logits = ctx.D.score(image, text)
             adv = losses.g_adversarial(kind, logits)
-            return PhaseLosses(adv, {"adversarial": adv.detach(), "fake_score": logits.detach().mean()})
+            matching = self._contrastive(image, text, tokens)
+            terms = {
+                "adversarial": adv.detach(),
+                "fake_score": logits.detach().mean(),
+                "contrastive": matching.detach(),
+            }
+            return PhaseLosses(adv + contrastive * matching, terms)
 
         ctx.run_phase("G_main", "G", g_main)
 
@@ -107,6 +125,13 @@ class Text2ImgRecipe(AugmentedRecipe):
             if weight > 0 and n > 1:
                 wrong = mismatch_loss(kind, D(real, self._wrong_captions(D, real, tokens, step)))
                 result = PhaseLosses(result.total + weight * wrong, {**result.terms, "mismatch": wrong.detach()})
+            if contrastive:
+                # A pass of its own over the real batch (the adversarial one lives in
+                # losses.discriminator_scores): D learns to pick each image's caption out of the batch.
+                matching = self._contrastive(*self._embed(ctx, real, tokens), tokens)
+                result = PhaseLosses(
+                    result.total + contrastive * matching, {**result.terms, "contrastive": matching.detach()}
+                )
             return result
 
         ctx.run_phase("D_main", "D", self.observed(d_main))
@@ -117,6 +142,13 @@ class Text2ImgRecipe(AugmentedRecipe):
                 "D_reg", "D", lambda: losses.discriminator_r1(D, real, tokens, gamma=loss.r1_gamma, interval=d_int)
             )
         self.after_step(ctx)
+
+    def _embed(self, ctx: StepContext, img: torch.Tensor, tokens: torch.Tensor):
+        """D's (image, caption) features of `img`, augmented as every image D sees is (ADA, DiffAugment)."""
+        return ctx.D.embed(img if self.augment is None else self.augment(img), tokens)
+
+    def _contrastive(self, image: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return contrastive_loss(image, text, tokens, temperature=self.cfg.text.contrastive_temperature)
 
     def _wrong_captions(self, D, real: torch.Tensor, tokens: torch.Tensor, step: int) -> torch.Tensor:
         kind = self.cfg.text.mismatch

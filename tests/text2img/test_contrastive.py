@@ -1,0 +1,209 @@
+"""The contrastive image-caption matching loss (trainer/text/contrastive.py, `text.contrastive_weight`):
+its values, duplicate captions, D's features it is computed on, a tiny D that learns to match real
+colour digits with it alone, the config checks, and a run with the key on through the CLI."""
+
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainer.config import ConfigError, load_config
+from trainer.models.text2img import TextDiscriminator
+from trainer.text.contrastive import contrastive_loss, same_caption
+from trainer.text.tokenizer import WordTokenizer, count_words
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def distinct_tokens(b: int) -> torch.Tensor:
+    return torch.arange(b)[:, None].repeat(1, 3)  # B different captions of 3 tokens
+
+
+def test_random_embeddings_score_log_b_and_agreeing_ones_near_zero():
+    torch.manual_seed(0)
+    b, dim = 16, 64
+    image, text = torch.randn(b, dim), torch.randn(b, dim)
+    tokens = distinct_tokens(b)
+    # At temperature 1 the random cosines (~ +-1/8) barely move the softmax from uniform: log(B).
+    assert contrastive_loss(image, text, tokens, temperature=1.0).item() == pytest.approx(math.log(b), abs=0.05)
+    random_pairs = contrastive_loss(image, text, tokens, temperature=0.1).item()
+    agreeing = contrastive_loss(text + 0.1 * image, text, tokens, temperature=0.1).item()
+    assert random_pairs > math.log(b) - 0.1 and agreeing < 0.05
+    # Partial agreement lies between, so the loss has a slope towards matching pairs.
+    halfway = contrastive_loss(text + image, text, tokens, temperature=0.1).item()
+    assert agreeing < halfway < random_pairs
+
+
+def test_identical_captions_are_right_answers_not_negatives():
+    tokens = torch.tensor([[1, 2, 3], [1, 2, 3], [4, 5, -1], [6, 5, -1]])  # rows 0 and 1 are one caption
+    assert same_caption(tokens).tolist() == [
+        [True, True, False, False],
+        [True, True, False, False],
+        [False, False, True, False],
+        [False, False, False, True],
+    ]
+    torch.manual_seed(0)
+    text = torch.randn(3, 32)[[0, 0, 1, 2]]  # a caption's embedding depends on its tokens only
+    image = text.clone()
+    # Both images of the shared caption match it: a perfect batch, which plain diagonal targets
+    # (F.cross_entropy towards i) would score at least log(2)/2 for the duplicated pair.
+    assert contrastive_loss(image, text, tokens, temperature=0.1).item() < 1e-3
+    logits = F.normalize(image) @ F.normalize(text).T / 0.1
+    naive = 0.5 * (F.cross_entropy(logits, torch.arange(4)) + F.cross_entropy(logits.T, torch.arange(4)))
+    assert naive.item() > math.log(2) / 4
+    # And which of the two duplicated images sits in which row does not matter.
+    swapped = image[[1, 0, 2, 3]] + 0.3 * torch.randn(4, 32)
+    assert contrastive_loss(swapped, text, tokens, temperature=0.1).item() == pytest.approx(
+        contrastive_loss(swapped[[1, 0, 2, 3]], text, tokens, temperature=0.1).item(), abs=1e-5
+    )
+
+
+def tiny_d(tokenizer: WordTokenizer, resolution: int = 16) -> TextDiscriminator:
+    return TextDiscriminator(
+        img_resolution=resolution,
+        img_channels=3,
+        tokenizer=tokenizer.to_json(),
+        context=12,
+        text_dim=32,
+        text_layers=1,
+        text_heads=2,
+        channel_base=256,
+        channel_max=32,
+        mapping_layers=1,
+        mbstd_group=4,
+    )
+
+
+def colour_digit_tokenizer() -> WordTokenizer:
+    from trainer.data.colour_digits import all_triples, captions
+
+    words = count_words([c for d, i, b in all_triples() for c in captions(d, i, b)])
+    return WordTokenizer.from_counts(words, context=12, max_words=100)
+
+
+def test_embed_is_the_two_halves_of_the_projection_score():
+    torch.manual_seed(0)
+    tok = colour_digit_tokenizer()
+    D = tiny_d(tok)
+    img = torch.randn(4, 3, 16, 16)
+    tokens = torch.tensor([tok.encode(c) for c in ["a red 7 on a blue background"] * 2 + ["the digit 3"] * 2])
+    image, text = D.embed(img, tokens)
+    assert image.shape == text.shape == (4, D.net.epilogue.cmap_dim)
+    assert torch.allclose(D.score(image, text), D(img, tokens), atol=1e-5)
+    assert torch.allclose(D.score(*D.embed(img, None)), D(img, None), atol=1e-5)  # the unknown word
+
+
+class ColourDigitBatches:
+    """Real colour digits at 16x16 with one of their captions; different digits, inks and backgrounds."""
+
+    def __init__(self, tokenizer: WordTokenizer, seed: int):
+        from trainer.data.colour_digits import glyph_alphas
+
+        self.alphas, self.labels = glyph_alphas()
+        self.tokenizer, self.rng = tokenizer, random.Random(seed)
+
+    def __call__(self, indices, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from trainer.data.colour_digits import captions, render, withheld
+
+        images, texts = [], []
+        for _ in range(n):
+            i = self.rng.choice(indices)
+            digit = int(self.labels[i])
+            ink = self.rng.choice([k for k in range(8) if not withheld(digit, k)])
+            background = self.rng.choice([k for k in range(8) if k != ink])
+            images.append(render(self.alphas[i], ink, background))
+            texts.append(self.rng.choice(captions(digit, ink, background)))
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return F.avg_pool2d(x, 2), torch.tensor([self.tokenizer.encode(t) for t in texts])
+
+
+def retrieval(D, batches, held, rounds: int = 4, b: int = 32) -> float:
+    """Share of held-out images whose own caption D ranks first among the batch's b captions."""
+    hits = []
+    with torch.no_grad():
+        for _ in range(rounds):
+            x, tokens = batches(held, b)
+            image, text = D.embed(x, tokens)
+            best = (F.normalize(image) @ F.normalize(text).T).argmax(dim=1)
+            hits.append(same_caption(tokens)[torch.arange(b), best].float())  # an identical caption counts
+    return float(torch.cat(hits).mean())
+
+
+def test_tiny_d_trained_only_contrastively_finds_the_caption_of_held_out_digits():
+    from trainer.data.colour_digits import split
+
+    torch.manual_seed(0)
+    tok = colour_digit_tokenizer()
+    D = tiny_d(tok)
+    train, held = split()  # held: digits never trained on
+    batches = ColourDigitBatches(tok, seed=0)
+    before = retrieval(D, ColourDigitBatches(tok, seed=1), held)
+    opt = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
+    for _ in range(300):
+        x, tokens = batches(train, 32)
+        loss = contrastive_loss(*D.embed(x, tokens), tokens, temperature=0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = retrieval(D, ColourDigitBatches(tok, seed=1), held)  # the same held-out batches as `before`
+    # Chance is 1/32 (about 3%).
+    print(f"held-out caption retrieval: {before:.1%} before, {after:.1%} after 300 steps")
+    assert after > 0.4 and after > before + 0.3, (before, after)
+
+
+def test_bad_values_name_the_key(colour_shards):
+    base = ["configs/text2img_digits.yaml"]
+    for value in ("-1", "nan"):
+        with pytest.raises(ConfigError, match="text.contrastive_weight.*must be >= 0"):
+            load_config(*base, [f"data.urls={colour_shards}", f"text.contrastive_weight={value}"])
+    for value in ("0", "-0.1", "inf"):
+        with pytest.raises(ConfigError, match="text.contrastive_temperature.*must be > 0"):
+            load_config(*base, [f"data.urls={colour_shards}", f"text.contrastive_temperature={value}"])
+    cfg = load_config(*base, [f"data.urls={colour_shards}"])
+    assert cfg.text.contrastive_weight == 0 and cfg.text.contrastive_temperature == 0.1
+
+
+@pytest.mark.slow
+def test_a_run_with_the_key_on_trains_and_logs_both_terms(tiny, colour_shards, tmp_path):
+    # One rank with DiffAugment (the 2-rank exact-resume test in test_train_text2img.py covers ADA,
+    # R1, path length and resume with the term on).
+    tiny = [o for o in tiny if not o.startswith(("launch.nproc_per_node", "augment.kind"))]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch",
+            "train",
+            "configs/text2img_digits.yaml",
+            *tiny,
+            "launch.nproc_per_node=1",
+            "augment.kind=diffaugment",
+            f"data.urls={colour_shards}",
+            "data.prepare=none",
+            f"run.out_dir={tmp_path}",
+            "run.name=contrastive",
+            "train.kimg=0.032",
+            "text.contrastive_weight=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    run = tmp_path / "contrastive"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records
+    for r in records:
+        for key in ("D/contrastive", "G/contrastive"):
+            # Finite, and within the bounds of cosine logits at temperature 0.1 (|logit| <= 10) for a
+            # batch of 8: a KL between 0 and 2 * 10 + log(8).
+            assert 0 <= r["losses"][key] <= 2 * 10 + math.log(8), (key, r["losses"])
+    assert (run / "export" / "generator.safetensors").is_file()
