@@ -6,8 +6,9 @@ over HTTP, next to the raw PIL decode rate of the same JPEGs in a plain loop (th
 The shards are synthetic JPEGs (quality 95, 4:4:4, as `hiresgan shards --format jpg` writes
 them) of smooth colour fields plus texture, sized like photo datasets. HTTP shards come from a
 `python -m http.server` child process on 127.0.0.1, so serving does not share the loader's GIL.
-Every rate is measured after a warm-up batch per worker (process start and first reads excluded);
-the raw decode rate is measured again right before each loader run, as its ceiling.
+Every loader rate is measured after a warm-up batch per worker (process start and first reads
+excluded), over at least --seconds. Raw decode and loader runs alternate --repeats times per
+setting and each keeps its best, so both are compared at the machine's unloaded speed.
 The load average is recorded too: on a shared machine other work lowers every number.
 """
 
@@ -82,18 +83,37 @@ def raw_decode_rate(jpegs: list[bytes], seconds: float) -> float:
             return done / elapsed
 
 
-def loader_rate(urls: list[str], *, resolution: int, workers: int, batch: int, batches: int) -> float:
+def loader_rate(urls: list[str], *, resolution: int, workers: int, batch: int, seconds: float) -> float:
+    """Images/s of `make_loader`, timed over at least `seconds` after a warm-up batch per worker."""
     spec = StreamSpec(urls=tuple(urls), seed=0, rank=0, world_size=1, batch_size=batch, resolution=resolution,
                       channels=3, labeled=True, xflip=True, shuffle_buffer=64)
     loader = make_loader(spec, workers)
     for _ in range(max(workers, 1)):  # warm-up: worker start and the first shard reads
         next(loader)
-    start = time.perf_counter()
-    for _ in range(batches):
+    done, start = 0, time.perf_counter()
+    while True:
         next(loader)
-    rate = batches * batch / (time.perf_counter() - start)
+        done += batch
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
     del loader  # stops the DataLoader's worker processes
-    return rate
+    return done / elapsed
+
+
+def paired_rates(jpegs: list[bytes], urls: list[str], *, resolution: int, workers: int, args) -> tuple[float, float]:
+    """(raw decode, loader) images/s, each the best of `args.repeats` alternating runs.
+
+    On a VM the rate of the same loop drifts by 20-30% from one second to the next (other tenants,
+    clock changes); alternating the two loops and keeping each one's best compares them at the
+    machine's unloaded speed instead of at whatever the load was during a single pair.
+    """
+    raw, loader = 0.0, 0.0
+    for _ in range(args.repeats):
+        raw = max(raw, raw_decode_rate(jpegs, args.seconds))
+        loader = max(loader, loader_rate(urls, resolution=resolution, workers=workers, batch=args.batch,
+                                         seconds=args.seconds))
+    return raw, loader
 
 
 class HttpServer:
@@ -128,20 +148,17 @@ def bench_resolution(resolution: int, images: int, args, scratch: Path) -> list[
     print(f"{resolution}px: raw PIL decode {raw:.1f} images/s "
           f"({len(jpegs)} JPEGs, {sum(map(len, jpegs)) / len(jpegs) / 1024:.0f} KiB each)", flush=True)
     batch = args.batch
-    batches = max(2, images // batch)
     rows = []
     server = HttpServer(folder) if "http" in args.sources else None
     try:
         for source in args.sources:
             urls = paths if source == "local" else [f"{server.base}/{Path(p).name}" for p in paths]
             for workers in args.workers:
-                # The ceiling is re-measured next to each run: on a shared machine the load drifts.
-                raw = raw_decode_rate(jpegs, args.seconds)
-                rate = loader_rate(urls, resolution=resolution, workers=workers, batch=batch, batches=batches)
+                raw, rate = paired_rates(jpegs, urls, resolution=resolution, workers=workers, args=args)
                 per_worker = rate / max(workers, 1)
                 rows.append({"resolution": resolution, "train_resolution": resolution, "source": source,
-                             "workers": workers, "batch": batch,
-                             "images_timed": batches * batch, "images_per_second": round(rate, 1),
+                             "workers": workers, "batch": batch, "repeats": args.repeats,
+                             "images_per_second": round(rate, 1),
                              "images_per_second_per_worker": round(per_worker, 1),
                              "raw_decode_images_per_second": round(raw, 1),
                              "per_worker_vs_raw_decode": round(per_worker / raw, 3)})
@@ -149,10 +166,9 @@ def bench_resolution(resolution: int, images: int, args, scratch: Path) -> list[
                       f"({per_worker:.1f} per worker = {per_worker / raw:.0%} of raw decode {raw:.1f})", flush=True)
         if resolution >= 512:  # progressive growing / low-res training from high-res shards: JPEG draft decode
             small = resolution // 4
-            raw = raw_decode_rate(jpegs, args.seconds)
-            rate = loader_rate(paths, resolution=small, workers=0, batch=batch, batches=batches)
+            raw, rate = paired_rates(jpegs, paths, resolution=small, workers=0, args=args)
             rows.append({"resolution": resolution, "train_resolution": small, "source": "local", "workers": 0,
-                         "batch": batch, "images_timed": batches * batch, "images_per_second": round(rate, 1),
+                         "batch": batch, "repeats": args.repeats, "images_per_second": round(rate, 1),
                          "images_per_second_per_worker": round(rate, 1), "raw_decode_images_per_second": round(raw, 1),
                          "per_worker_vs_raw_decode": round(rate / raw, 3)})
             print(f"  local workers=0 at {small}px: {rate:7.1f} images/s ({rate / raw:.0%} of the full-size "
@@ -172,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", nargs="+", choices=("local", "http"), default=["local", "http"])
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=1.0, help="minimum duration of each raw decode loop")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="minimum duration of each timed loop (raw decode and loader)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating raw/loader runs per setting; each rate is the best of them")
     parser.add_argument("--out", type=Path, default=Path("bench/data.json"))
     args = parser.parse_args(argv)
     counts = args.images if len(args.images) == len(args.resolutions) else args.images[:1] * len(args.resolutions)
