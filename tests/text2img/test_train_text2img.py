@@ -32,6 +32,7 @@ def train(tiny, shards, out, name, kimg, *extra):
         "train.checkpoint_kimg=0.032",
         "text.mismatch=word_swap_hard",  # D-scored negatives: resume must stay exact with them too
         "text.contrastive_weight=1",  # and with the contrastive term (an extra augmented D pass)
+        "text.contrastive_negatives=word_swap",  # its D-picked one-word swaps too
         *extra,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -44,7 +45,8 @@ def test_train_resume_export_and_sample(tiny, colour_shards, tmp_path):
     resumed = train(tiny, colour_shards, tmp_path, "resumed", 0.064)
     assert first == resumed
     records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
-    assert records and all({"D/mismatch", "D/contrastive", "G/contrastive"} <= r["losses"].keys() for r in records)
+    logged = {"D/mismatch", "D/contrastive", "G/contrastive", "D/contrastive_swap_acc"}
+    assert records and all(logged <= r["losses"].keys() for r in records)
     a = load_file(str(straight / "export" / "generator.safetensors"))
     b = load_file(str(resumed / "export" / "generator.safetensors"))
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-5 for k in a)  # exact resume

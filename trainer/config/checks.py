@@ -305,6 +305,15 @@ def _validate_text(cfg: Config) -> None:
         _fail("text.contrastive_weight", f"got {t.contrastive_weight}; must be >= 0 (0: off)")
     if not 0 < t.contrastive_temperature < float("inf"):
         _fail("text.contrastive_temperature", f"got {t.contrastive_temperature}; must be > 0 (e.g. 0.1)")
+    if t.contrastive_hard_negatives < 1:
+        _fail("text.contrastive_hard_negatives", f"got {t.contrastive_hard_negatives}; must be >= 1 (e.g. 3)")
+    if t.contrastive_negatives != "batch" and not t.contrastive_weight > 0:
+        # Refused rather than ignored: a config never claims a term that is not applied.
+        _fail(
+            "text.contrastive_negatives",
+            f"is {t.contrastive_negatives!r} but text.contrastive_weight=0 turns the contrastive loss off; "
+            "set text.contrastive_weight (e.g. 1) or use text.contrastive_negatives=batch",
+        )
     if t.attn_res != 0 and not (_is_power_of_two(t.attn_res) and t.attn_res <= cfg.data.resolution):
         _fail(
             "text.attn_res",

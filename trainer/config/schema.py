@@ -253,6 +253,11 @@ class TextConfig:
     # its softmax temperature over cosine similarities (XMC-GAN's 0.1: logits within +-10, enough to
     # separate a batch of 16; fixed, so D cannot shrink the loss by inflating a learned scale)
     contrastive_temperature: float = 0.1
+    # its negatives (trainer/text/swap_pool.py): "batch" (the other captions of the batch) or "word_swap"
+    # (also, per image, the text.contrastive_hard_negatives one-word swaps of its caption that D finds
+    # closest to it: swaps colour cannot tell apart, so D has to read the digit)
+    contrastive_negatives: str = "batch"
+    contrastive_hard_negatives: int = 3  # K of word_swap: extra wrong captions per image
 
 
 @dataclass
@@ -300,6 +305,7 @@ CHOICES = {
     "augment.kind": ("none", "diffaugment", "ada"),
     "pix2pix.transform": ("none", "edges", "gray", "downscale"),
     "text.mismatch": ("roll", "word_swap", "word_swap_hard"),
+    "text.contrastive_negatives": ("batch", "word_swap"),
 }
 
 # Keys that only the StyleGAN2 family reads: other families refuse non-zero values rather than

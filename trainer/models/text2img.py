@@ -265,7 +265,12 @@ class TextDiscriminator(nn.Module):
         for block in net.blocks:
             x = block(x, img)
         image = epilogue.out(epilogue.fc(epilogue.conv(epilogue.mbstd(x)).flatten(1)))
-        return image, net.mapping(None, self.text(tokens).pooled)
+        return image, self.embed_text(tokens)
+
+    def embed_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """embed()'s caption half alone, [N, cmap_dim], with no image pass: the contrastive loss's
+        extra wrong captions (trainer/text/swap_pool.py) need only this side."""
+        return self.net.mapping(None, self.text(tokens).pooled)
 
     def score(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """The projection score [N, 1] of embed()'s halves: what forward() returns, without a second pass."""

@@ -3,7 +3,9 @@ DiffAugment through `AugmentedRecipe`) with the caption tokens as the condition,
 matching-aware term of GAN-INT-CLS: real images paired with another sample's caption count as
 fakes (`text.mismatch_weight`), so D must check the caption and not only the image; and,
 with `text.contrastive_weight`, the contrastive image-caption matching loss of
-trainer/text/contrastive.py on D's projection features: D on the real batch, G on its fakes.
+trainer/text/contrastive.py on D's projection features: D on the real batch, G on its fakes
+(`text.contrastive_negatives=word_swap` adds each image's hardest one-word swaps of its caption,
+trainer/text/swap_pool.py, to its row).
 
 Fakes are drawn for the real batch's own captions, so G trains on the caption distribution of
 the data and never on a caption the data lacks (the withheld pairs of the colour-digits test).
@@ -21,9 +23,10 @@ from trainer.losses import PhaseLosses
 from trainer.phases import StepContext
 from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
-from trainer.text.contrastive import contrastive_loss
+from trainer.text.contrastive import beats_swaps, contrastive_loss
 from trainer.text.encoders import build_tokenizer
 from trainer.text.negatives import hardest, word_swap_options, wrong_captions
+from trainer.text.swap_pool import hard_negatives
 
 GRID_PROMPTS = (
     "a red 0 on a black background",
@@ -101,12 +104,8 @@ class Text2ImgRecipe(AugmentedRecipe):
             image, text = self._embed(ctx, img, tokens)
             logits = ctx.D.score(image, text)
             adv = losses.g_adversarial(kind, logits)
-            matching = self._contrastive(image, text, tokens)
-            terms = {
-                "adversarial": adv.detach(),
-                "fake_score": logits.detach().mean(),
-                "contrastive": matching.detach(),
-            }
+            matching, terms = self._contrastive(ctx, image, text, tokens)
+            terms = {"adversarial": adv.detach(), "fake_score": logits.detach().mean(), **terms}
             return PhaseLosses(adv + contrastive * matching, terms)
 
         ctx.run_phase("G_main", "G", g_main)
@@ -128,10 +127,8 @@ class Text2ImgRecipe(AugmentedRecipe):
             if contrastive:
                 # A pass of its own over the real batch (the adversarial one lives in
                 # losses.discriminator_scores): D learns to pick each image's caption out of the batch.
-                matching = self._contrastive(*self._embed(ctx, real, tokens), tokens)
-                result = PhaseLosses(
-                    result.total + contrastive * matching, {**result.terms, "contrastive": matching.detach()}
-                )
+                matching, terms = self._contrastive(ctx, *self._embed(ctx, real, tokens), tokens)
+                result = PhaseLosses(result.total + contrastive * matching, {**result.terms, **terms})
             return result
 
         ctx.run_phase("D_main", "D", self.observed(d_main))
@@ -147,8 +144,18 @@ class Text2ImgRecipe(AugmentedRecipe):
         """D's (image, caption) features of `img`, augmented as every image D sees is (ADA, DiffAugment)."""
         return ctx.D.embed(img if self.augment is None else self.augment(img), tokens)
 
-    def _contrastive(self, image: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return contrastive_loss(image, text, tokens, temperature=self.cfg.text.contrastive_temperature)
+    def _contrastive(self, ctx: StepContext, image: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor):
+        """The contrastive term and its logged terms. With word_swap negatives the hard captions go
+        through D's caption side only (D.embed_text), unaugmented like every caption, and D learns
+        to push them away in its phase; in G's phase D is frozen, so they are constants there."""
+        t = self.cfg.text
+        if t.contrastive_negatives == "batch":
+            matching = contrastive_loss(image, text, tokens, temperature=t.contrastive_temperature)
+            return matching, {"contrastive": matching.detach()}
+        hard = hard_negatives(image, tokens, ctx.D.embed_text, t.contrastive_hard_negatives)
+        matching = contrastive_loss(image, text, tokens, temperature=t.contrastive_temperature, hard=hard)
+        # Share of images whose caption beats all its swaps: for the colour digits, whether D reads the digit.
+        return matching, {"contrastive": matching.detach(), "contrastive_swap_acc": beats_swaps(image, text, *hard)}
 
     def _wrong_captions(self, D, real: torch.Tensor, tokens: torch.Tensor, step: int) -> torch.Tensor:
         kind = self.cfg.text.mismatch

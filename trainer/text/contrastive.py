@@ -17,9 +17,16 @@ them (soft targets), and the loss is the KL divergence to those targets (cross-e
 targets' entropy), so a batch of distinct captions scores log(B) with random embeddings and 0 when
 every image picks its own caption, duplicates or not. Captions that mean the same in other words
 ("7" and "seven") remain negatives: only the tokens are compared.
+
+Hard negatives (`text.contrastive_negatives=word_swap`, trainer/text/swap_pool.py): image i's row
+also holds K captions made for it alone (its caption with one word swapped), with target 0; the
+text->image direction stays B x B, since a swapped caption has no image of its own. Picks that do
+not exist (a caption without a same-template partner in the batch) are masked out of the softmax.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -43,13 +50,47 @@ def similarity(image: torch.Tensor, text: torch.Tensor, temperature: float) -> t
 
 
 def contrastive_loss(
-    image: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor, *, temperature: float
+    image: torch.Tensor,
+    text: torch.Tensor,
+    tokens: torch.Tensor,
+    *,
+    temperature: float,
+    hard: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Symmetric image->text and text->image matching loss of a batch of (image, caption) pairs.
 
     image, text: [B, C] embeddings (row i of each belongs to pair i); tokens: [B, L] the captions'
-    token ids, which say which captions are identical. Scalar float32, mean of both directions."""
+    token ids, which say which captions are identical; hard: optional (features [B, K, C], valid
+    [B, K]) of K extra wrong captions per image, appended to its image->text row. Scalar float32,
+    mean of both directions."""
     logits = similarity(image, text, temperature)
     same = same_caption(tokens).float()
     targets = same / same.sum(dim=1, keepdim=True)  # symmetric `same`: the same targets both ways
-    return 0.5 * (_kl_to_targets(logits, targets) + _kl_to_targets(logits.T, targets))
+    text_to_image = _kl_to_targets(logits.T, targets)
+    if hard is not None:
+        extra = _hard_logits(image, *hard, temperature)
+        logits = torch.cat([logits, extra], dim=1)
+        targets = torch.cat([targets, torch.zeros_like(extra)], dim=1)
+    return 0.5 * (_kl_to_targets(logits, targets) + text_to_image)
+
+
+# Logit of a missing hard negative: exp(-1e4) is 0 in float32, and unlike -inf it keeps
+# 0 * log_softmax finite in the KL.
+_MISSING = -1e4
+
+
+def _hard_logits(image: torch.Tensor, hard_text: torch.Tensor, valid: torch.Tensor, temperature: float):
+    """[B, K]: cosine of image i and its k-th hard negative / temperature; missing ones _MISSING."""
+    cos = torch.einsum("bc,bkc->bk", F.normalize(image.float(), dim=1), F.normalize(hard_text.float(), dim=2))
+    return (cos / temperature).masked_fill(~valid, _MISSING)
+
+
+def beats_swaps(image: torch.Tensor, text: torch.Tensor, hard_text: torch.Tensor, valid: torch.Tensor):
+    """Share of the images with at least one hard negative whose own caption is closer than all of
+    them (logged as `contrastive_swap_acc`: whether D tells the digit apart, for the colour digits).
+    NaN-free: 0 when no image has a hard negative."""
+    with torch.no_grad():
+        own = F.cosine_similarity(image.float(), text.float(), dim=1)  # [B]
+        worst = _hard_logits(image, hard_text, valid, 1.0).max(dim=1).values  # [B]
+        has = valid.any(dim=1)
+        return ((own > worst) & has).float().sum() / has.float().sum().clamp(min=1)

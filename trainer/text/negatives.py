@@ -25,14 +25,19 @@ def rolled_captions(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.roll(1, dims=0)
 
 
+def alignment(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Caption lengths [N] and the number of tokens equal at the same position, pairwise [N, N]."""
+    lengths = (tokens != PAD).sum(dim=1)
+    equal = (tokens[:, None, :] == tokens[None, :, :]) & (tokens[:, None, :] != PAD)  # [N, N, L]
+    return lengths, equal.sum(dim=2)
+
+
 def _partners(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each caption, its most similar other batch caption (same length, most tokens equal at
     the same positions; ties go to the nearest index after it): the partner's tokens [N, L], the
     positions where they differ [N, L], and whether a usable partner exists [N]."""
     n = tokens.shape[0]
-    lengths = (tokens != PAD).sum(dim=1)  # [N]
-    equal = (tokens[:, None, :] == tokens[None, :, :]) & (tokens[:, None, :] != PAD)  # [N, N, L]
-    matches = equal.sum(dim=2)  # [N, N] tokens equal at the same position
+    lengths, matches = alignment(tokens)
     usable = (lengths[:, None] == lengths[None, :]) & (lengths[:, None] - matches > 0)
     order = (torch.arange(n, device=tokens.device)[None, :] - torch.arange(n, device=tokens.device)[:, None]) % n
     score = torch.where(usable, matches * (n + 1) + (n - order), torch.full_like(matches, -1))
