@@ -16,3 +16,13 @@ def test_bench_data_measures_every_source_and_saves_json(tmp_path, capsys):
     assert all(r["images_per_second"] > 0 and r["raw_decode_images_per_second"] > 0 and r["repeats"] == 1
                for r in rows)
     assert "saved to" in capsys.readouterr().out
+
+
+def test_bench_data_layers_report_each_loader_layer(tmp_path):
+    out = tmp_path / "layers.json"
+    assert main(["--layers", "--resolutions", "16", "--images", "16", "--shards", "2", "--batch", "4",
+                 "--seconds", "0.02", "--repeats", "1", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert list(row["layer_images_per_second"]) == ["raw PIL loop", "decode_image", "+ tar shards",
+                                                    "+ shuffle stream", "+ batches (loader)"]
+    assert all(rate > 0 for rate in row["layer_images_per_second"].values())

@@ -2,13 +2,14 @@
 over HTTP, next to the raw PIL decode rate of the same JPEGs in a plain loop (the ceiling).
 
     python -m trainer.data.bench [--resolutions 256 1024] [--workers 0 1 2] [--out bench/data.json]
+    python -m trainer.data.bench --layers --resolutions 256 --out bench/data-layers.json
 
 The shards are synthetic JPEGs (quality 95, 4:4:4, as `hiresgan shards --format jpg` writes
 them) of smooth colour fields plus texture, sized like photo datasets. HTTP shards come from a
 `python -m http.server` child process on 127.0.0.1, so serving does not share the loader's GIL.
 Every loader rate is measured after a warm-up batch per worker (process start and first reads
 excluded), over at least --seconds. Raw decode and loader runs alternate --repeats times per
-setting and each keeps its best, so both are compared at the machine's unloaded speed.
+setting and each rate pools its runs, so drifts of the machine's speed hit both alike.
 The load average is recorded too: on a shared machine other work lowers every number.
 """
 
@@ -32,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from trainer.telemetry.device_info import device_name
-from trainer.data.stream import StreamSpec, make_loader
+from trainer.data.reader import ErrorPolicy, read_shard
+from trainer.data.stream import ShardStream, StreamSpec, decode_image, make_loader
 
 
 def synthetic_jpegs(resolution: int, count: int, seed: int = 0) -> list[bytes]:
@@ -70,8 +72,9 @@ def write_shards(folder: Path, jpegs: list[bytes], shards: int) -> list[str]:
     return paths
 
 
-def raw_decode_rate(jpegs: list[bytes], seconds: float) -> float:
-    """PIL decode to a uint8 array in a plain loop, repeated for at least `seconds`."""
+def raw_decode(jpegs: list[bytes], seconds: float) -> tuple[int, float]:
+    """PIL decode to a uint8 array in a plain loop, repeated for at least `seconds`:
+    (images, seconds taken)."""
     done, start = 0, time.perf_counter()
     while True:
         for data in jpegs:
@@ -80,11 +83,17 @@ def raw_decode_rate(jpegs: list[bytes], seconds: float) -> float:
             done += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
-            return done / elapsed
+            return done, elapsed
 
 
-def loader_rate(urls: list[str], *, resolution: int, workers: int, batch: int, seconds: float) -> float:
-    """Images/s of `make_loader`, timed over at least `seconds` after a warm-up batch per worker."""
+def raw_decode_rate(jpegs: list[bytes], seconds: float) -> float:
+    done, elapsed = raw_decode(jpegs, seconds)
+    return done / elapsed
+
+
+def load(urls: list[str], *, resolution: int, workers: int, batch: int, seconds: float) -> tuple[int, float]:
+    """`make_loader` timed over at least `seconds` after a warm-up batch per worker:
+    (images, seconds taken)."""
     spec = StreamSpec(urls=tuple(urls), seed=0, rank=0, world_size=1, batch_size=batch, resolution=resolution,
                       channels=3, labeled=True, xflip=True, shuffle_buffer=64)
     loader = make_loader(spec, workers)
@@ -98,22 +107,21 @@ def loader_rate(urls: list[str], *, resolution: int, workers: int, batch: int, s
         if elapsed >= seconds:
             break
     del loader  # stops the DataLoader's worker processes
-    return done / elapsed
+    return done, elapsed
 
 
 def paired_rates(jpegs: list[bytes], urls: list[str], *, resolution: int, workers: int, args) -> tuple[float, float]:
-    """(raw decode, loader) images/s, each the best of `args.repeats` alternating runs.
+    """(raw decode, loader) images/s, pooled over `args.repeats` alternating runs of each.
 
-    On a VM the rate of the same loop drifts by 20-30% from one second to the next (other tenants,
-    clock changes); alternating the two loops and keeping each one's best compares them at the
-    machine's unloaded speed instead of at whatever the load was during a single pair.
+    On a VM the rate of the same loop drifts by 20-30% within seconds (other tenants, clock
+    changes). Alternating the two loops and pooling each one's images and seconds exposes both to
+    the same drift, so their ratio holds still even when the absolute rates do not.
     """
-    raw, loader = 0.0, 0.0
+    raw, loader = np.zeros(2), np.zeros(2)  # (images, seconds)
     for _ in range(args.repeats):
-        raw = max(raw, raw_decode_rate(jpegs, args.seconds))
-        loader = max(loader, loader_rate(urls, resolution=resolution, workers=workers, batch=args.batch,
-                                         seconds=args.seconds))
-    return raw, loader
+        raw += raw_decode(jpegs, args.seconds)
+        loader += load(urls, resolution=resolution, workers=workers, batch=args.batch, seconds=args.seconds)
+    return raw[0] / raw[1], loader[0] / loader[1]
 
 
 class HttpServer:
@@ -179,6 +187,59 @@ def bench_resolution(resolution: int, images: int, args, scratch: Path) -> list[
     return rows
 
 
+def layer_rates(resolution: int, images: int, args, scratch: Path) -> dict[str, float]:
+    """Where the loader's time goes, layer by layer, each as a fraction of the raw loop: decoding
+    in-memory JPEGs with `decode_image`, plus reading them from tar shards, plus the epoch and
+    shuffle-buffer stream, plus the batch assembly (the whole main-process loader). Rates are
+    pooled over `args.repeats` * 4 alternating runs of `args.seconds` / 2 each."""
+    jpegs = synthetic_jpegs(resolution, images)
+    paths = write_shards(scratch / f"layers{resolution}", jpegs, shards=args.shards)
+    spec = StreamSpec(urls=tuple(paths), seed=0, rank=0, world_size=1, batch_size=args.batch,
+                      resolution=resolution, channels=3, labeled=True, xflip=True, shuffle_buffer=64)
+    raw_samples = ShardStream(spec).raw_stream(0, 1)
+    batches = iter(ShardStream(spec))
+
+    def raw():
+        return raw_decode(jpegs, 0)[0]
+
+    def decode():
+        for data in jpegs:
+            decode_image({"jpg": data}, resolution, 3)
+        return len(jpegs)
+
+    def tar():
+        done = 0
+        for path in paths:
+            for sample in read_shard(path, ErrorPolicy()):
+                decode_image(sample, resolution, 3)
+                done += 1
+        return done
+
+    def stream():
+        for _ in range(len(jpegs)):
+            decode_image(next(raw_samples), resolution, 3)
+        return len(jpegs)
+
+    def loader():
+        for _ in range(len(jpegs) // args.batch):
+            next(batches)
+        return len(jpegs) // args.batch * args.batch
+
+    layers = {"raw PIL loop": raw, "decode_image": decode, "+ tar shards": tar, "+ shuffle stream": stream,
+              "+ batches (loader)": loader}
+    pooled = {name: np.zeros(2) for name in layers}
+    for _ in range(args.repeats * 4):
+        for name, run in layers.items():
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < args.seconds / 2:
+                done += run()
+            pooled[name] += (done, time.perf_counter() - start)
+    rates = {name: n / t for name, (n, t) in pooled.items()}
+    print(f"{resolution}px layers: " + ", ".join(f"{name} {rate:.0f}/s ({rate / rates['raw PIL loop']:.0%})"
+                                                 for name, rate in rates.items()), flush=True)
+    return {name: round(rate, 1) for name, rate in rates.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.data.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024])
@@ -190,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=1.0,
                         help="minimum duration of each timed loop (raw decode and loader)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="alternating raw/loader runs per setting; each rate is the best of them")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="alternating raw/loader runs per setting, pooled into each rate")
+    parser.add_argument("--layers", action="store_true",
+                        help="instead of the loader table: the rate after each layer of the main-process loader")
     parser.add_argument("--out", type=Path, default=Path("bench/data.json"))
     args = parser.parse_args(argv)
     counts = args.images if len(args.images) == len(args.resolutions) else args.images[:1] * len(args.resolutions)
@@ -199,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     load_before = os.getloadavg()
     try:
-        rows = [row for res, n in zip(args.resolutions, counts) for row in bench_resolution(res, n, args, scratch)]
+        if args.layers:
+            rows = [{"resolution": res, "layer_images_per_second": layer_rates(res, n, args, scratch)}
+                    for res, n in zip(args.resolutions, counts)]
+        else:
+            rows = [row for res, n in zip(args.resolutions, counts) for row in bench_resolution(res, n, args, scratch)]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = {"date": started, "device": device_name(), "cpu_count": os.cpu_count(),
