@@ -1,7 +1,13 @@
 """Shared set-up of the text2img tests: a small captioned colour-digits shard set (one colouring
 per training digit instead of eight) written once per session."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +49,29 @@ TINY = [
 @pytest.fixture
 def tiny():
     return list(TINY)
+
+
+@pytest.fixture
+def train_one_rank(tiny, colour_shards):
+    """`launch train configs/text2img_digits.yaml` through the real CLI on one rank, with the tiny
+    overrides (less those starting with a `drop` prefix) and the session's shards, into OUT/NAME."""
+
+    def run(out, name, *extra, drop=()):
+        overrides = [o for o in tiny if not o.startswith(("launch.nproc_per_node", *drop))]
+        command = [
+            sys.executable,
+            "-m",
+            "launch",
+            "train",
+            "configs/text2img_digits.yaml",
+            *overrides,
+            "launch.nproc_per_node=1",
+            f"data.urls={colour_shards}",
+            "data.prepare=none",
+            f"run.out_dir={out}",
+            f"run.name={name}",
+            *map(str, extra),
+        ]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    return run

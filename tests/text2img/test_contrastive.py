@@ -8,8 +8,6 @@ satisfy, and a CLI run with them."""
 import json
 import math
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -315,32 +313,17 @@ def test_bad_values_name_the_key(colour_shards):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("negatives", ["batch", "word_swap"])
-def test_a_run_with_the_key_on_trains_and_logs_both_terms(tiny, colour_shards, tmp_path, negatives):
+def test_a_run_with_the_key_on_trains_and_logs_both_terms(train_one_rank, tmp_path, negatives):
     # One rank with DiffAugment (the 2-rank exact-resume test in test_train_text2img.py covers ADA,
     # R1, path length and resume with the term and word_swap negatives on).
-    tiny = [o for o in tiny if not o.startswith(("launch.nproc_per_node", "augment.kind"))]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "launch",
-            "train",
-            "configs/text2img_digits.yaml",
-            *tiny,
-            "launch.nproc_per_node=1",
-            "augment.kind=diffaugment",
-            f"data.urls={colour_shards}",
-            "data.prepare=none",
-            f"run.out_dir={tmp_path}",
-            "run.name=contrastive",
-            "train.kimg=0.032",
-            "text.contrastive_weight=1",
-            f"text.contrastive_negatives={negatives}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = train_one_rank(
+        tmp_path,
+        "contrastive",
+        "augment.kind=diffaugment",
+        "train.kimg=0.032",
+        "text.contrastive_weight=1",
+        f"text.contrastive_negatives={negatives}",
+        drop=("augment.kind",),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     run = tmp_path / "contrastive"

@@ -89,28 +89,14 @@ def test_missing_hf_folder_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_and_sample_with_a_frozen_clip(tiny_clip, colour_shards, tiny, tmp_path):
-    overrides = [
-        o
-        for o in tiny
-        if not o.startswith(("launch.nproc_per_node", "text.dim", "text.layers", "text.heads", "augment.kind"))
-    ]
-    run = [
-        sys.executable,
-        "-m",
-        "launch",
-        "train",
-        "configs/text2img_digits.yaml",
-        *overrides,
-        "launch.nproc_per_node=1",
+def test_train_and_sample_with_a_frozen_clip(tiny_clip, train_one_rank, tmp_path):
+    result = train_one_rank(
+        tmp_path,
+        "clip",
         f"text.encoder=hf:{tiny_clip}",
-        f"data.urls={colour_shards}",
-        "data.prepare=none",
-        f"run.out_dir={tmp_path}",
-        "run.name=clip",
         "train.kimg=0.024",
-    ]
-    result = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        drop=("text.dim", "text.layers", "text.heads", "augment.kind"),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     description = json.loads((tmp_path / "clip" / "export" / "generator.json").read_text())
     assert description["text_encoder"] == f"hf:{tiny_clip}" and "tokenizer" not in description

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from trainer.config.schema import CHOICES, EVAL_METRICS, FEATURE_METRICS, STYLEGAN2_ONLY, Config, ConfigError
 from trainer.superres.settings import validate_superres
+from trainer.text.checks import validate_alignment, validate_text
 
 
 def _fail(key: str, message: str) -> None:
@@ -200,7 +201,7 @@ def validate(cfg: Config) -> Config:
     if cfg.model.conditional and cfg.data.num_classes == 1:
         _fail("data.num_classes", "is 1; a conditional model needs at least 2 classes (or set model.conditional=false)")
     _validate_eval(cfg)
-    _validate_text(cfg)
+    validate_text(cfg, _fail)
     validate_superres(cfg, _fail)
     _validate_mix(cfg)
     _validate_image_to_image(cfg)
@@ -285,69 +286,6 @@ def _validate_mix(cfg: Config) -> None:
         )
 
 
-def _validate_text(cfg: Config) -> None:
-    """Section text: the encoder name always, the family rules when model.family=text2img."""
-    t = cfg.text
-    if t.encoder != "builtin" and not (t.encoder.startswith("hf:") and len(t.encoder) > 3):
-        _fail(
-            "text.encoder",
-            f"got {t.encoder!r}; valid choices: builtin, hf:PATH (a local folder holding a "
-            "CLIP or T5 text model and its tokenizer, saved with save_pretrained)",
-        )
-    for key in ("max_words", "context", "dim", "layers", "heads", "attn_heads"):
-        if not getattr(t, key) > 0:
-            _fail(f"text.{key}", f"got {getattr(t, key)}; must be > 0")
-    if t.dim % t.heads:
-        _fail("text.heads", f"got {t.heads}; text.dim={t.dim} must divide by it")
-    if t.mismatch_weight < 0:
-        _fail("text.mismatch_weight", f"got {t.mismatch_weight}; must be >= 0")
-    if not t.contrastive_weight >= 0:  # also refuses NaN
-        _fail("text.contrastive_weight", f"got {t.contrastive_weight}; must be >= 0 (0: off)")
-    if not 0 < t.contrastive_temperature < float("inf"):
-        _fail("text.contrastive_temperature", f"got {t.contrastive_temperature}; must be > 0 (e.g. 0.1)")
-    if t.contrastive_hard_negatives < 1:
-        _fail("text.contrastive_hard_negatives", f"got {t.contrastive_hard_negatives}; must be >= 1 (e.g. 3)")
-    if t.contrastive_negatives != "batch" and not t.contrastive_weight > 0:
-        # Refused rather than ignored: a config never claims a term that is not applied.
-        _fail(
-            "text.contrastive_negatives",
-            f"is {t.contrastive_negatives!r} but text.contrastive_weight=0 turns the contrastive loss off; "
-            "set text.contrastive_weight (e.g. 1) or use text.contrastive_negatives=batch",
-        )
-    if t.attn_res != 0 and not (_is_power_of_two(t.attn_res) and t.attn_res <= cfg.data.resolution):
-        _fail(
-            "text.attn_res",
-            f"got {t.attn_res}; must be 0 (no cross-attention) or a power of two in "
-            f"4..data.resolution={cfg.data.resolution}",
-        )
-    if cfg.model.family == "text2img" and cfg.c_dim:
-        _fail(
-            "data.num_classes",
-            f"is {cfg.data.num_classes}; model.family=text2img is conditioned on captions, "
-            "not class labels: set data.num_classes=0",
-        )
-
-
-def _validate_alignment(cfg: Config) -> None:
-    """eval.metrics=alignment reads digit, ink and background back from 32x32 RGB samples of the
-    colour-digit prompts (trainer/evaluation/text_alignment.py): a text2img model of that shape."""
-    e = cfg.eval
-    if cfg.model.family != "text2img":
-        _fail(
-            "eval.metrics",
-            f"holds alignment, which scores text-to-image prompts, but model.family={cfg.model.family} "
-            "takes no text; remove alignment from eval.metrics (or use model.family=text2img)",
-        )
-    if e.alignment_samples < 1:
-        _fail("eval.alignment_samples", f"got {e.alignment_samples}; at least 1 sample per prompt")
-    if e.every_kimg > 0 and (cfg.data.channels, cfg.data.resolution) != (3, 32):
-        _fail(
-            "eval.metrics",
-            f"holds alignment, which reads 3x32x32 colour digits (configs/text2img_digits.yaml), but the data is "
-            f"{cfg.data.channels}x{cfg.data.resolution}x{cfg.data.resolution}; remove alignment from eval.metrics",
-        )
-
-
 def _validate_eval(cfg: Config) -> None:
     """The eval section: names and counts always; data shape and weights only when it is on,
     so a config that never evaluates needs no weights file."""
@@ -367,7 +305,7 @@ def _validate_eval(cfg: Config) -> None:
     if e.features not in ("digits", "inception"):
         _fail("eval.features", f"got {e.features!r}; valid choices: digits, inception")
     if "alignment" in names:
-        _validate_alignment(cfg)
+        validate_alignment(cfg, _fail)
     # Only the feature metrics run the feature network: alignment alone needs neither a network that
     # reads the data's shape nor weights.
     if e.every_kimg == 0 or not any(m in FEATURE_METRICS for m in names):
