@@ -38,6 +38,8 @@ FORMAT, MAX_FORMAT_VERSION, FAMILIES = "hiresgan-generator", 1, ("pix2pix", "inp
 # Jacobi steps of the smooth prefill per pyramid level: many on the cheap coarse levels (where
 # a large hole is mostly filled), few on the finest (as in the trainer's inpainting G).
 COARSE_STEPS, FINE_STEPS = 32, 4
+# The biharmonic prefill's damped Jacobi steps per level (as the trainer's; level 0 is full size).
+BIHARMONIC_STEPS, BIHARMONIC_COARSE_STEPS, BIHARMONIC_OMEGA = {1: 0, 2: 64}, 256, 0.5
 MIN_NORM_SIZE = 4  # as the trainer: no instance norm on levels smaller than this at the training size
 
 
@@ -84,8 +86,13 @@ class UNet(nn.Module):
         return x
 
 
-def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
-    """The trainer's smooth prefill (same arithmetic): a multigrid harmonic fill of the hole."""
+def _laplacian(u: torch.Tensor) -> torch.Tensor:
+    p = F.pad(u, (1, 1, 1, 1), mode="replicate")
+    return p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:] - 4 * u
+
+
+def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int, equation: str = "harmonic") -> torch.Tensor:
+    """The trainer's smooth prefill (same arithmetic): a multigrid harmonic or biharmonic fill."""
     known = 1 - mask
     colors, weights = [image * known], [known]
     for _ in range(levels):
@@ -97,6 +104,10 @@ def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.T
         color, weight = colors[level], weights[level]
         held = weight * (color / weight.clamp_min(1e-6))  # a cell's known share keeps its own average
         out = held + (1 - weight) * F.interpolate(out, size=color.shape[2:], mode="bilinear", align_corners=False)
+        if equation == "biharmonic" and level > 0:
+            for _ in range(BIHARMONIC_STEPS.get(level, BIHARMONIC_COARSE_STEPS)):
+                out = held + (1 - weight) * (out - BIHARMONIC_OMEGA / 20 * _laplacian(_laplacian(out)))
+            continue
         for _ in range(FINE_STEPS if level == 0 else COARSE_STEPS):
             p = F.pad(out, (1, 1, 1, 1), mode="replicate")
             neighbours = (p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:]) * 0.25
@@ -118,10 +129,16 @@ class Generator(nn.Module):
         in_channels: Optional[int] = None,
         c_dim: int = 0,
         prefill: bool = False,
+        prefill_equation: str = "harmonic",
     ):
         super().__init__()
         depth = depth or img_resolution.bit_length() - 1
         self.family, self.img_channels, self.c_dim, self.prefill = family, img_channels, c_dim, prefill
+        if prefill_equation not in ("harmonic", "biharmonic"):
+            raise ExportError(f"init_kwargs.prefill_equation {prefill_equation!r}: expected harmonic or biharmonic")
+                f"init_kwargs.prefill_equation {prefill_equation!r}: this sampler knows harmonic, biharmonic"
+            )
+        self.prefill_equation = prefill_equation
         if family == "pix2pix":
             self.in_channels = in_channels
         else:
@@ -134,7 +151,7 @@ class Generator(nn.Module):
             return self.net(images, masks_or_labels)
         mask = masks_or_labels
         x = [images * (1 - mask), mask * 2 - 1]
-        smooth = smooth_fill(images, mask, self.net.depth) if self.prefill else None
+        smooth = smooth_fill(images, mask, self.net.depth, self.prefill_equation) if self.prefill else None
         raw = self.net(torch.cat(x + [smooth] if self.prefill else x, dim=1))
         filled = (smooth + raw).clamp(-1, 1) if self.prefill else raw
         return torch.where(mask > 0.5, filled, images)

@@ -130,11 +130,32 @@ def test_composite_keeps_known_pixels_exactly_and_runs_at_any_size():
     assert (filled - ramp)[hole > 0].abs().max() < 0.05  # a linear ramp is harmonic: filled almost exactly
 
 
+def test_biharmonic_prefill_continues_slopes_that_the_harmonic_one_bends():
+    """A paraboloid is biharmonic but not harmonic: the biharmonic fill follows it into a hole,
+    the harmonic fill sags towards the rim's values (max errors 0.09 and 0.22 on this bowl: the
+    biharmonic schedule is not run to convergence); both fill flat images flat."""
+    size = 64
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    bowl = (xx**2 + yy**2 - 1)[None, None]
+    hole = torch.zeros(1, 1, size, size)
+    hole[:, :, 20:44, 20:44] = 1
+    errors = {
+        eq: float((smooth_fill(bowl * (1 - hole), hole, 6, eq) - bowl)[hole > 0].abs().max())
+        for eq in ("harmonic", "biharmonic")
+    }
+    assert errors["biharmonic"] < 0.5 * errors["harmonic"], errors
+    flat = torch.full((1, 3, size, size), -0.25)
+    assert torch.allclose(smooth_fill(flat * (1 - hole), hole, 6, "biharmonic"), flat, atol=1e-6)
+    with pytest.raises(ValueError, match="triharmonic"):
+        smooth_fill(flat, hole, 6, "triharmonic")
+
+
 def test_bad_inpaint_settings_name_the_key():
     for override, key in (
         (["model.conditional=true", "data.num_classes=10"], "model.conditional"),
         (["inpaint.max_hole=0"], "inpaint.max_hole"),
         (["inpaint.strokes=0", "inpaint.boxes=0"], "inpaint.strokes"),
+        (["inpaint.prefill_equation=poisson"], "inpaint.prefill_equation"),
     ):
         with pytest.raises(ConfigError, match=key):
             load_config(CONFIG, TINY + override)

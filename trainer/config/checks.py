@@ -238,6 +238,8 @@ def _validate_image_to_image(cfg: Config) -> None:
         _fail("inpaint.max_hole", f"got {i.max_hole}; a share of the image in (0, 1]")
     if i.generator not in ("unet", "comod"):
         _fail("inpaint.generator", f"got {i.generator!r}; valid choices: unet, comod")
+    if i.prefill_equation not in ("harmonic", "biharmonic"):
+        _fail("inpaint.prefill_equation", f"got {i.prefill_equation!r}; valid choices: harmonic, biharmonic")
     if i.masks == "generate" and i.strokes + i.boxes == 0:
         _fail("inpaint.strokes", "and inpaint.boxes are both 0: generated masks need strokes or boxes")
     family = cfg.model.family

@@ -223,7 +223,8 @@ class InpaintConfig:
     hole_l1: float = 1.0  # weight of the L1 distance inside the hole (0: adversarial only there)
     known_l1: float = 1.0  # weight of the L1 distance on the known pixels of G's raw output
     feature_matching: float = 0.0  # weight of D-feature matching between real and composite (0: off)
-    prefill: bool = True  # G corrects a smooth (multigrid harmonic) fill of the hole rather than starting from gray
+    prefill: bool = True  # G corrects a smooth classical fill of the hole rather than starting from gray
+    prefill_equation: str = "biharmonic"  # that fill: "biharmonic" (value and slope continue) or "harmonic"
     # "unet": pix2pix's U-Net (any input size); "comod": a co-modulated StyleGAN2 synthesis network with an
     # image encoder (co-mod-GAN; the training size only), sized by model.channel_base/channel_max/w_dim/mapping_layers
     generator: str = "unet"

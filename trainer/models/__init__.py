@@ -188,6 +188,7 @@ def _build_inpaint(cfg) -> tuple[nn.Module, nn.Module]:
         filters=p.filters,
         depth=p.depth,
         prefill=cfg.inpaint.prefill,
+        prefill_equation=cfg.inpaint.prefill_equation,
         generator=cfg.inpaint.generator,
         channel_base=m.channel_base,
         channel_max=m.channel_max,
