@@ -136,8 +136,6 @@ class Generator(nn.Module):
         self.family, self.img_channels, self.c_dim, self.prefill = family, img_channels, c_dim, prefill
         if prefill_equation not in ("harmonic", "biharmonic"):
             raise ExportError(f"init_kwargs.prefill_equation {prefill_equation!r}: expected harmonic or biharmonic")
-                f"init_kwargs.prefill_equation {prefill_equation!r}: this sampler knows harmonic, biharmonic"
-            )
         self.prefill_equation = prefill_equation
         if family == "pix2pix":
             self.in_channels = in_channels
