@@ -33,6 +33,9 @@ def train(tiny, shards, out, name, kimg, *extra):
         "text.mismatch=word_swap_hard",  # D-scored negatives: resume must stay exact with them too
         "text.contrastive_weight=1",  # and with the contrastive term (an extra augmented D pass)
         "text.contrastive_negatives=word_swap",  # its D-picked one-word swaps too
+        "text.match_critic_weight=1",  # and the separate caption-matching critic (inside D's engine)
+        "text.match_critic_channel_base=64",
+        "text.match_critic_channel_max=8",
         *extra,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -46,6 +49,7 @@ def test_train_resume_export_and_sample(tiny, colour_shards, tmp_path):
     assert first == resumed
     records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     logged = {"D/mismatch", "D/contrastive", "G/contrastive", "D/contrastive_swap_acc"}
+    logged |= {"D/match_critic", "D/match_critic_acc", "G/match_critic"}
     assert records and all(logged <= r["losses"].keys() for r in records)
     a = load_file(str(straight / "export" / "generator.safetensors"))
     b = load_file(str(resumed / "export" / "generator.safetensors"))

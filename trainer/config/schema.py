@@ -259,6 +259,12 @@ class TextConfig:
     # closest to it: swaps colour cannot tell apart, so D has to read the digit)
     contrastive_negatives: str = "batch"
     contrastive_hard_negatives: int = 3  # K of word_swap: extra wrong captions per image
+    # separate caption-matching critic (trainer/text/match_critic.py): a second, smaller TextDiscriminator
+    # inside D's engine, trained on real images only (own caption vs a one-word swap, the digit word
+    # preferred); G's loss adds this weight x softplus(-critic(fake, its caption)) (0: off, no critic built)
+    match_critic_weight: float = 0.0
+    match_critic_channel_base: int = 512  # the critic's model.channel_base (the caption probe's fast size)
+    match_critic_channel_max: int = 32  # the critic's model.channel_max
 
 
 @dataclass

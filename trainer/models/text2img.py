@@ -231,6 +231,7 @@ class TextDiscriminator(nn.Module):
         mbstd_group: int = 4,
         conv_clamp: Optional[float] = 256.0,
         mapping_layers: int = 8,
+        match_critic: Optional[dict] = None,
     ):
         super().__init__()
         self.text = text_encoder(
@@ -247,6 +248,26 @@ class TextDiscriminator(nn.Module):
             conv_clamp=conv_clamp,
             mapping_layers=mapping_layers,
         )
+        # text.match_critic_weight > 0 (trainer/text/match_critic.py): a second, smaller D with its own
+        # text encoder, sizes from `match_critic` ({"channel_base", "channel_max"}). A submodule, so
+        # D's engine optimises, checkpoints and freezes it with D; None (not in the state dict) when
+        # off. Built last, so D's own initial weights are the same with it on or off.
+        self.match_critic: Optional[TextDiscriminator] = None
+        if match_critic:
+            self.match_critic = TextDiscriminator(
+                img_resolution=img_resolution,
+                img_channels=img_channels,
+                encoder=encoder,
+                tokenizer=tokenizer,
+                context=context,
+                text_dim=text_dim,
+                text_layers=text_layers,
+                text_heads=text_heads,
+                mbstd_group=mbstd_group,
+                conv_clamp=conv_clamp,
+                mapping_layers=mapping_layers,
+                **match_critic,
+            )
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
         tokens = unknown_prompt(img.shape[0], img.device) if c is None else c
@@ -312,6 +333,11 @@ def build(cfg) -> tuple[nn.Module, nn.Module]:
         mbstd_group=m.mbstd_group,
         conv_clamp=m.conv_clamp,
         mapping_layers=m.mapping_layers,
+        match_critic=(
+            dict(channel_base=t.match_critic_channel_base, channel_max=t.match_critic_channel_max)
+            if t.match_critic_weight > 0
+            else None
+        ),
         **text,
     )
     return G, D

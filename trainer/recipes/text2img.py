@@ -5,7 +5,9 @@ fakes (`text.mismatch_weight`), so D must check the caption and not only the ima
 with `text.contrastive_weight`, the contrastive image-caption matching loss of
 trainer/text/contrastive.py on D's projection features: D on the real batch, G on its fakes
 (`text.contrastive_negatives=word_swap` adds each image's hardest one-word swaps of its caption,
-trainer/text/swap_pool.py, to its row).
+trainer/text/swap_pool.py, to its row); and, with `text.match_critic_weight`, the separate
+caption-matching critic of trainer/text/match_critic.py (D's submodule `match_critic`): trained in
+D's phase on the real batch only, its score of G's fakes against their captions added to G's loss.
 
 Fakes are drawn for the real batch's own captions, so G trains on the caption distribution of
 the data and never on a caption the data lacks (the withheld pairs of the colour-digits test).
@@ -25,7 +27,8 @@ from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
 from trainer.text.contrastive import beats_swaps, contrastive_loss
 from trainer.text.encoders import build_tokenizer
-from trainer.text.negatives import hardest, word_swap_options, wrong_captions
+from trainer.text.match_critic import critic_loss, generator_loss
+from trainer.text.negatives import hardest, number_values, preferred_swap_captions, word_swap_options, wrong_captions
 from trainer.text.swap_pool import hard_negatives
 
 GRID_PROMPTS = (
@@ -82,6 +85,10 @@ class Text2ImgRecipe(AugmentedRecipe):
 
             self._tokenizer_json = tokenizer_for(cfg)
         self.tokenizer = build_tokenizer(cfg.text.encoder, self._tokenizer_json, cfg.text.context)
+        # The match critic's negatives prefer swapping a number word for another (the builtin
+        # tokenizer's words; an hf: tokenizer's sub-words are not looked up: any one-word swap).
+        index = getattr(self.tokenizer, "index", None)
+        self._number_values = None if index is None else number_values(index, self.tokenizer.num_tokens).to(device)
 
     def sample_decoder(self):
         return CaptionDecoder(self.tokenizer, resolution=self.cfg.data.resolution, channels=self.cfg.data.channels)
@@ -91,10 +98,19 @@ class Text2ImgRecipe(AugmentedRecipe):
         real, tokens = ctx.batch.real, ctx.batch.extras["tokens"]
         mix, kind, D = loss.style_mixing, loss.kind, self.critic(ctx)
 
-        contrastive = self.cfg.text.contrastive_weight
+        contrastive, critic_weight = self.cfg.text.contrastive_weight, self.cfg.text.match_critic_weight
 
         def g_main() -> PhaseLosses:
             img, _ = generate(ctx.G, ctx.z(n), tokens, style_mixing=mix, update_w_avg=True)
+            result = g_adversarial(img)
+            if critic_weight:
+                # The critic (frozen here with the rest of D) on the fakes, unaugmented as it trains.
+                matching = generator_loss(ctx.D.match_critic, img, tokens)
+                terms = {**result.terms, "match_critic": matching.detach()}
+                result = PhaseLosses(result.total + critic_weight * matching, terms)
+            return result
+
+        def g_adversarial(img: torch.Tensor) -> PhaseLosses:
             if not contrastive:
                 logits = D(img, tokens)
                 adv = losses.g_adversarial(kind, logits)
@@ -129,15 +145,28 @@ class Text2ImgRecipe(AugmentedRecipe):
                 # losses.discriminator_scores): D learns to pick each image's caption out of the batch.
                 matching, terms = self._contrastive(ctx, *self._embed(ctx, real, tokens), tokens)
                 result = PhaseLosses(result.total + contrastive * matching, {**result.terms, **terms})
+            if critic_weight:
+                # The probe's loss on the real batch only (never a fake): own caption vs a one-word swap,
+                # a number word where the batch offers one. Unweighted: the weight scales G's use of it.
+                wrong = preferred_swap_captions(tokens, step, self._number_values)
+                matching, accuracy = critic_loss(ctx.D.match_critic, real, tokens, wrong)
+                terms = {**result.terms, "match_critic": matching.detach(), "match_critic_acc": accuracy}
+                result = PhaseLosses(result.total + matching, terms)
             return result
 
         ctx.run_phase("D_main", "D", self.observed(d_main))
 
         d_int = self.d_reg_interval
         if d_int and step % d_int == 0:
-            ctx.run_phase(
-                "D_reg", "D", lambda: losses.discriminator_r1(D, real, tokens, gamma=loss.r1_gamma, interval=d_int)
-            )
+
+            def d_reg() -> PhaseLosses:
+                result = losses.discriminator_r1(D, real, tokens, gamma=loss.r1_gamma, interval=d_int)
+                if critic_weight:  # `* 0` keeps the critic's weights in the graph (ZeRO-2), unchanged
+                    unused = sum(p.sum() for p in ctx.D.match_critic.parameters()) * 0
+                    result = PhaseLosses(result.total + unused, result.terms)
+                return result
+
+            ctx.run_phase("D_reg", "D", d_reg)
         self.after_step(ctx)
 
     def _embed(self, ctx: StepContext, img: torch.Tensor, tokens: torch.Tensor):

@@ -41,6 +41,11 @@ def validate_text(cfg, fail: Fail) -> None:
             f"is {t.contrastive_negatives!r} but text.contrastive_weight=0 turns the contrastive loss off; "
             "set text.contrastive_weight (e.g. 1) or use text.contrastive_negatives=batch",
         )
+    if not t.match_critic_weight >= 0:  # also refuses NaN
+        fail("text.match_critic_weight", f"got {t.match_critic_weight}; must be >= 0 (0: off)")
+    for key in ("match_critic_channel_base", "match_critic_channel_max"):
+        if getattr(t, key) < 1:
+            fail(f"text.{key}", f"got {getattr(t, key)}; must be >= 1 (the critic's channel count, e.g. 512 / 32)")
     if t.attn_res != 0 and not (4 <= t.attn_res <= cfg.data.resolution and t.attn_res & (t.attn_res - 1) == 0):
         fail(
             "text.attn_res",

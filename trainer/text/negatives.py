@@ -83,3 +83,56 @@ def wrong_captions(kind: str, tokens: torch.Tensor, step: int) -> torch.Tensor:
     if kind == "word_swap":
         return word_swap_captions(tokens, step)
     raise ValueError(f"text.mismatch={kind!r} needs D's scores (word_swap_hard) or is unknown; valid: roll, word_swap")
+
+
+# The words of a number, for `preferred_swap_captions`: the colour digits name their digit either
+# way ("7", "seven"), and the digit is the attribute that no other signal teaches D to read.
+NUMBER_WORDS = {
+    **{str(d): d for d in range(10)},
+    **{w: d for d, w in enumerate("zero one two three four five six seven eight nine".split())},
+}
+
+
+def number_values(index: dict[str, int], num_tokens: int) -> torch.Tensor:
+    """int64 [num_tokens]: the number a token id names (NUMBER_WORDS), -1 for every other token.
+    `index` maps words to ids (the builtin tokenizer's); a word the vocabulary lacks is skipped."""
+    values = torch.full([num_tokens], -1, dtype=torch.int64)
+    for word, value in NUMBER_WORDS.items():
+        if word in index:
+            values[index[word]] = value
+    return values
+
+
+def preferred_swap_captions(tokens: torch.Tensor, step: int, values: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, L] -> [N, L]: each caption with ONE word replaced by the word another batch caption of the
+    same template (same length, at least half of the tokens equal at the same positions) has in that
+    slot, the negatives of the caption-matching critic (trainer/text/match_critic.py).
+
+    Where the batch offers it, the swapped slot is a number word replaced by one naming ANOTHER
+    number (`values`: number_values' table; "7" -> "three", never "7" -> "seven", a synonym): the
+    probe's negative, the same caption with another digit. Otherwise any one-word swap, and with no
+    same-template caption at all, the rolled caption. Of the allowed swaps (partner j, slot p,
+    ordered j-major), row i takes the ((step + i) % count)-th: deterministic, no RNG state."""
+    n, length = tokens.shape
+    device = tokens.device
+    lengths, matches = alignment(tokens)
+    others = ~torch.eye(n, dtype=torch.bool, device=device)
+    template = (lengths[:, None] == lengths[None, :]) & (2 * matches >= lengths[:, None]) & others  # [i, j]
+    differs = (tokens[None, :, :] != tokens[:, None, :]) & (tokens[:, None, :] != PAD)  # [i, j, p]
+    valid = template[:, :, None] & differs
+    if values is None:
+        preferred = torch.zeros_like(valid)
+    else:
+        value = torch.where(tokens == PAD, -1, values.to(device)[tokens.clamp(min=0)])  # [N, L]
+        preferred = valid & (value[:, None, :] >= 0) & (value[None, :, :] >= 0) & (value[:, None, :] != value[None])
+    preferred, valid = preferred.flatten(1), valid.flatten(1)  # [i, j * L + p]
+    allowed = torch.where(preferred.any(dim=1)[:, None], preferred, valid)
+    count = allowed.sum(dim=1)
+    pick = (step + torch.arange(n, device=device)) % count.clamp(min=1)
+    rank = allowed.cumsum(dim=1) - 1
+    chosen = (allowed & (rank == pick[:, None])).float().argmax(dim=1)  # index j * L + p
+    j, p = chosen // length, chosen % length
+    swapped = tokens.clone()
+    rows = torch.arange(n, device=device)
+    swapped[rows, p] = tokens[j, p]
+    return torch.where((count > 0)[:, None], swapped, rolled_captions(tokens))
