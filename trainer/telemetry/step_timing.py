@@ -11,11 +11,16 @@ timed step and are amortized by their lazy intervals, as in training:
 step = G_main + D_main + G_reg / g_reg_interval + D_reg / d_reg_interval, and
 sec/kimg = step / batch * 1000. Peak memory: CUDA max allocated (GPU) or peak RSS (CPU).
 Writes {..., "runs": {mode: result}}; `python -m kernels.gpu_check` runs it as a subprocess.
+
+`--profile DIR`: after the timed steps, each phase runs `--profile-steps` more times under
+torch.profiler (CPU, plus CUDA on a GPU); DIR/<mode>_<phase>.txt gets the op table by self time
+and the JSON each phase's top ops (name, calls, self ms per call of the phase).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import sys
@@ -32,7 +37,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(cfg, *, device: torch.device, dtype: torch.dtype, batch: int, warmup: int, steps: int) -> dict:
+def _profile_phase(run_once, *, device: torch.device, steps: int, table: Path) -> list[dict]:
+    """Run one phase `steps` times under torch.profiler; write the op table, return the top ops
+    by self time (device time on a GPU, CPU time otherwise), per run of the phase."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gpu = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])) as prof:
+        for _ in range(steps):
+            run_once()
+            _sync(device)
+    averages = prof.key_averages()
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text(averages.table(sort_by="self_device_time_total" if gpu else "self_cpu_time_total", row_limit=40))
+
+    def self_us(e) -> float:
+        return (getattr(e, "self_device_time_total", 0) or 0) if gpu else e.self_cpu_time_total
+
+    top = sorted(averages, key=self_us, reverse=True)[:12]
+    return [{"op": e.key, "calls": e.count / steps, "self_ms": self_us(e) / 1e3 / steps} for e in top]
+
+
+def time_steps(
+    cfg,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int,
+    warmup: int,
+    steps: int,
+    profile_dir: Path | None = None,
+    profile_steps: int = 3,
+    label: str = "",
+) -> dict:
     from trainer import losses
     from trainer.models import build_networks
 
@@ -86,18 +123,30 @@ def time_steps(cfg, *, device: torch.device, dtype: torch.dtype, batch: int, war
     seconds = {name: [] for name in phases}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+    def run_phase(name: str) -> None:
+        net, compute = phases[name]
+        nets[net].requires_grad_(True)
+        nets["D" if net == "G" else "G"].requires_grad_(False)
+        compute().total.backward()
+        opt[net].step()
+        opt[net].zero_grad(set_to_none=True)
+
     for step in range(warmup + steps):
-        for name, (net, compute) in phases.items():
-            nets[net].requires_grad_(True)
-            nets["D" if net == "G" else "G"].requires_grad_(False)
+        for name in phases:
             _sync(device)
             t0 = time.perf_counter()
-            compute().total.backward()
-            opt[net].step()
-            opt[net].zero_grad(set_to_none=True)
+            run_phase(name)
             _sync(device)
             if step >= warmup:
                 seconds[name].append(time.perf_counter() - t0)
+    top_ops = {}
+    if profile_dir is not None:
+        for name in phases:
+            table = profile_dir / f"{label or 'run'}_{name}.txt"
+            top_ops[name] = _profile_phase(
+                functools.partial(run_phase, name), device=device, steps=profile_steps, table=table
+            )
     mean_ms = {name: 1e3 * sum(v) / len(v) for name, v in seconds.items()}
     interval = {"G_main": 1, "D_main": 1, "G_reg": g_int or 1, "D_reg": d_int or 1}
     step_ms = sum(ms / interval[name] for name, ms in mean_ms.items())
@@ -113,6 +162,7 @@ def time_steps(cfg, *, device: torch.device, dtype: torch.dtype, batch: int, war
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
         "kernel_checks": kernels.guard.verdicts(),
+        **({"top_ops": top_ops} if top_ops else {}),
     }
 
 
@@ -129,10 +179,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--profile", type=Path, default=None, metavar="DIR", help="write torch.profiler op tables here")
+    p.add_argument("--profile-steps", type=int, default=3, help="profiled runs of each phase (with --profile)")
     p.add_argument("overrides", nargs="*", help="config overrides, key=value")
     args = p.parse_args(argv)
-    if args.batch < 1 or args.steps < 1 or args.warmup < 0:
-        p.error("--batch and --steps must be >= 1, --warmup >= 0")
+    if args.batch < 1 or args.steps < 1 or args.warmup < 0 or args.profile_steps < 1:
+        p.error("--batch, --steps and --profile-steps must be >= 1, --warmup >= 0")
     cfg = load_config(args.config, args.overrides)
     if cfg.model.family != "stylegan2":
         p.error(f"--config {args.config}: model.family is {cfg.model.family}; this times the stylegan2 recipe")
@@ -158,6 +210,9 @@ def main(argv=None) -> int:
             batch=args.batch,
             warmup=args.warmup,
             steps=args.steps,
+            profile_dir=args.profile,
+            profile_steps=args.profile_steps,
+            label=mode,
         )
         runs[mode]["wall_s"] = time.perf_counter() - t0
         print(
