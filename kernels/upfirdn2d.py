@@ -133,23 +133,28 @@ def upfirdn2d_ref(
     flip_filter: bool = False,
     gain: float = 1,
 ) -> torch.Tensor:
-    check_args(x, f, up, down, padding, gain)
-    upx, upy = parse_scaling(up, "up")
-    downx, downy = parse_scaling(down, "down")
-    px0, px1, py0, py1 = parse_padding(padding)
+    return _reference(x, f, check_args(x, f, up, down, padding, gain), flip_filter, gain)
+
+
+def _reference(x: torch.Tensor, f: Optional[torch.Tensor], geom: Geometry, flip_filter: bool, gain: float):
+    (upx, upy), (downx, downy) = geom.up, geom.down
+    (px0, py0), (px1, py1) = geom.pad0, geom.pad1
     N, C, H, W = x.shape
-    # Zero insertion: each pixel followed by up-1 zeros along each axis.
-    x = x.reshape(N, C, H, 1, W, 1)
-    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(N, C, H * upy, W * upx)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    # Zero insertion: each pixel followed by up-1 zeros along each axis. Skipped at up=1, as is a
+    # padding of zeros: F.pad copies even when it adds nothing (and so does its gradient).
+    if upx > 1 or upy > 1:
+        x = x.reshape(N, C, H, 1, W, 1)
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1]).reshape(N, C, H * upy, W * upx)
+    if max(px0, px1, py0, py1) > 0:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = correlation_taps(f, flip_filter, gain, acc_dtype(x.dtype), x.device).to(x.dtype)
+    # Downsampling is the convolution's stride: the outputs every down-th sample would discard
+    # are never computed (the same products and sums as filtering everything, then slicing).
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].repeat([C, 1, 1, 1]), groups=C)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].repeat([C, 1, 1, 1]), groups=C)
-        x = F.conv2d(x, f[None, None, :, None].repeat([C, 1, 1, 1]), groups=C)
-    return x[:, :, ::downy, ::downx]
+        return F.conv2d(x, f[None, None].repeat([C, 1, 1, 1]), stride=(downy, downx), groups=C)
+    x = F.conv2d(x, f[None, None, None, :].repeat([C, 1, 1, 1]), stride=(1, downx), groups=C)
+    return F.conv2d(x, f[None, None, :, None].repeat([C, 1, 1, 1]), stride=(downy, 1), groups=C)
 
 
 def correlation_taps(
@@ -228,9 +233,9 @@ def _setup(ctx, inputs, output):
     ctx.args = (check_args(x, f, up, down, padding, gain), flip_filter, gain, impl, x.shape[2:])
 
 
-def _backward(ctx, grad):
-    (f,) = ctx.saved_tensors
-    geom, flip_filter, gain, impl, (H, W) = ctx.args
+def _adjoint(geom: Geometry, flip_filter: bool, H: int, W: int) -> tuple[list[int], list[int], list[int], bool]:
+    """(up, down, padding, flip_filter) of the upfirdn2d that is the gradient of one with `geom`
+    on an H x W input."""
     (fw, fh), (upx, upy), (dx, dy) = geom.fsize, geom.up, geom.down
     ow, oh = geom.out_size
     # Adjoint of "read xu[o*down + k - p0]": zero-insert the gradient by `down`, correlate with
@@ -241,7 +246,14 @@ def _backward(ctx, grad):
         fh - 1 - geom.pad0[1],
         H * upy - oh * dy + geom.pad0[1] - upy + 1,
     ]
-    gx = upfirdn2d_op(grad, f, [dx, dy], [upx, upy], pad, not flip_filter, gain, impl)
+    return [dx, dy], [upx, upy], pad, not flip_filter
+
+
+def _backward(ctx, grad):
+    (f,) = ctx.saved_tensors
+    geom, flip_filter, gain, impl, (H, W) = ctx.args
+    up, down, pad, flip = _adjoint(geom, flip_filter, H, W)
+    gx = upfirdn2d_op(grad, f, up, down, pad, flip, gain, impl)
     return gx, None, None, None, None, None, None, None
 
 
@@ -254,8 +266,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     `f`: None, 1-D (separable, applied along both axes) or 2-D taps, as from setup_filter.
     `impl`: "auto" (Triton on CUDA, reference elsewhere), "ref" or "triton". A filter that
     requires grad is served by the reference (the Triton backward treats filters as constants).
-    Under torch.compile the op is one custom-op node (see above); in eager mode the reference is
-    plain PyTorch.
+    Under torch.compile the op is one custom-op node (see above); in eager mode the reference
+    runs as one autograd node, `FIRReference` (below).
     """
     geom = check_args(x, f, up, down, padding, gain)  # before dispatch: the same errors on every device
     triton = use_triton(impl, x, op="upfirdn2d")
@@ -272,7 +284,31 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
             float(gain),
             "triton" if triton else "ref",
         )
-    return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    if trainable_filter:
+        return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    return FIRReference.apply(x, f, geom, bool(flip_filter), float(gain))
+
+
+class FIRReference(torch.autograd.Function):
+    """The eager reference as one autograd node whose gradient is upfirdn2d again (`_adjoint`),
+    so derivatives of every order stay upfirdn2d. Autograd through the reference's grouped
+    conv2d instead costs R1 a per-channel loop of filter-gradient convolutions in the double
+    backward (PyTorch's conv double backward computes the weight term even for a constant
+    filter); this node has no filter gradient at all. A plain autograd.Function, not the custom
+    op: the custom op's dispatch costs more than it saves on small CPU tensors."""
+
+    @staticmethod
+    def forward(ctx, x, f, geom: Geometry, flip_filter: bool, gain: float):
+        ctx.save_for_backward(f)
+        ctx.args = (geom, flip_filter, gain, x.shape[2:])
+        return _reference(x, f, geom, flip_filter, gain)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (f,) = ctx.saved_tensors
+        geom, flip_filter, gain, (H, W) = ctx.args
+        up, down, pad, flip = _adjoint(geom, flip_filter, H, W)
+        return FIRReference.apply(grad, f, check_args(grad, f, up, down, pad, gain), flip, gain), None, None, None, None
 
 
 def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl="auto"):
