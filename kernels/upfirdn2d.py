@@ -286,6 +286,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
         )
     if trainable_filter:
         return upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    if not (x.requires_grad and torch.is_grad_enabled()) or torch.jit.is_tracing():  # no graph (or an export)
+        return _reference(x, f, geom, bool(flip_filter), float(gain))
     return FIRReference.apply(x, f, geom, bool(flip_filter), float(gain))
 
 
