@@ -166,7 +166,7 @@ def correlation_taps(
     setup_filter) scaled in float32 carried a float32 rounding of the gain into float64 results
     (relative error ~1e-7 between the two paths, which had done it in different orders)."""
     f = torch.ones([1, 1], device=device) if f is None else f  # not detached: the reference differentiates f
-    f = f.to(dtype) * (gain ** (f.ndim / 2))
+    f = f.to(dtype) if gain == 1 else f.to(dtype) * (gain ** (f.ndim / 2))  # x * 1.0 == x: skip the op
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
     return f.contiguous()
