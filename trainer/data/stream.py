@@ -32,9 +32,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from trainer.data.reader import ErrorPolicy, read_shard
+from trainer.data.shared_batches import SharedBatchPool, private_batches
 from trainer.data.sources import DataError
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "ppm", "bmp")
+PREFETCH_BATCHES = 4  # per loader worker (the DataLoader's prefetch_factor)
 
 
 class Batch(NamedTuple):
@@ -203,6 +205,8 @@ class ShardStream(IterableDataset):
         slot, slots = spec.rank * workers + worker, spec.world_size * workers
         done = len(range(worker, spec.start_batch, workers))
         policy = ErrorPolicy(spec.on_error)
+        # In a worker process, batches are collated into reused shared memory (trainer.data.shared_batches).
+        pool = SharedBatchPool(PREFETCH_BATCHES + 2) if get_worker_info() is not None else None
         raw = itertools.islice(self.raw_stream(slot, slots, policy), done * spec.batch_size, None)
         for local_batch in itertools.count(done):
             # Seeded per batch, so a resumed stream makes the same flips (and the same random
@@ -219,7 +223,7 @@ class ShardStream(IterableDataset):
                 decoded = [self._decode(next(raw), policy, rng) for rng in rngs]
             good = [d for d in decoded if d is not None]
             filled = [d if d is not None else good[i % len(good)] for i, d in enumerate(decoded)]
-            yield _collate(filled, flips if spec.xflip else None, policy.take())
+            yield _collate(filled, flips if spec.xflip else None, policy.take(), pool)
 
     def _decode(self, sample: dict, policy: ErrorPolicy, rng: np.random.Generator | None) -> dict | None:
         """The decoder's arrays plus "__key__" ('url#key'), or None after the policy let an
@@ -254,28 +258,35 @@ def _mirror_into(out: np.ndarray, array: np.ndarray) -> None:
         out[...] = array[..., ::-1]
 
 
-def _stacked(arrays: list[np.ndarray], flips: np.ndarray | None) -> torch.Tensor:
+def _stacked(
+    arrays: list[np.ndarray], flips: np.ndarray | None, pool: SharedBatchPool | None = None, name: str = ""
+) -> torch.Tensor:
     """One batch tensor from per-sample arrays, each copied once into place, and mirrored
     left-right in that copy when it is image-like ([C, H, W]) and its sample drew a flip. (A
-    mirror copy per image and then a stack cost ~5% of the loader's time at 256 px.)"""
+    mirror copy per image and then a stack cost ~5% of the loader's time at 256 px.) With a
+    `pool` (in a worker process) the place is the pool's next shared buffer for `name`."""
     first = np.asarray(arrays[0])
-    out = np.empty((len(arrays),) + first.shape, first.dtype)
+    shape = (len(arrays),) + first.shape
+    batch = torch.from_numpy(np.empty(shape, first.dtype)) if pool is None else pool.empty(name, shape, first.dtype)
+    out = batch.numpy()
     mirror = flips is not None and first.ndim == 3
     for i, array in enumerate(arrays):
         if mirror and flips[i]:
             _mirror_into(out[i], np.asarray(array))
         else:
             out[i] = array
-    return torch.from_numpy(out)
+    return batch
 
 
-def _collate(samples: list[dict], flips: np.ndarray | None, skipped: int) -> Batch:
+def _collate(
+    samples: list[dict], flips: np.ndarray | None, skipped: int, pool: SharedBatchPool | None = None
+) -> Batch:
     """A Batch; `flips` (bool [B], or None without data.xflip) mirrors every image-like array of
     a sample together, so paired arrays (an image and its mask or low-res input) stay aligned."""
-    images = _stacked([s["image"] for s in samples], flips)
-    labels = torch.tensor([int(s.get("label", 0)) for s in samples], dtype=torch.int64)
+    images = _stacked([s["image"] for s in samples], flips, pool, "image")
+    labels = _stacked([np.int64(s.get("label", 0)) for s in samples], None, pool, "label")
     extra_keys = [k for k in samples[0] if k not in ("image", "label", "__key__")]
-    extras = {k: _stacked([s[k] for s in samples], flips) for k in extra_keys}
+    extras = {k: _stacked([s[k] for s in samples], flips, pool, k) for k in extra_keys}
     return Batch(images, labels, skipped, tuple(s["__key__"] for s in samples), extras)
 
 
@@ -285,9 +296,11 @@ def make_loader(spec: StreamSpec, workers: int) -> Iterator[Batch]:
     if workers == 0:
         return iter(dataset)
     # Pinned batches let to_training_tensor's non_blocking copy overlap with compute on a GPU.
+    pin = torch.cuda.is_available()
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True,
-                        prefetch_factor=4, pin_memory=torch.cuda.is_available())
-    return iter(loader)
+                        prefetch_factor=PREFETCH_BATCHES, pin_memory=pin)
+    # Pinning copies every batch out of the workers' shared rings already; otherwise copy here.
+    return iter(loader) if pin else private_batches(iter(loader))
 
 
 def loader_at(spec: StreamSpec, workers: int, *, batch: int, resolution: int | None = None) -> Iterator[Batch]:
