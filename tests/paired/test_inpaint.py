@@ -130,6 +130,25 @@ def test_composite_keeps_known_pixels_exactly_and_runs_at_any_size():
     assert (filled - ramp)[hole > 0].abs().max() < 0.05  # a linear ramp is harmonic: filled almost exactly
 
 
+def test_exports_without_the_prefill_equation_keep_the_harmonic_fill(tmp_path):
+    """Exports written before inpaint.prefill_equation existed have no such init kwarg: they were
+    trained with the harmonic fill and must keep it (trainer and standalone sampler)."""
+    import json
+
+    from sampler import hiresgan_image2image as standalone
+    from trainer.export import load_generator
+
+    G = InpaintGenerator(img_resolution=32, img_channels=3, filters=4, prefill_equation="biharmonic").eval()
+    export_generator(G, tmp_path / "export")
+    meta = tmp_path / "export" / "generator.json"
+    description = json.loads(meta.read_text())
+    assert description["init_kwargs"]["prefill_equation"] == "biharmonic"
+    del description["init_kwargs"]["prefill_equation"]
+    meta.write_text(json.dumps(description))
+    assert load_generator(tmp_path / "export")[0].prefill_equation == "harmonic"
+    assert standalone.load_generator(tmp_path / "export")[0].prefill_equation == "harmonic"
+
+
 def test_biharmonic_prefill_continues_slopes_that_the_harmonic_one_bends():
     """A paraboloid is biharmonic but not harmonic: the biharmonic fill follows it into a hole,
     the harmonic fill sags towards the rim's values (max errors 0.09 and 0.22 on this bowl: the
@@ -269,7 +288,7 @@ def test_inpaint_trains_exports_and_fills_a_folder(tmp_path, digit_shards):
     assert (tmp_path / "out" / "d.png").is_file()
 
 
-@pytest.mark.parametrize("family", ["pix2pix", "inpaint"])
+@pytest.mark.parametrize("family", ["pix2pix", "inpaint", "inpaint-biharmonic"])
 def test_standalone_sampler_matches_the_trainer_and_reads_pngs(tmp_path, family):
     from sampler import hiresgan_image2image as standalone
     from trainer.models.pix2pix import Pix2PixGenerator
@@ -277,13 +296,15 @@ def test_standalone_sampler_matches_the_trainer_and_reads_pngs(tmp_path, family)
     G = (
         Pix2PixGenerator(img_resolution=32, img_channels=3, in_channels=1, filters=4, c_dim=3)
         if family == "pix2pix"
-        else InpaintGenerator(img_resolution=32, img_channels=3, filters=4)
+        else InpaintGenerator(
+            img_resolution=32, img_channels=3, filters=4, prefill_equation=family.partition("-")[2] or "harmonic"
+        )
     ).eval()
     for p in G.parameters():  # the inpainting correction starts at zero: make it matter
         p.data += 0.01 * torch.randn_like(p)
     export_generator(G, tmp_path / "export")
     S, description = standalone.load_generator(tmp_path / "export")
-    assert description["family"] == family
+    assert description["family"] == family.partition("-")[0]
     rng = np.random.default_rng(0)
     if family == "pix2pix":
         x, c = torch.rand(2, 1, 64, 32) * 2 - 1, torch.eye(3)[:2]
@@ -292,6 +313,7 @@ def test_standalone_sampler_matches_the_trainer_and_reads_pngs(tmp_path, family)
         x, m = torch.rand(2, 3, 64, 32) * 2 - 1, torch.zeros(2, 1, 64, 32)
         m[:, :, 10:30, 5:20] = 1
         assert torch.allclose(S(x, m), G(x, m), atol=1e-6)
+        assert S.prefill_equation == G.prefill_equation
     for mode, shape in (("L", (23, 17)), ("RGB", (23, 17, 3)), ("RGBA", (9, 40, 4))):
         pixels = rng.integers(0, 256, shape, dtype=np.uint8)
         pixels[:5] = pixels[:1]  # repeated rows: the encoder picks other filters there
