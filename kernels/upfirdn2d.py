@@ -309,8 +309,13 @@ class FIRReference(torch.autograd.Function):
     def backward(ctx, grad):
         (f,) = ctx.saved_tensors
         geom, flip_filter, gain, (H, W) = ctx.args
-        up, down, pad, flip = _adjoint(geom, flip_filter, H, W)
-        return FIRReference.apply(grad, f, check_args(grad, f, up, down, pad, gain), flip, gain), None, None, None, None
+        (upx, upy), (dx, dy), pad, flip = _adjoint(geom, flip_filter, H, W)
+        adjoint = Geometry((upx, upy), (dx, dy), (pad[0], pad[2]), (pad[1], pad[3]), geom.fsize, (W, H))
+        if torch.is_grad_enabled():  # create_graph=True: a node again, for the next derivative
+            gx = FIRReference.apply(grad, f, adjoint, flip, gain)
+        else:
+            gx = _reference(grad, f, adjoint, flip, gain)
+        return gx, None, None, None, None
 
 
 def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl="auto"):
