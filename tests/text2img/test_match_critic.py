@@ -15,6 +15,7 @@ from trainer.config import ConfigError, load_config
 from trainer.data.colour_digits import captions
 from trainer.models import build_networks
 from trainer.phases import Counters, StepBatch, StepContext
+from trainer.text.match_critic import shift_images, translation_offsets
 from trainer.text.negatives import NUMBER_WORDS, number_values, preferred_swap_captions
 from trainer.text.tokenizer import PAD, WordTokenizer, count_words
 
@@ -69,8 +70,39 @@ def test_bad_values_name_the_key(colour_shards):
         for value in ("0", "-4"):
             with pytest.raises(ConfigError, match=f"text.{key}.*must be >= 1"):
                 load_config(*base, [f"data.urls={colour_shards}", f"text.{key}={value}"])
+    with pytest.raises(ConfigError, match="text.match_critic_augment.*must be >= 0"):
+        load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_weight=1", "text.match_critic_augment=-1"])
+    with pytest.raises(ConfigError, match="text.match_critic_augment.*text.match_critic_weight=0"):
+        load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_augment=2"])
     t = load_config(*base, [f"data.urls={colour_shards}"]).text
     assert (t.match_critic_weight, t.match_critic_channel_base, t.match_critic_channel_max) == (0.0, 512, 32)
+    assert t.match_critic_augment == 0
+    on = ["text.match_critic_weight=1", "text.match_critic_augment=2"]
+    assert load_config(*base, [f"data.urls={colour_shards}", *on]).text.match_critic_augment == 2
+
+
+def test_critic_translation_shifts_each_sample_deterministically():
+    n, s = 16, 2
+    x = torch.zeros(n, 3, 12, 12)
+    x[:, :, 5, 7] = torch.arange(1, 4, dtype=torch.float32)[None, :]  # one marked pixel, a value per channel
+    key = dict(seed=3, step=41, rank=1, stream="D")
+    y = shift_images(x, s, **key)
+    assert y.shape == x.shape and torch.equal(y, shift_images(x, s, **key))  # shape kept; same seed, same images
+    dx, dy = translation_offsets(n, s, device=x.device, **key)
+    assert dx.abs().max() <= s and dy.abs().max() <= s
+    for i in range(n):  # a real shift: the marked pixel moved by the sample's own offset, nothing else lit
+        assert torch.equal(y[i], torch.roll(x[i], (int(dy[i]), int(dx[i])), dims=(1, 2)))
+    offsets = set(zip(dx.tolist(), dy.tolist()))
+    assert len(offsets) > 4  # samples differ (25 possible offsets for 16 samples)
+    assert (dx != 0).any() and (dy != 0).any()
+    # Another step, rank or stream draws other offsets; shift 0 is the identity.
+    for other in (dict(step=42), dict(rank=0), dict(stream="G"), dict(seed=4)):
+        assert not torch.equal(shift_images(x, s, **{**key, **other}), y), other
+    assert shift_images(x, 0, **key) is x
+    # Differentiable: G's gradient flows back through the shift to the pixel that moved (its own place).
+    x.requires_grad_(True)
+    (shift_images(x, s, **key) * y).sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, x.detach())
 
 
 def _config(colour_shards, *extra):

@@ -36,6 +36,7 @@ def train(tiny, shards, out, name, kimg, *extra):
         "text.match_critic_weight=1",  # and the separate caption-matching critic (inside D's engine)
         "text.match_critic_channel_base=64",
         "text.match_critic_channel_max=8",
+        "text.match_critic_augment=1",  # its translations are drawn from (seed, step, rank, phase)
         *extra,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

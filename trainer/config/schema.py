@@ -265,6 +265,9 @@ class TextConfig:
     match_critic_weight: float = 0.0
     match_critic_channel_base: int = 512  # the critic's model.channel_base (the caption probe's fast size)
     match_critic_channel_max: int = 32  # the critic's model.channel_max
+    # pixels of random translation (per sample, in x and y, zero fill) of every image the critic scores:
+    # real ones in D's phase, fakes in G's phase (0: off); needs text.match_critic_weight > 0
+    match_critic_augment: int = 0
 
 
 @dataclass

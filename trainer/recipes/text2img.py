@@ -7,7 +7,8 @@ trainer/text/contrastive.py on D's projection features: D on the real batch, G o
 (`text.contrastive_negatives=word_swap` adds each image's hardest one-word swaps of its caption,
 trainer/text/swap_pool.py, to its row); and, with `text.match_critic_weight`, the separate
 caption-matching critic of trainer/text/match_critic.py (D's submodule `match_critic`): trained in
-D's phase on the real batch only, its score of G's fakes against their captions added to G's loss.
+D's phase on the real batch only, its score of G's fakes against their captions added to G's loss (with
+`text.match_critic_augment`, every image it scores is randomly translated first).
 
 Fakes are drawn for the real batch's own captions, so G trains on the caption distribution of
 the data and never on a caption the data lacks (the withheld pairs of the colour-digits test).
@@ -27,7 +28,7 @@ from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
 from trainer.text.contrastive import beats_swaps, contrastive_loss
 from trainer.text.encoders import build_tokenizer
-from trainer.text.match_critic import critic_loss, generator_loss
+from trainer.text.match_critic import critic_loss, generator_loss, shift_images
 from trainer.text.negatives import hardest, number_values, preferred_swap_captions, word_swap_options, wrong_captions
 from trainer.text.swap_pool import hard_negatives
 
@@ -104,8 +105,8 @@ class Text2ImgRecipe(AugmentedRecipe):
             img, _ = generate(ctx.G, ctx.z(n), tokens, style_mixing=mix, update_w_avg=True)
             result = g_adversarial(img)
             if critic_weight:
-                # The critic (frozen here with the rest of D) on the fakes, unaugmented as it trains.
-                matching = generator_loss(ctx.D.match_critic, img, tokens)
+                # The critic (frozen here with the rest of D) on the fakes, translated as its real images are.
+                matching = generator_loss(ctx.D.match_critic, self._critic_view(ctx, img, "G"), tokens)
                 terms = {**result.terms, "match_critic": matching.detach()}
                 result = PhaseLosses(result.total + critic_weight * matching, terms)
             return result
@@ -149,7 +150,8 @@ class Text2ImgRecipe(AugmentedRecipe):
                 # The probe's loss on the real batch only (never a fake): own caption vs a one-word swap,
                 # a number word where the batch offers one. Unweighted: the weight scales G's use of it.
                 wrong = preferred_swap_captions(tokens, step, self._number_values)
-                matching, accuracy = critic_loss(ctx.D.match_critic, real, tokens, wrong)
+                seen = self._critic_view(ctx, real, "D")  # one shift per image, for both of its captions
+                matching, accuracy = critic_loss(ctx.D.match_critic, seen, tokens, wrong)
                 terms = {**result.terms, "match_critic": matching.detach(), "match_critic_acc": accuracy}
                 result = PhaseLosses(result.total + matching, terms)
             return result
@@ -168,6 +170,11 @@ class Text2ImgRecipe(AugmentedRecipe):
 
             ctx.run_phase("D_reg", "D", d_reg)
         self.after_step(ctx)
+
+    def _critic_view(self, ctx: StepContext, img: torch.Tensor, stream: str) -> torch.Tensor:
+        """`img` as the match critic sees it: translated by up to `text.match_critic_augment` pixels."""
+        shift = self.cfg.text.match_critic_augment
+        return shift_images(img, shift, seed=self.cfg.run.seed, step=ctx.step, rank=ctx.rank, stream=stream)
 
     def _embed(self, ctx: StepContext, img: torch.Tensor, tokens: torch.Tensor):
         """D's (image, caption) features of `img`, augmented as every image D sees is (ADA, DiffAugment)."""

@@ -46,6 +46,15 @@ def validate_text(cfg, fail: Fail) -> None:
     for key in ("match_critic_channel_base", "match_critic_channel_max"):
         if getattr(t, key) < 1:
             fail(f"text.{key}", f"got {getattr(t, key)}; must be >= 1 (the critic's channel count, e.g. 512 / 32)")
+    if t.match_critic_augment < 0:
+        fail("text.match_critic_augment", f"got {t.match_critic_augment}; must be >= 0 (pixels of translation, 0: off)")
+    if t.match_critic_augment > 0 and not t.match_critic_weight > 0:
+        # Refused rather than ignored: a config never claims a term that is not applied.
+        fail(
+            "text.match_critic_augment",
+            f"is {t.match_critic_augment} but text.match_critic_weight=0 turns the critic off; "
+            "set text.match_critic_weight (e.g. 1) or text.match_critic_augment=0",
+        )
     if t.attn_res != 0 and not (4 <= t.attn_res <= cfg.data.resolution and t.attn_res & (t.attn_res - 1) == 0):
         fail(
             "text.attn_res",

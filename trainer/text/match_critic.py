@@ -9,13 +9,45 @@ inside D's engine: D's optimizer steps it in D's phase, D's checkpoints carry it
 with the rest of D in G's phases) that never sees a fake: it is trained with exactly the probe's
 loss on the real batch, and G is asked to draw images it matches to their caption.
 
-No augmentation on either side (the probe has none): the critic scores images as drawn.
+With `text.match_critic_augment` = s > 0, every image the critic scores (the real batch in D's
+phase, G's fakes in G's phase) is first shifted by up to s pixels in x and y (DiffAugment's
+`translate` of trainer/augment.py: pad, crop, zero fill), a fresh offset per sample, so a pixel
+pattern aimed at the critic's blind spots does not land where it was aimed while the digit stays
+readable. The offsets come from a generator seeded by (run.seed, step, rank, phase stream), not
+from the rank's RNG: the same on every re-run and after a resume, and the rank's other draws (z,
+style mixing, DiffAugment/ADA) are the same with the option on or off. Off (0): images as drawn.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from trainer.augment import translate
+
+# Stream tags of the critic's translations: D's phase (real images) and G's phase (fakes) draw apart.
+AUGMENT_STREAMS = {"D": 0x4D43_5244, "G": 0x4D43_5247}
+
+
+def translation_offsets(
+    n: int, shift: int, *, seed: int, step: int, rank: int, stream: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample integer offsets (dx, dy) [n] in [-shift, shift], from a generator on `device`
+    seeded by (seed, step, rank, AUGMENT_STREAMS[stream]): deterministic, no host sync."""
+    state = int(np.random.SeedSequence([seed, step, rank, AUGMENT_STREAMS[stream]]).generate_state(1)[0])
+    gen = torch.Generator(device=device).manual_seed(state)
+    offsets = torch.randint(-shift, shift + 1, [2, n], generator=gen, device=device)
+    return offsets[0], offsets[1]
+
+
+def shift_images(x: torch.Tensor, shift: int, *, seed: int, step: int, rank: int, stream: str) -> torch.Tensor:
+    """`x` [N, C, H, W] with each sample moved by its own offset of at most `shift` pixels (zero
+    fill, shape kept; differentiable, so G's gradient flows through); `shift` 0 returns `x`."""
+    if shift <= 0:
+        return x
+    dx, dy = translation_offsets(x.shape[0], shift, seed=seed, step=step, rank=rank, stream=stream, device=x.device)
+    return translate(x, dx, dy, shift)
 
 
 def critic_loss(critic, real: torch.Tensor, tokens: torch.Tensor, wrong: torch.Tensor):
