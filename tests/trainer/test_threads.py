@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.worker import cpu_max_texts, rank_threads
+from trainer.cpu_budget import cpu_max_texts, rank_threads
 
 
 @pytest.mark.parametrize(
