@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import ConfigError, load_config
+from trainer.config.schema import TextConfig
 from trainer.data.colour_digits import captions
 from trainer.models import build_networks
 from trainer.phases import Counters, StepBatch, StepContext
@@ -73,12 +74,12 @@ def test_bad_values_name_the_key(colour_shards):
     with pytest.raises(ConfigError, match="text.match_critic_augment.*must be >= 0"):
         load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_weight=1", "text.match_critic_augment=-1"])
     with pytest.raises(ConfigError, match="text.match_critic_augment.*text.match_critic_weight=0"):
-        load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_augment=2"])
-    t = load_config(*base, [f"data.urls={colour_shards}"]).text
-    assert (t.match_critic_weight, t.match_critic_channel_base, t.match_critic_channel_max) == (0.0, 512, 32)
-    assert t.match_critic_augment == 0
-    on = ["text.match_critic_weight=1", "text.match_critic_augment=2"]
-    assert load_config(*base, [f"data.urls={colour_shards}", *on]).text.match_critic_augment == 2
+        load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_weight=0", "text.match_critic_augment=2"])
+    defaults = TextConfig()  # off unless a config turns it on
+    assert (defaults.match_critic_weight, defaults.match_critic_augment) == (0.0, 0)
+    t = load_config(*base, [f"data.urls={colour_shards}"]).text  # the embedded default turns it on
+    assert (t.match_critic_weight, t.match_critic_channel_base, t.match_critic_channel_max) == (1.0, 512, 32)
+    assert t.match_critic_augment == 2
 
 
 def test_critic_translation_shifts_each_sample_deterministically():
@@ -112,7 +113,7 @@ def _config(colour_shards, *extra):
 
 def test_critic_is_built_only_when_on(colour_shards):
     torch.manual_seed(0)
-    _, D_off = build_networks(_config(colour_shards))
+    _, D_off = build_networks(_config(colour_shards, "text.match_critic_weight=0", "text.match_critic_augment=0"))
     torch.manual_seed(0)
     _, D_on = build_networks(_config(colour_shards, "text.match_critic_weight=0.5", "text.match_critic_channel_max=8"))
     assert D_off.match_critic is None and not any(k.startswith("match_critic.") for k in D_off.state_dict())
@@ -145,7 +146,9 @@ def test_one_step_trains_the_critic_on_real_images_in_d_phase_only(colour_shards
     from trainer.loop import Trainer
     from trainer.recipes.text2img import Text2ImgRecipe
 
-    cfg = _config(colour_shards, "text.match_critic_weight=2", "text.match_critic_channel_max=8")
+    cfg = _config(
+        colour_shards, "text.match_critic_weight=2", "text.match_critic_channel_max=8", "text.match_critic_augment=0"
+    )
     torch.manual_seed(0)
     G, D = build_networks(cfg)
     recipe = Text2ImgRecipe(cfg, device=torch.device("cpu"))
