@@ -87,6 +87,8 @@ def smooth_fill(image: torch.Tensor, mask: torch.Tensor, levels: int, equation: 
                 out = held + (1 - weight) * (out - BIHARMONIC_OMEGA / 20 * _laplacian(_laplacian(out)))
             continue
         for _ in range(FINE_STEPS if level == 0 else COARSE_STEPS):
+            # The neighbours' mean written out, not out + _laplacian(out) / 4: equal in exact
+            # arithmetic, but harmonic exports trained before the biharmonic option keep their bits.
             p = F.pad(out, (1, 1, 1, 1), mode="replicate")
             neighbours = (p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:]) * 0.25
             out = held + (1 - weight) * neighbours
