@@ -1,10 +1,13 @@
 """The separate caption-matching critic (`text.match_critic_weight`, trainer/text/match_critic.py):
 its negatives (one word swapped, another number preferred), its config checks, that it exists only
 when on, and one training step through the loop's own phase runner: the critic's loss is the caption
-probe's on the real batch, it is updated in D's phase and never in G's. The 2-rank exact-resume test
+probe's on the real batch, it is updated in D's phase and never in G's; and G's two objectives
+(`text.match_critic_objective`): the relative one pays only for the critic preferring the fake's own
+caption over the swap, and logs `G/match_critic_acc`. The 2-rank exact-resume test
 (test_train_text2img.py) trains with it on."""
 
 import copy
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +19,7 @@ from trainer.config.schema import TextConfig
 from trainer.data.colour_digits import captions
 from trainer.models import build_networks
 from trainer.phases import Counters, StepBatch, StepContext
-from trainer.text.match_critic import shift_images, translation_offsets
+from trainer.text.match_critic import generator_loss, relative_generator_loss, shift_images, translation_offsets
 from trainer.text.negatives import NUMBER_WORDS, number_values, preferred_swap_captions
 from trainer.text.tokenizer import PAD, WordTokenizer, count_words
 
@@ -64,6 +67,7 @@ def test_negatives_swap_one_word_and_prefer_another_number():
 
 def test_bad_values_name_the_key(colour_shards):
     base = ["configs/text2img_digits.yaml"]
+    off = ["text.match_critic_weight=0", "text.match_critic_augment=0"]
     for value in ("-1", "nan"):
         with pytest.raises(ConfigError, match="text.match_critic_weight.*must be >= 0"):
             load_config(*base, [f"data.urls={colour_shards}", f"text.match_critic_weight={value}"])
@@ -75,11 +79,57 @@ def test_bad_values_name_the_key(colour_shards):
         load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_weight=1", "text.match_critic_augment=-1"])
     with pytest.raises(ConfigError, match="text.match_critic_augment.*text.match_critic_weight=0"):
         load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_weight=0", "text.match_critic_augment=2"])
+    for value in ("margin", "Relative", "hinge"):
+        with pytest.raises(ConfigError, match="text.match_critic_objective.*valid choices: absolute, relative"):
+            load_config(*base, [f"data.urls={colour_shards}", f"text.match_critic_objective={value}"])
+    with pytest.raises(ConfigError, match="text.match_critic_objective.*text.match_critic_weight=0"):
+        load_config(*base, [f"data.urls={colour_shards}", *off, "text.match_critic_objective=relative"])
+    relative = load_config(*base, [f"data.urls={colour_shards}", "text.match_critic_objective=relative"]).text
+    assert relative.match_critic_objective == "relative"
     defaults = TextConfig()  # off unless a config turns it on
     assert (defaults.match_critic_weight, defaults.match_critic_augment) == (0.0, 0)
+    assert defaults.match_critic_objective == "absolute"  # today's G loss unless a config asks
     t = load_config(*base, [f"data.urls={colour_shards}"]).text  # the embedded default turns it on
     assert (t.match_critic_weight, t.match_critic_channel_base, t.match_critic_channel_max) == (1.0, 512, 32)
-    assert t.match_critic_augment == 2
+    assert (t.match_critic_augment, t.match_critic_objective) == (2, "absolute")
+
+
+class _StandIn(torch.nn.Module):
+    """A critic reading captions exactly: score(x, t) = mean(x) * (gain if t is the caption `right`
+    the image was drawn for, else -gain) + mean(x) * blind (a part that ignores the caption)."""
+
+    def __init__(self, right: torch.Tensor, gain: float, blind: float):
+        super().__init__()
+        self.right, self.gain, self.blind = right, gain, blind
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        sign = (tokens == self.right).all(dim=1).float() * 2 - 1
+        return x.mean(dim=(1, 2, 3)) * (self.gain * sign + self.blind)
+
+
+def test_relative_objective_pays_only_for_preferring_the_own_caption():
+    tokens, values = _tokens()
+    wrong = preferred_swap_captions(tokens, 0, values)
+    fake = torch.ones(len(tokens), 3, 4, 4)
+    # Prefers the fake's own caption by 6 (+3 vs -3): low loss, every fake counted as read.
+    loss, acc = relative_generator_loss(_StandIn(tokens, 3.0, 0.0), fake, tokens, wrong)
+    assert loss.item() == pytest.approx(F.softplus(torch.tensor(-6.0)).item()) and loss.item() < 0.01
+    assert acc.item() == 1.0 and not acc.requires_grad
+    # Prefers the swapped caption by 6: high loss, none read.
+    loss, acc = relative_generator_loss(_StandIn(tokens, -3.0, 0.0), fake, tokens, wrong)
+    assert loss.item() == pytest.approx(6.0, abs=0.01) and acc.item() == 0.0
+    # A critic scoring every caption alike (+5): the absolute loss is already low, the relative one is
+    # log 2 with no gradient at all (raising the score for every caption earns nothing); ties count against.
+    blind = _StandIn(tokens, 0.0, 5.0)
+    assert generator_loss(blind, fake, tokens).item() < 0.01
+    x = fake.clone().requires_grad_(True)
+    loss, acc = relative_generator_loss(blind, x, tokens, wrong)
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(2)) and acc.item() == 0.0 and x.grad.abs().max() == 0
+    # A reading critic gives G a gradient towards its own caption: brighter fakes here (the margin grows with mean(x)).
+    x = fake.clone().requires_grad_(True)
+    relative_generator_loss(_StandIn(tokens, 1.0, 2.0), x, tokens, wrong)[0].backward()
+    assert (x.grad < 0).all()
 
 
 def test_critic_translation_shifts_each_sample_deterministically():
@@ -142,12 +192,17 @@ class _Engine:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def test_one_step_trains_the_critic_on_real_images_in_d_phase_only(colour_shards):
+@pytest.mark.parametrize("objective, shift", [("absolute", 0), ("relative", 1)])
+def test_one_step_trains_the_critic_on_real_images_in_d_phase_only(colour_shards, objective, shift):
     from trainer.loop import Trainer
     from trainer.recipes.text2img import Text2ImgRecipe
 
     cfg = _config(
-        colour_shards, "text.match_critic_weight=2", "text.match_critic_channel_max=8", "text.match_critic_augment=0"
+        colour_shards,
+        "text.match_critic_weight=2",
+        "text.match_critic_channel_max=8",
+        f"text.match_critic_augment={shift}",
+        f"text.match_critic_objective={objective}",
     )
     torch.manual_seed(0)
     G, D = build_networks(cfg)
@@ -168,6 +223,8 @@ def test_one_step_trains_the_critic_on_real_images_in_d_phase_only(colour_shards
     )
     critic = D.match_critic
     seen = {}
+    calls = []  # (image, caption) of every critic call, G_main's first (it runs before D_main)
+    critic.register_forward_hook(lambda module, args, out: calls.append((args[0], args[1], out.detach())))
 
     def run_phase(name, network, compute):
         before = copy.deepcopy(critic)
@@ -214,15 +271,31 @@ def test_one_step_trains_the_critic_on_real_images_in_d_phase_only(colour_shards
     # G's phases: the critic takes no gradient and does not move; G does learn from it.
     assert all(g is None for g in seen["G_grads"])
     assert not seen["G_main"][1] and not seen["G_reg"][1] and loop._sums["G/match_critic"] > 0
+    g_terms = seen["G_main"][2]["terms"]
+    wrong = preferred_swap_captions(tokens, 0, recipe._number_values)  # D's swap of this step
+    if objective == "absolute":
+        assert "G/match_critic_acc" not in loop._sums and len(calls) == 1 + 2  # G_main once, D_main twice
+        ((_, caption, score),) = calls[:1]
+        assert torch.equal(caption, tokens)
+        assert g_terms["match_critic"].item() == pytest.approx(F.softplus(-score).mean().item(), rel=1e-5)
+    else:
+        # One translated view of the fakes, scored for their captions and for D's swap of this step.
+        (view, caption, right_score), (view_again, swapped, wrong_score) = calls[:2]
+        assert len(calls) == 2 + 2 and view_again is view
+        assert torch.equal(caption, tokens) and torch.equal(swapped, wrong)
+        margin = F.softplus(wrong_score - right_score).mean()
+        assert g_terms["match_critic"].item() == pytest.approx(margin.item(), rel=1e-5)
+        share = (right_score > wrong_score).float().mean().item()
+        assert g_terms["match_critic_acc"].item() == share and loop._sums["G/match_critic_acc"].item() == share
     # D's main phase: the critic's loss is the probe's, on the real batch and the swapped captions.
     before, moved, captured = seen["D_main"]
     assert moved and all(g is not None and g.abs().sum() > 0 for g in captured["grads"])
-    wrong = preferred_swap_captions(tokens, 0, recipe._number_values)
     number = recipe._number_values[tokens.clamp(min=0)]
     changed = wrong != tokens
     assert (changed.sum(dim=1) == 1).all() and (number[changed] >= 0).all()  # the number word, and only it
+    view = shift_images(real, shift, seed=cfg.run.seed, step=0, rank=0, stream="D")  # `real` itself at 0
     with torch.no_grad():
-        right_score, wrong_score = before(real, tokens), before(real, wrong)
+        right_score, wrong_score = before(view, tokens), before(view, wrong)
         probe = F.softplus(-right_score).mean() + F.softplus(wrong_score).mean()
     assert captured["terms"]["match_critic"].item() == pytest.approx(probe.item(), rel=1e-5)
     assert captured["terms"]["match_critic_acc"].item() == (right_score > wrong_score).float().mean().item()

@@ -268,6 +268,12 @@ class TextConfig:
     # pixels of random translation (per sample, in x and y, zero fill) of every image the critic scores:
     # real ones in D's phase, fakes in G's phase (0: off); needs text.match_critic_weight > 0
     match_critic_augment: int = 0
+    # G's use of the critic: "absolute" (softplus(-critic(fake, its caption))) or "relative"
+    # (softplus(critic(fake, swap) - critic(fake, its caption)), the swap being the critic's own one-word,
+    # digit-preferring negative): an absolute score can be raised for every caption at once, the margin
+    # only pays for evidence that tells the asked digit from another (logs G/match_critic_acc too);
+    # relative needs text.match_critic_weight > 0
+    match_critic_objective: str = "absolute"
 
 
 @dataclass

@@ -8,7 +8,10 @@ trainer/text/contrastive.py on D's projection features: D on the real batch, G o
 trainer/text/swap_pool.py, to its row); and, with `text.match_critic_weight`, the separate
 caption-matching critic of trainer/text/match_critic.py (D's submodule `match_critic`): trained in
 D's phase on the real batch only, its score of G's fakes against their captions added to G's loss (with
-`text.match_critic_augment`, every image it scores is randomly translated first).
+`text.match_critic_augment`, every image it scores is randomly translated first). With
+`text.match_critic_objective=relative` G's term is the margin softplus(C(fake, swap) - C(fake, caption))
+over the critic's own one-word (digit-preferring) swap instead of the absolute score: an absolute
+score can be raised for every caption at once, the margin only pays for digit-specific evidence.
 
 Fakes are drawn for the real batch's own captions, so G trains on the caption distribution of
 the data and never on a caption the data lacks (the withheld pairs of the colour-digits test).
@@ -28,7 +31,7 @@ from trainer.recipes.augmented import AugmentedRecipe
 from trainer.text.captions import CaptionDecoder
 from trainer.text.contrastive import beats_swaps, contrastive_loss
 from trainer.text.encoders import build_tokenizer
-from trainer.text.match_critic import critic_loss, generator_loss, shift_images
+from trainer.text.match_critic import critic_loss, generator_loss, relative_generator_loss, shift_images
 from trainer.text.negatives import hardest, number_values, preferred_swap_captions, word_swap_options, wrong_captions
 from trainer.text.swap_pool import hard_negatives
 
@@ -105,9 +108,24 @@ class Text2ImgRecipe(AugmentedRecipe):
             img, _ = generate(ctx.G, ctx.z(n), tokens, style_mixing=mix, update_w_avg=True)
             result = g_adversarial(img)
             if critic_weight:
-                # The critic (frozen here with the rest of D) on the fakes, translated as its real images are.
-                matching = generator_loss(ctx.D.match_critic, self._critic_view(ctx, img, "G"), tokens)
-                terms = {**result.terms, "match_critic": matching.detach()}
+                # The critic (frozen here with the rest of D) on the fakes, translated as its real images
+                # are: one view, scored for every caption it is compared on.
+                seen = self._critic_view(ctx, img, "G")
+                terms = dict(result.terms)
+                if self.cfg.text.match_critic_objective == "relative":
+                    # D_main's call with the step as is: a pure function of (tokens, step), so G's swap
+                    # is exactly the one the critic trains on this step. That does not matter: the critic
+                    # never learns from fakes (frozen here, and D_main scores only real images), so G
+                    # cannot steer what the critic learns about this swap; G is asked to beat the very
+                    # distinction the critic is taught, and the step cycles both through every allowed
+                    # swap. Another salt would serve as well; this one needs no RNG, so resume stays exact.
+                    wrong = preferred_swap_captions(tokens, step, self._number_values)
+                    matching, terms["match_critic_acc"] = relative_generator_loss(
+                        ctx.D.match_critic, seen, tokens, wrong
+                    )
+                else:
+                    matching = generator_loss(ctx.D.match_critic, seen, tokens)
+                terms["match_critic"] = matching.detach()
                 result = PhaseLosses(result.total + critic_weight * matching, terms)
             return result
 

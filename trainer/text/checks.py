@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 Fail = Callable[[str, str], None]
+# text.match_critic_objective: G's term on the critic's score (trainer/text/match_critic.py).
+MATCH_CRITIC_OBJECTIVES = ("absolute", "relative")
 
 
 def validate_text(cfg, fail: Fail) -> None:
@@ -54,6 +56,18 @@ def validate_text(cfg, fail: Fail) -> None:
             "text.match_critic_augment",
             f"is {t.match_critic_augment} but text.match_critic_weight=0 turns the critic off; "
             "set text.match_critic_weight (e.g. 1) or text.match_critic_augment=0",
+        )
+    if t.match_critic_objective not in MATCH_CRITIC_OBJECTIVES:
+        fail(
+            "text.match_critic_objective",
+            f"got {t.match_critic_objective!r}; valid choices: {', '.join(MATCH_CRITIC_OBJECTIVES)}",
+        )
+    if t.match_critic_objective != "absolute" and not t.match_critic_weight > 0:
+        # Refused rather than ignored: a config never claims a term that is not applied.
+        fail(
+            "text.match_critic_objective",
+            f"is {t.match_critic_objective!r} but text.match_critic_weight=0 turns the critic off; "
+            "set text.match_critic_weight (e.g. 1) or text.match_critic_objective=absolute",
         )
     if t.attn_res != 0 and not (4 <= t.attn_res <= cfg.data.resolution and t.attn_res & (t.attn_res - 1) == 0):
         fail(

@@ -9,6 +9,12 @@ inside D's engine: D's optimizer steps it in D's phase, D's checkpoints carry it
 with the rest of D in G's phases) that never sees a fake: it is trained with exactly the probe's
 loss on the real batch, and G is asked to draw images it matches to their caption.
 
+How G is asked (`text.match_critic_objective`): `absolute` (the default) is softplus(-C(fake, its
+caption)), `relative` is softplus(C(fake, wrong) - C(fake, its caption)) with `wrong` the critic's
+own kind of negative (a one-word swap, a number word preferred). Why: an absolute score can be
+raised for every caption at once (images the critic likes whatever they are asked to show), while
+the relative form only pays for evidence that tells the asked digit from another.
+
 With `text.match_critic_augment` = s > 0, every image the critic scores (the real batch in D's
 phase, G's fakes in G's phase) is first shifted by up to s pixels in x and y (DiffAugment's
 `translate` of trainer/augment.py: pad, crop, zero fill), a fresh offset per sample, so a pixel
@@ -63,3 +69,17 @@ def critic_loss(critic, real: torch.Tensor, tokens: torch.Tensor, wrong: torch.T
 def generator_loss(critic, fake: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """G's side: softplus(-C(fake, the caption it was drawn for)), averaged: draw what C matches."""
     return F.softplus(-critic(fake, tokens)).mean()
+
+
+def relative_generator_loss(critic, fake: torch.Tensor, tokens: torch.Tensor, wrong: torch.Tensor):
+    """G's side with `text.match_critic_objective=relative`: softplus(C(fake, wrong) - C(fake, its
+    caption)), averaged; low only where the critic prefers the fake's own caption over the swapped
+    one, so a score raised for every caption alike earns nothing. `fake` is scored twice as given
+    (the caller translates it once, so both captions see the same view), in two calls as in
+    `critic_loss` (not one batch of 2N: the critic's minibatch-stddev groups stay those of N images). Returns
+    (loss, accuracy), accuracy the detached share of fakes whose own caption scores above `wrong`
+    (ties count against), logged as `match_critic_acc`."""
+    right_score, wrong_score = critic(fake, tokens), critic(fake, wrong)
+    loss = F.softplus(wrong_score - right_score).mean()
+    accuracy = (right_score > wrong_score).float().mean().detach()
+    return loss, accuracy
