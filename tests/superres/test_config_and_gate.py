@@ -18,11 +18,12 @@ CFG = "configs/sr_photos.yaml"
     [
         ("sr.scale=3", "sr.scale"),
         ("sr.stage=wgan", "sr.stage"),
-        ("sr.discriminator=patch", "sr.discriminator"),
+        ("sr.discriminator=stylegan", "sr.discriminator"),
+        ("sr.discriminator=patch sr.patch_layers=5", "sr.patch_layers"),
         ("sr.gan_loss=hinge", "sr.gan_loss"),
         ("sr.blocks=0", "sr.blocks"),
         ("data.resolution=8", "data.resolution"),
-        ("loss.r1_gamma=10", "loss.r1_gamma"),
+        ("loss.r1_gamma=10", "loss.r1_gamma"),  # the PSNR stage: D never trains
         ("sr.init_from=/nonexistent/export", "sr.init_from"),
         ("sr.perceptual_weight=1", "sr.perceptual_weights"),
         ("sr.degradation=jpeg", "sr.degradation"),
@@ -30,7 +31,7 @@ CFG = "configs/sr_photos.yaml"
 )
 def test_bad_sr_settings_name_the_key(override, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
-        load_config(CFG, [override])
+        load_config(CFG, override.split())
 
 
 def test_shipped_sr_configs_load():

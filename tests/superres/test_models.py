@@ -1,11 +1,11 @@
-"""RRDBNet and the two discriminators: shapes, the bicubic start, exports, init_from."""
+"""RRDBNet and the three discriminators: shapes, the bicubic start, exports, init_from."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from trainer.export import export_generator, load_generator
-from trainer.models.esrgan import RRDBNet, VGGDiscriminator, load_into
+from trainer.models.esrgan import PatchCritic, RRDBNet, VGGDiscriminator, load_into
 from trainer.models.unet_discriminator import UNetDiscriminator
 
 
@@ -34,6 +34,8 @@ def test_discriminators():
     unet = UNetDiscriminator(img_resolution=32, features=8)
     assert unet(img).shape == (2, 1, 32, 32)  # one logit per pixel
     assert sum(1 for name, _ in unet.named_parameters() if name.endswith("weight_orig")) == 8  # spectral norm
+    # 32 -> 16 -> 8 (two stride-2 levels) -> 7 -> 6: 36 logits, each seeing a 34x34 patch
+    assert PatchCritic(img_resolution=32, features=8, layers=2)(img).shape == (2, 36)
 
 
 def test_export_round_trip_and_init_from(tmp_path):

@@ -139,6 +139,26 @@ class VGGDiscriminator(nn.Module):
         return self.head(self.features(img.to(self.head[1].weight.dtype)))  # [N, 1]
 
 
+class PatchCritic(nn.Module):
+    """pix2pix's PatchGAN on the image alone: one logit per overlapping patch ([N, patches]), so D
+    judges local texture, where SR output and real photos differ most. Instance norm inside; pair
+    it with R1 (loss.r1_gamma), as the inpainting family does."""
+
+    family = "esrgan"
+
+    def __init__(self, *, img_resolution: int, img_channels: int = 3, features: int = 64, layers: int = 2):
+        super().__init__()
+        from trainer.models.pix2pix import PatchDiscriminator
+
+        self.img_resolution = img_resolution
+        self.patch = PatchDiscriminator(
+            in_channels=img_channels, filters=features, layers=layers, resolution=img_resolution
+        )
+
+    def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.patch(img)
+
+
 def build_esrgan(cfg) -> tuple[nn.Module, nn.Module]:
     """(RRDBNet, D) from the config; `sr.init_from` loads a PSNR-stage export into G first."""
     from trainer.models.unet_discriminator import UNetDiscriminator
@@ -154,8 +174,13 @@ def build_esrgan(cfg) -> tuple[nn.Module, nn.Module]:
         upsample=s.upsample,
         residual=s.residual,
     )
-    D_class = VGGDiscriminator if s.discriminator == "vgg" else UNetDiscriminator
-    D = D_class(img_resolution=d.resolution, img_channels=d.channels, features=s.d_features)
+    if s.discriminator == "patch":
+        D = PatchCritic(
+            img_resolution=d.resolution, img_channels=d.channels, features=s.d_features, layers=s.patch_layers
+        )
+    else:
+        D_class = VGGDiscriminator if s.discriminator == "vgg" else UNetDiscriminator
+        D = D_class(img_resolution=d.resolution, img_channels=d.channels, features=s.d_features)
     if s.init_from:
         load_into(G, s.init_from)
     return G, D

@@ -6,7 +6,9 @@
   `l1_weight` x L1 + `gan_weight` x adversarial (+ `perceptual_weight` x VGG feature L1), then D
   main. `sr.gan_loss=ragan` is the relativistic average GAN of ESRGAN (D judges whether a real
   image looks more real than the average fake, and G the reverse); `vanilla` is the plain
-  non-saturating one of Real-ESRGAN. Both work per image (VGG D) or per pixel (U-Net D).
+  non-saturating one of Real-ESRGAN. Both work per image (VGG D), per patch (patch D) or per
+  pixel (U-Net D). With `loss.r1_gamma` > 0, a lazy R1 phase on real crops every
+  `loss.d_reg_interval` steps.
 
 At every sample grid the recipe also scores G_ema on the validation photos (`validate`).
 """
@@ -77,6 +79,7 @@ class ESRGANRecipe(RecipeBase):
                 Path(self.s.perceptual_weights).expanduser(), sha256=self.s.perceptual_sha256
             ).to(device)
         self.val_folder = validation_folder(cfg)
+        self.d_reg_interval = cfg.loss.d_reg_interval if cfg.loss.r1_gamma > 0 else 0
 
     def sample_decoder(self) -> PairDecoder:
         d = self.cfg.data
@@ -126,6 +129,11 @@ class ESRGANRecipe(RecipeBase):
 
         ctx.run_phase("G_main", "G", g_main)
         ctx.run_phase("D_main", "D", d_main)
+        if self.d_reg_interval and ctx.step % self.d_reg_interval == 0:
+            gamma, interval = self.cfg.loss.r1_gamma, self.d_reg_interval
+            ctx.run_phase(
+                "D_reg", "D", lambda: losses.discriminator_r1(ctx.D, hr, None, gamma=gamma, interval=interval)
+            )
 
     @torch.no_grad()
     def grid_images(self, G_ema) -> Optional[tuple[torch.Tensor, int]]:

@@ -13,7 +13,7 @@ from typing import Callable
 
 SCALES = (2, 4, 8)
 STAGES = ("psnr", "gan")
-DISCRIMINATORS = ("vgg", "unet")
+DISCRIMINATORS = ("vgg", "unet", "patch")
 GAN_LOSSES = ("ragan", "vanilla")
 VAL_METRICS_ON = ("y", "rgb")
 
@@ -31,8 +31,10 @@ class SuperResConfig:
     residual: str = "none"  # none (the paper) or bicubic: G adds the bicubic upscale of its input (fast start)
     stage: str = "psnr"  # psnr: pixel L1 only (D idle); gan: L1 + adversarial (+ perceptual)
     init_from: str = ""  # a PSNR-stage export (folder or .safetensors) loaded into G before training
-    discriminator: str = "vgg"  # gan stage: vgg (one logit per image) or unet (spectral norm, one per pixel)
+    discriminator: str = "vgg"  # gan stage: vgg (one logit per image), unet (spectral norm, one per pixel)
+    # or patch (pix2pix's PatchGAN, one logit per patch; pair it with loss.r1_gamma > 0)
     d_features: int = 64  # D's first-level channels
+    patch_layers: int = 2  # discriminator=patch: stride-2 levels; 2 -> each logit sees a 34x34 patch
     gan_loss: str = "ragan"  # gan stage: ragan (relativistic average, ESRGAN) or vanilla (Real-ESRGAN)
     l1_weight: float = 1.0  # weight of |G(lr) - hr|_1 (the paper's GAN stage: 0.01 beside perceptual 1)
     gan_weight: float = 0.005  # gan stage: weight of G's adversarial loss (the paper: 0.005)
@@ -69,7 +71,7 @@ def validate_superres(cfg, fail: Callable[[str, str], None]) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             fail(key, f"got {value!r}; valid choices: {', '.join(map(str, allowed))}")
-    for key in ("blocks", "features", "growth", "d_features", "tile"):
+    for key in ("blocks", "features", "growth", "d_features", "patch_layers", "tile"):
         if getattr(s, key) < 1:
             fail(f"sr.{key}", f"got {getattr(s, key)}; must be >= 1")
     for key in ("l1_weight", "gan_weight", "perceptual_weight", "val_crop"):
@@ -84,13 +86,18 @@ def validate_superres(cfg, fail: Callable[[str, str], None]) -> None:
         )
     if s.discriminator == "unet" and cfg.data.resolution < 16:
         fail("data.resolution", f"got {cfg.data.resolution}; the U-Net D needs HR crops of at least 16")
+    if s.discriminator == "patch" and cfg.data.resolution >> s.patch_layers < 3:
+        fail(
+            "sr.patch_layers",
+            f"got {s.patch_layers}; {s.patch_layers} halvings of a {cfg.data.resolution}px crop leave under "
+            "3 pixels, too few for the patch D's last two 4x4 convs: lower it or raise data.resolution",
+        )
     if cfg.c_dim:
         fail("model.conditional", "is true; model.family=esrgan takes no labels: set model.conditional=false")
-    if cfg.augment.kind != "none" or cfg.loss.r1_gamma > 0:
-        fail(
-            "augment.kind" if cfg.augment.kind != "none" else "loss.r1_gamma",
-            "is not applied by model.family=esrgan; set augment.kind=none and loss.r1_gamma=0",
-        )
+    if cfg.augment.kind != "none":
+        fail("augment.kind", "is not applied by model.family=esrgan; set augment.kind=none")
+    if cfg.loss.r1_gamma > 0 and s.stage != "gan":
+        fail("loss.r1_gamma", "regularises D, which only trains in sr.stage=gan; set loss.r1_gamma=0")
     if s.init_from and not Path(s.init_from).expanduser().exists():
         fail("sr.init_from", f"'{s.init_from}' does not exist; pass a PSNR-stage export folder or its .safetensors")
     if s.perceptual_weight > 0:
